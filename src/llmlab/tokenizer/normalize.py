@@ -191,7 +191,9 @@ def normalizer_from_hf(d: dict | None) -> Normalizer | None:
     kind = d.get("type") if isinstance(d, dict) else None
     try:
         if kind == "BertNormalizer":
-            return BertNormalizer(d["clean_text"], d["handle_chinese_chars"], d["strip_accents"], d["lowercase"])
+            return BertNormalizer(
+                d["clean_text"], d["handle_chinese_chars"], d["strip_accents"], d["lowercase"]
+            )
         if kind in ("NFC", "NFD", "NFKC", "NFKD"):
             return UnicodeForm(kind)
         if kind == "Lowercase":

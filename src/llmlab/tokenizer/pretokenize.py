@@ -97,6 +97,11 @@ class ByteLevel(PreTokenizer):
         self.use_regex = use_regex
         self.trim_offsets = trim_offsets
 
+    @staticmethod
+    def alphabet() -> set[str]:
+        """The 256 characters that stand for the 256 byte values (the byte-level BPE initial alphabet)."""
+        return set(BYTE_TO_UNICODE.values())
+
     def split(self, text: str) -> list[Piece]:
         shift = 0
         if self.add_prefix_space and text and not text.startswith(" "):
@@ -136,7 +141,9 @@ class Metaspace(PreTokenizer):
 
     def __init__(self, replacement: str = "▁", prepend_scheme: str = "always", split: bool = True):
         if prepend_scheme not in ("always", "first", "never"):
-            raise LlmlabError(f"Metaspace prepend_scheme must be always, first or never, not {prepend_scheme!r}")
+            raise LlmlabError(
+                f"Metaspace prepend_scheme must be always, first or never, not {prepend_scheme!r}"
+            )
         self.replacement = replacement
         self.prepend_scheme = prepend_scheme
         self.split_words = split
@@ -196,9 +203,13 @@ def pretokenizer_from_hf(d: dict | None) -> PreTokenizer | None:
         if kind == "Whitespace":
             return Whitespace()
         if kind == "ByteLevel":
-            return ByteLevel(d.get("add_prefix_space", False), d.get("use_regex", True), d.get("trim_offsets", True))
+            return ByteLevel(
+                d.get("add_prefix_space", False), d.get("use_regex", True), d.get("trim_offsets", True)
+            )
         if kind == "Metaspace":
-            return Metaspace(d.get("replacement", "▁"), d.get("prepend_scheme", "always"), d.get("split", True))
+            return Metaspace(
+                d.get("replacement", "▁"), d.get("prepend_scheme", "always"), d.get("split", True)
+            )
         if kind == "Sequence":
             return Sequence([pretokenizer_from_hf(p) for p in d["pretokenizers"]])
     except (KeyError, TypeError) as e:
