@@ -112,13 +112,13 @@ class ByteLevel(PreTokenizer):
             spans = [m.span() for m in _GPT2_SPLIT.finditer(text)]
         if text.isascii():
             mapped = text.translate(_LATIN1_TO_BYTELEVEL)
-            return [(mapped[s:e], max(s - shift, 0), e - shift) for s, e in spans]
-        return [(to_byte_level(text[s:e]), max(s - shift, 0), e - shift) for s, e in spans]
+            return [(mapped[s:e], max(s - shift, 0), max(e - shift, shift)) for s, e in spans]
+        return [(to_byte_level(text[s:e]), max(s - shift, 0), max(e - shift, shift)) for s, e in spans]
 
     def span(self, text: str, piece: str, start: int, end: int, a: int, b: int) -> tuple[int, int]:
         source = text[start:end]
         prefix = len(piece) - len(source.encode("utf-8"))  # 1 when a space was prepended
-        a, b = max(a - prefix, 0), max(b - prefix, 0)
+        a, b = max(a - prefix, 0), max(b - prefix, prefix)  # the prepended space stands for the first char
         if source.isascii():
             return start + a, start + b
         char_of_byte = [i for i, ch in enumerate(source) for _ in ch.encode("utf-8")]
@@ -157,11 +157,11 @@ class Metaspace(PreTokenizer):
             return [(full, 0, len(text))] if full else []
         cuts = [i for i, ch in enumerate(full) if ch == self.replacement and i > 0]
         bounds = zip([0, *cuts], [*cuts, len(full)], strict=True)
-        return [(full[s:e], max(s - shift, 0), e - shift) for s, e in bounds if e > s]
+        return [(full[s:e], max(s - shift, 0), max(e - shift, shift)) for s, e in bounds if e > s]
 
     def span(self, text: str, piece: str, start: int, end: int, a: int, b: int) -> tuple[int, int]:
-        prefix = len(piece) - (end - start)  # 1 for the prepended '▁', which has no source character
-        return start + max(a - prefix, 0), start + max(b - prefix, 0)
+        prefix = len(piece) - (end - start)  # 1 for the prepended '▁', which stands for the first character
+        return start + max(a - prefix, 0), start + max(b - prefix, prefix)
 
     def to_hf(self) -> dict:
         return {

@@ -1,0 +1,65 @@
+"""Atomic writes, fingerprints and strict UTF-8 reading."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmlab.errors import LlmlabError
+from llmlab.io import atomic_open, atomic_write_json, fingerprint, read_json, read_lines
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "a.json"
+    atomic_write_json(path, {"x": 1})
+    atomic_write_json(path, {"x": 2})
+    assert read_json(path) == {"x": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_open(path) as f:
+        f.write("half of the new")
+        raise RuntimeError("crash mid-write")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_missing_output_folder_is_named(tmp_path):
+    with pytest.raises(LlmlabError, match="output folder .*nope does not exist"):
+        atomic_write_json(tmp_path / "nope" / "a.json", {})
+
+
+def test_fingerprint_ignores_key_order_and_sees_values():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    assert len(fingerprint({})) == 64
+
+
+def test_read_lines_names_file_and_byte_offset(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"good line\nsecond \xff line\n")
+    with pytest.raises(LlmlabError, match=r"bad.txt: not UTF-8 at byte offset 17"):
+        list(read_lines(path))
+    assert list(read_lines(path, errors="replace")) == ["good line", "second \ufffd line"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"model": {"type": ', "corrupt or truncated"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[1, 2,, 3]", "corrupt"),
+    ],
+)
+def test_read_json_errors(tmp_path, content, message):
+    path = tmp_path / "t.json"
+    path.write_bytes(content)
+    with pytest.raises(LlmlabError, match=message):
+        read_json(path)
+
+
+def test_read_json_missing_file(tmp_path):
+    with pytest.raises(LlmlabError, match="missing.json: cannot read"):
+        read_json(tmp_path / "missing.json")
