@@ -1,0 +1,73 @@
+"""End-to-end training equals Hugging Face's trainers with the same pipeline on real corpora.
+
+Same normalizer and pre-tokenizer, same trainer settings: the vocabularies (and for BPE the merge lists) must
+be identical, and the saved tokenizer.json must give the same ids in HF `tokenizers`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from llmlab.tokenizer.normalize import normalizer_from_hf
+from llmlab.tokenizer.pretokenize import pretokenizer_from_hf
+from llmlab.tokenizer.train import count_words, pipeline_sections, train_tokenizer
+
+hf = pytest.importorskip("tokenizers")
+
+
+def read(path, limit=None):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in itertools.islice(f, limit)]
+
+
+def hf_trained(model: str, lines: list[str], vocab_size: int, specials: list[str]):
+    sections = pipeline_sections(model)
+    if model == "bpe":
+        tok = hf.Tokenizer(hf.models.BPE())
+        trainer = hf.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                         initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    else:
+        tok = hf.Tokenizer(hf.models.WordPiece(unk_token="[UNK]"))
+        trainer = hf.trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=specials, show_progress=False
+        )
+    if sections["normalizer"]:
+        tok.normalizer = hf.normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False) if model == "bpe" else (
+        hf.pre_tokenizers.BertPreTokenizer())  # fmt: skip
+    tok.train_from_iterator(lines, trainer=trainer)
+    return tok
+
+
+@pytest.mark.parametrize("model", ["bpe", "wordpiece"])
+@pytest.mark.parametrize("corpus", ["tiny_shakespeare", "zh_poetry"])
+def test_training_equals_hf(shared_data, model, corpus):
+    lines = read(shared_data / corpus / "train.txt", 8000)
+    specials = ["<|endoftext|>"] if model == "bpe" else ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    ours = train_tokenizer(model, lines, 4000, special_tokens=specials, workers=1)
+    ref = hf_trained(model, lines, 4000, specials)
+    assert ours.get_vocab() == ref.get_vocab()
+    if model == "bpe":
+        ours_merges = [list(m) for m in ours.to_hf()["model"]["merges"]]
+        ref_merges = [
+            m if isinstance(m, list) else m.split(" ") for m in json.loads(ref.to_str())["model"]["merges"]
+        ]
+        assert ours_merges == ref_merges
+    reloaded = hf.Tokenizer.from_str(json.dumps(ours.to_hf()))
+    sample = lines[:500]
+    assert [e.ids for e in ours.encode_batch(sample)] == [e.ids for e in reloaded.encode_batch(sample)]
+
+
+def test_word_counts_do_not_depend_on_workers(shared_data):
+    lines = read(shared_data / "tiny_shakespeare" / "train.txt", 30000)
+    sections = pipeline_sections("wordpiece")
+    normalizer, pretokenizer = (
+        normalizer_from_hf(sections["normalizer"]),
+        pretokenizer_from_hf(sections["pre_tokenizer"]),
+    )
+    assert count_words(lines, normalizer, pretokenizer, workers=1) == count_words(
+        lines, normalizer, pretokenizer, workers=2
+    )
