@@ -14,7 +14,7 @@ _MODULES = (
     "argparse", "asyncio", "collections", "contextlib", "csv", "dataclasses", "datetime", "decimal",
     "difflib", "email", "enum", "fractions", "functools", "heapq", "http.client", "inspect", "itertools",
     "json", "logging", "math", "os", "pathlib", "pickle", "random", "re", "shutil", "socket", "sqlite3",
-    "statistics", "string", "subprocess", "tarfile", "textwrap", "threading", "typing", "unittest",
+    "statistics", "string", "subprocess", "tarfile", "textwrap", "threading", "unittest",
     "urllib.parse", "uuid", "zipfile",
 )  # fmt: skip
 
