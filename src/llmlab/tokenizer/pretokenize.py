@@ -68,12 +68,23 @@ class PreTokenizer:
         """Map characters [a, b) of `piece` (which came from text[start:end]) to a span of `text`."""
         return start + a, start + b
 
+    def raw_words(self, text: str) -> list[str]:
+        """The pieces before any per-piece mapping (for counting: map each distinct word once, later)."""
+        return [piece for piece, _, _ in self.split(text)]
+
+    def map_word(self, word: str) -> str:
+        """Turn a raw word into the piece the model sees (identity except for ByteLevel)."""
+        return word
+
 
 class BertPreTokenizer(PreTokenizer):
     """Whitespace and punctuation split, as BERT."""
 
     def split(self, text: str) -> list[Piece]:
         return [(m.group(), m.start(), m.end()) for m in _BERT_SPLIT.finditer(text)]
+
+    def raw_words(self, text: str) -> list[str]:
+        return _BERT_SPLIT.findall(text)
 
     def to_hf(self) -> dict:
         return {"type": "BertPreTokenizer"}
@@ -115,6 +126,16 @@ class ByteLevel(PreTokenizer):
             return [(mapped[s:e], max(s - shift, 0), max(e - shift, shift)) for s, e in spans]
         return [(to_byte_level(text[s:e]), max(s - shift, 0), max(e - shift, shift)) for s, e in spans]
 
+    def raw_words(self, text: str) -> list[str]:
+        if self.add_prefix_space and text and not text.startswith(" "):
+            text = " " + text
+        if not self.use_regex:
+            return [text] if text else []
+        return _GPT2_SPLIT.findall(text)
+
+    def map_word(self, word: str) -> str:
+        return to_byte_level(word)
+
     def span(self, text: str, piece: str, start: int, end: int, a: int, b: int) -> tuple[int, int]:
         source = text[start:end]
         prefix = len(piece) - len(source.encode("utf-8"))  # 1 when a space was prepended
@@ -147,17 +168,28 @@ class Metaspace(PreTokenizer):
         self.replacement = replacement
         self.prepend_scheme = prepend_scheme
         self.split_words = split
+        r = regex.escape(replacement)
+        self._words = regex.compile(f"{r}[^{r}]*|[^{r}]+")
 
-    def split(self, text: str, first: bool = True) -> list[Piece]:
+    def _prepared(self, text: str, first: bool) -> tuple[str, int]:
+        """The text with spaces replaced and '▁' prepended; the shift is 1 where it was prepended."""
         text = text.replace(" ", self.replacement)
         prepend = self.prepend_scheme == "always" or (self.prepend_scheme == "first" and first)
         shift = int(prepend and bool(text) and not text.startswith(self.replacement))
-        full = self.replacement * shift + text
+        return self.replacement * shift + text, shift
+
+    def split(self, text: str, first: bool = True) -> list[Piece]:
+        full, shift = self._prepared(text, first)
         if not self.split_words:
             return [(full, 0, len(text))] if full else []
-        cuts = [i for i, ch in enumerate(full) if ch == self.replacement and i > 0]
-        bounds = zip([0, *cuts], [*cuts, len(full)], strict=True)
-        return [(full[s:e], max(s - shift, 0), max(e - shift, shift)) for s, e in bounds if e > s]
+        return [
+            (m.group(), max(m.start() - shift, 0), max(m.end() - shift, shift))
+            for m in self._words.finditer(full)
+        ]
+
+    def raw_words(self, text: str) -> list[str]:
+        full, _ = self._prepared(text, True)
+        return self._words.findall(full) if self.split_words else [full] if full else []
 
     def span(self, text: str, piece: str, start: int, end: int, a: int, b: int) -> tuple[int, int]:
         prefix = len(piece) - (end - start)  # 1 for the prepended '▁', which stands for the first character

@@ -19,15 +19,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from llmlab.tokenizer.bpe import train_bpe
-from llmlab.tokenizer.pipeline import Tokenizer
-from llmlab.tokenizer.unigram import train_unigram
-from llmlab.tokenizer.wordpiece import train_wordpiece
-
 from llmlab.errors import LlmlabError
 from llmlab.progress import ProgressFn
+from llmlab.tokenizer.bpe import train_bpe
 from llmlab.tokenizer.normalize import Normalizer, normalizer_from_hf
+from llmlab.tokenizer.pipeline import Tokenizer
 from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer, pretokenizer_from_hf
+from llmlab.tokenizer.unigram import train_unigram
+from llmlab.tokenizer.wordpiece import train_wordpiece
 
 DEFAULT_SPECIAL_TOKENS = {
     "wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
@@ -103,8 +102,7 @@ def _count_chunk(args: tuple[list[str], Normalizer | None, PreTokenizer]) -> Cou
     lines, normalizer, pretokenizer = args
     counts: Counter = Counter()
     for line in lines:
-        text = normalizer.normalize(line) if normalizer else line
-        counts.update(piece for piece, _, _ in pretokenizer.split(text))
+        counts.update(pretokenizer.raw_words(normalizer.normalize(line) if normalizer else line))
     return counts
 
 
@@ -141,7 +139,7 @@ def count_words(
     finally:
         if pool:
             pool.terminate()
-    return total
+    return Counter({pretokenizer.map_word(word): n for word, n in total.items()})  # each distinct word once
 
 
 def train_tokenizer(
