@@ -187,3 +187,19 @@ def test_decode_rejects_non_ids(capsys, trained, tmp_path):
                        "--output", str(out))  # fmt: skip
     assert_clean_failure(code, err, f"{src}:2", "integer ids")
     assert not out.exists()
+
+
+def test_convert_both_ways(capsys, minilm_dir, tmp_path):
+    code, out, err = run(capsys, "convert", "--from-hf", str(minilm_dir), "-o", str(tmp_path / "ours"))
+    assert code == 0, err
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in (tmp_path / "ours").iterdir()
+    }
+    code, out, err = run(capsys, "convert", "--to-hf", str(tmp_path / "ours"), "-o", str(tmp_path / "hf"))
+    assert code == 0, err
+    assert (tmp_path / "hf" / "config.json").exists()
+
+
+def test_convert_needs_exactly_one_direction(capsys, tmp_path):
+    code, _, err = run(capsys, "convert", "-o", str(tmp_path / "x"))
+    assert_clean_failure(code, err, "exactly one of --from-hf")

@@ -63,3 +63,17 @@ def test_read_json_errors(tmp_path, content, message):
 def test_read_json_missing_file(tmp_path):
     with pytest.raises(LlmlabError, match="missing.json: cannot read"):
         read_json(tmp_path / "missing.json")
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    path = tmp_path / "m.txt"
+    atomic_write_json(path, 1)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -216,6 +216,23 @@ def tokenizer_inspect(
     print(f"ids:            {' '.join(map(str, enc.ids))}")
 
 
+@app.command("convert")
+def convert(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (created; its parent must exist).")],
+    from_hf: Annotated[
+        Path | None, typer.Option("--from-hf", help="HF BERT or GPT-2 folder to import.")
+    ] = None,
+    to_hf: Annotated[Path | None, typer.Option("--to-hf", help="llmlab checkpoint folder to export.")] = None,
+) -> None:
+    """Convert a checkpoint folder between Hugging Face (BERT, GPT-2) and llmlab formats, tokenizer included."""
+    from llmlab.model.hf_export import convert as convert_checkpoint
+
+    if (from_hf is None) == (to_hf is None):
+        raise LlmlabError("convert: give exactly one of --from-hf HF_DIR and --to-hf LLMLAB_DIR")
+    src, direction = (from_hf, "from-hf") if from_hf is not None else (to_hf, "to-hf")
+    print(convert_checkpoint(src, out, direction))
+
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the run's artefacts and report.html.")] = Path(

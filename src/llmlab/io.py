@@ -19,6 +19,9 @@ from typing import Any
 
 from llmlab.errors import LlmlabError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask once: temp files are 0600, the final file gets the usual mode
+
 
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator:
@@ -40,6 +43,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
