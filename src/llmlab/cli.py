@@ -30,6 +30,10 @@ tokenizer_app = typer.Typer(
     help="Train, apply and inspect tokenizers (WordPiece, byte-level BPE, Unigram).", no_args_is_help=True
 )
 app.add_typer(tokenizer_app, name="tokenizer")
+study_app = typer.Typer(
+    help="Studies that show why the building blocks behave as they do.", no_args_is_help=True
+)
+app.add_typer(study_app, name="study")
 
 
 class ModelName(str, Enum):
@@ -214,6 +218,63 @@ def tokenizer_inspect(
     print(f"sample:         {sample}")
     print(f"tokens:         {' | '.join(enc.tokens)}")
     print(f"ids:            {' '.join(map(str, enc.ids))}")
+
+
+@app.command("pretrain")
+def pretrain(
+    train: Annotated[list[Path], typer.Option(help="Training text file (repeat for several).")],
+    valid: Annotated[list[Path], typer.Option(help="Validation text file (repeat for several).")],
+    tokenizer: Annotated[Path, typer.Option(help="A tokenizer.json saved by llmlab.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoints, metrics.jsonl.")],
+    positional: Annotated[
+        str, typer.Option(help="none, sinusoidal, learned, relative, t5, rope, alibi.")
+    ] = "rope",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    context: Annotated[int, typer.Option(help="Tokens per training window.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warmup, then cosine decay).")] = 1e-3,
+    warmup: Annotated[int, typer.Option(help="Warmup steps.")] = 100,
+    d_model: Annotated[int, typer.Option(help="Model width.")] = 256,
+    n_layers: Annotated[int, typer.Option(help="Transformer blocks.")] = 4,
+    n_heads: Annotated[int, typer.Option(help="Attention heads.")] = 4,
+    eval_every: Annotated[int, typer.Option(help="Steps between validation perplexities.")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed for weights and data order.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --output.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Pretrain a causal LM on text files with a saved llmlab tokenizer; resumes exactly with --resume."""
+    from llmlab.model.pretrain import PretrainConfig
+    from llmlab.model.pretrain import pretrain as run_pretraining
+
+    model = {"positional": positional, "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads}
+    config = PretrainConfig(
+        train, valid, tokenizer, output, model=model, context_length=context, batch_size=batch_size, steps=steps,
+        lr=lr, warmup_steps=min(warmup, steps), eval_every=eval_every, checkpoint_every=checkpoint_every,
+        seed=seed, resume=resume,
+    )  # fmt: skip
+    print(run_pretraining(config, progress=not quiet))
+
+
+@study_app.command("positions")
+def study_positions(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for positions.json and report.html.")
+    ],
+    quick: Annotated[bool, typer.Option(help="Small sizes (minutes) instead of the full study.")] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="The shared data folder (default: ../shared/data).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="Torch threads.")] = 1,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Positional encodings side by side: permutation, word order, length extrapolation, and pictures."""
+    from llmlab.model.study import run_position_study
+    from llmlab.model.study_report import format_tables
+
+    results = run_position_study(output, data, quick=quick, progress=not quiet, threads=threads)
+    print(format_tables(results))
+    print(f"report: {output / 'report.html'}")
 
 
 @app.command("convert")

@@ -1,6 +1,8 @@
 """`llmlab demo`: the whole toolkit end to end, offline, on the embedded corpus, in a few minutes on 2 cores.
 
 Stage 1 trains the three tokenizer families on the same text and compares how they segment held-out text.
+Stage 2 pretrains small causal LMs with several positional encodings on the same text (with the BPE of
+stage 1) and tests them on sequences longer than they were trained on.
 Every stage writes its artefacts under the run folder and adds a section to `report.html`.
 """
 
@@ -10,8 +12,10 @@ import time
 from pathlib import Path
 
 from llmlab.demo_corpus import demo_corpus
+from llmlab.model.study import demo_stage as pretraining_stage
 from llmlab.progress import progress_bar
 from llmlab.report.html import Report
+from llmlab.tokenizer.pipeline import Tokenizer
 from llmlab.tokenizer.stats import segmentation_stats
 from llmlab.tokenizer.train import MODEL_NAMES, train_tokenizer
 
@@ -34,13 +38,16 @@ def run_demo(out: Path, progress: bool = True) -> Path:
         f"Corpus: Python's own documentation (pydoc topics and standard-library docstrings), "
         f"{len(lines):,} lines, {sum(map(len, lines)):,} characters; the last 10% is held out."
     )
-    tokenizer_stage(report, train_lines, heldout, out, progress)
+    toks = tokenizer_stage(report, train_lines, heldout, out, progress)
+    pretraining_stage(report, out, toks["bpe"], lines, progress)
     path = out / "report.html"
     report.save(path)
     return path
 
 
-def tokenizer_stage(report: Report, train: list[str], heldout: list[str], out: Path, progress: bool) -> None:
+def tokenizer_stage(
+    report: Report, train: list[str], heldout: list[str], out: Path, progress: bool
+) -> dict[str, Tokenizer]:
     """Train WordPiece, byte-level BPE and Unigram at the same vocabulary size and compare them."""
     (out / "tokenizers").mkdir(exist_ok=True)
     rows, stats, toks = [], {}, {}
@@ -82,6 +89,7 @@ def tokenizer_stage(report: Report, train: list[str], heldout: list[str], out: P
             report.segmentation(
                 f"{name}: {sample}", toks[name].encode(sample, add_special_tokens=False).tokens
             )
+    return toks
 
 
 def _compression_plot(stats: dict):
