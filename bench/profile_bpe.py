@@ -12,6 +12,7 @@ best of `--repeats` runs, measured in alternation (ours, HF, ours, HF, ...).
    - HF: `encode_batch` of the lines (its pre-tokenization included), and of the words pre-tokenized.
 
 Usage: python bench/profile_bpe.py [--corpus gutenberg_en] [--vocab 8000 32000] [--repeats 3] [--profile]
+       python bench/profile_bpe.py --corpus zh_classic_novels   # long byte-level "words": the numpy merge path
 """
 
 from __future__ import annotations

@@ -6,16 +6,19 @@ The reference is HF's `BpeTrainer` / `models.BPE` fed the same words; real corpo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer import bpe_pairs, bpe_train
 from llmlab.tokenizer.bpe import BPE, train_bpe
 from llmlab.tokenizer.pretokenize import BYTE_TO_UNICODE, UNICODE_TO_BYTE, ByteLevel
 
@@ -131,7 +134,19 @@ def test_training_matches_hf_chinese(shared_data):
 
 words_st = st.text(alphabet="abcd", min_size=1, max_size=8)
 
+# The trainer's two ways to merge and its queue, forced on tiny corpora: (bpe_train.BATCH, bpe_pairs.PARK) =
+# (merges visiting this many positions take numpy steps, pairs below the best count / PARK wait off the heap).
+MERGE_PATHS = {"python": (10**9, 10**9), "numpy-parked": (1, 1), "mixed": (3, 2)}
 
+
+@contextlib.contextmanager
+def merge_path(name: str):
+    batch, park = MERGE_PATHS[name]
+    with mock.patch.object(bpe_train, "BATCH", batch), mock.patch.object(bpe_pairs, "PARK", park):
+        yield
+
+
+@pytest.mark.parametrize("path", MERGE_PATHS)
 @settings(max_examples=60, deadline=None)
 @given(
     st.dictionaries(words_st, st.integers(1, 6), min_size=1, max_size=25),
@@ -139,12 +154,46 @@ words_st = st.text(alphabet="abcd", min_size=1, max_size=8)
     st.sampled_from([0, 2, 3]),
     st.sampled_from([None, 2, 3, 5]),
 )
-def test_training_matches_hf_on_small_corpora(word_counts, vocab_size, min_frequency, max_token_length):
-    """Tiny alphabets force ties, repeated letters ("aaaa") and two merges building the same token."""
+def test_training_matches_hf_on_small_corpora(path, word_counts, vocab_size, min_frequency, max_token_length):
+    """Tiny alphabets force ties, repeated letters ("aaaa", merged "aa a"), touching pairs ("abab")."""
     options = {"min_frequency": min_frequency, "max_token_length": max_token_length}
     vocab, merges = hf_train_on_counts(word_counts, vocab_size, **options)
-    ours = train_bpe(word_counts, vocab_size, **options)
+    with merge_path(path):
+        ours = train_bpe(word_counts, vocab_size, **options)
     assert (ours.vocab, ours.merges) == (vocab, merges)
+
+
+@pytest.mark.parametrize("path", MERGE_PATHS)
+@pytest.mark.parametrize("word_counts", [{"####": 1}, {"####": 3, "a####": 2}])
+def test_rebuilt_token_matches_hf(path, word_counts):
+    """Two merges can build the same token: with the prefix "##", "####" is # ### ### ###; (###, ###) makes
+    "####", then (#, ####) makes "#" + "##" = "###", a token already (its pairs are then made a second time)."""
+    vocab, merges = hf_train_on_counts(word_counts, 30, continuing_subword_prefix="##")
+    with merge_path(path):
+        ours = train_bpe(word_counts, 30, continuing_subword_prefix="##")
+    assert (ours.vocab, ours.merges) == (vocab, merges)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(alphabet="#a", min_size=1, max_size=12), st.integers(1, 9), min_size=1, max_size=20
+    ),
+    st.integers(8, 80),
+    st.sampled_from([None, 4]),
+)
+def test_rebuilt_tokens_merge_alike_on_every_path(word_counts, vocab_size, max_token_length):
+    """Words of "#" and "a" with the prefix "##" often rebuild tokens. HF then breaks ties between queue entries
+    of one pair in heap order (and numbers "##" tokens in hash order), so our merge paths must agree with each
+    other, the plain Python one being the reference."""
+    trained = []
+    for path in MERGE_PATHS:
+        with merge_path(path):
+            bpe = train_bpe(
+                word_counts, vocab_size, continuing_subword_prefix="##", max_token_length=max_token_length
+            )
+        trained.append((bpe.vocab, bpe.merges))
+    assert trained[1:] == trained[:1] * (len(trained) - 1)
 
 
 def test_special_tokens_and_initial_alphabet_come_first():
@@ -350,12 +399,14 @@ def naive_likelihood(word_counts: dict[str, int], vocab_size: int, prefix: str) 
     return ids, [m for r, m in enumerate(merges) if last[m] == r]
 
 
+@pytest.mark.parametrize("path", MERGE_PATHS)
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(words_st, st.integers(1, 9), min_size=1, max_size=20), st.integers(8, 50))
-def test_likelihood_matches_naive_recount(word_counts, vocab_size):
+def test_likelihood_matches_naive_recount(path, word_counts, vocab_size):
     """Lazy re-scoring gives exactly what recounting from scratch gives."""
     vocab, merges = naive_likelihood(word_counts, vocab_size, "##")
-    ours = train_bpe(word_counts, vocab_size, continuing_subword_prefix="##", score="likelihood")
+    with merge_path(path):
+        ours = train_bpe(word_counts, vocab_size, continuing_subword_prefix="##", score="likelihood")
     assert (ours.vocab, ours.merges) == (vocab, merges)
 
 

@@ -178,6 +178,21 @@ def test_edge_inputs_equal_hf(minilm):
         assert fields(tok.encode(a, b)) == fields(ref.encode(a, b)), (a, b)
 
 
+def test_cjk_and_accents_equal_hf(minilm):
+    """BERT's spaces around CJK ideographs are never inserted (the split isolates the ideographs instead):
+    offsets still equal HF's, with accents stripped and control characters dropped around them."""
+    tok, ref = minilm
+    set_runtime(tok, ref)
+    for text in ["Café中文ÉCOLE日本語", "x\x00中\u0301 文\ufffdé", "中" * 200 + "ab", "ｆｕｌｌ中，。"]:
+        assert fields(tok.encode(text)) == fields(ref.encode(text)), text
+
+
+def test_encode_batch_equals_encode_one_by_one(minilm, sample):
+    """With the file's truncation and fixed padding, both of which act per input."""
+    tok, _ = minilm
+    assert [fields(e) for e in tok.encode_batch(sample)] == [fields(tok.encode(line)) for line in sample]
+
+
 @pytest.fixture(scope="module")
 def minilm_plain(minilm_dir):
     """(ours, HF's) from the MiniLM tokenizer.json without truncation and padding, shared by generated tests."""

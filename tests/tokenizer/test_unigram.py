@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer import unigram_lattice
 from llmlab.tokenizer.unigram import Unigram, byte_piece, train_unigram
 
 SPECIALS = ["<unk>", "<s>", "</s>"]
@@ -217,6 +218,16 @@ def test_trainer_small_corpus_byte_fallback_and_determinism():
         "<0x82>",
         "<0xAC>",
     ]
+
+
+def test_trainer_batches_do_not_change_the_model(shared_data, monkeypatch):
+    """The E-step (by edges) and the pruning's second-best segmentations (by pieces) run in batches to bound
+    memory; batches of a few edges and pieces give the same model as the default ones."""
+    counts = word_counts(read_lines(shared_data / "gutenberg_en/train.txt")[:3000])
+    default = train_unigram(counts, 600, special_tokens=SPECIALS)
+    monkeypatch.setattr(unigram_lattice, "CHUNK", 1000)
+    monkeypatch.setattr(unigram_lattice, "PIECES", 7)
+    assert train_unigram(counts, 600, special_tokens=SPECIALS).pieces == default.pieces
 
 
 # --- hand-built models: worked examples and properties -------------------------------------------------------

@@ -72,7 +72,7 @@ class PretrainConfig:
     steps: int = 1000
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
-    warmup_steps: int = 100
+    warmup_steps: int | None = None  # None: 10% of the steps, at most 100
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     eval_every: int = 100
@@ -88,6 +88,8 @@ class PretrainConfig:
         self.valid_files = [Path(p) for p in self.valid_files]
         self.tokenizer, self.output_dir = Path(self.tokenizer), Path(self.output_dir)
         self.token_cache_dir = None if self.token_cache_dir is None else Path(self.token_cache_dir)
+        if self.warmup_steps is None and isinstance(self.steps, int):
+            self.warmup_steps = min(100, self.steps // 10)
         problem = self._number_problem() or self._model_problem() or self._file_problem()
         if problem:
             raise LlmlabError(f"pretrain config: {problem}")

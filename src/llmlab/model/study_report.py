@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import LogLocator, ScalarFormatter
+
 from llmlab.model.pretrain_data import read_metrics
 from llmlab.model.study_extrapolation import cell
 from llmlab.model.study_permutation import TOLERANCE
@@ -105,8 +107,11 @@ def extrapolation_figure(rows, sizes: dict[str, Any]) -> plt.Figure:
         ]
         ax.plot(*zip(*points, strict=True), marker="o", label=r["positional"])
     ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.set_yscale("log")  # one encoding far off must not flatten the others
     ax.minorticks_off()
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.set(xlabel="evaluation length (tokens)", ylabel="validation perplexity")
     ax.legend(fontsize=8)
     fig.tight_layout()

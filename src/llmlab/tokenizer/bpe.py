@@ -12,6 +12,9 @@ or are dropped. Then, repeatedly, the adjacent pair with the lowest merge rank i
 first, until no adjacent pair has a merge. This is HF's order; GPT-2's `encoder.py` merges every copy of the
 best pair at once, which gives the same tokens for merge lists learned by a trainer.
 
+Speed: a long byte-level word (a clause of Chinese) starts from each character's bytes merged on their own,
+where that provably gives the same tokens (`bpe_chars.py`); short words are cached.
+
 Deviations: offsets are character indices into the word (HF gives bytes; its pipeline converts them);
 `dropout` is not supported; with `byte_fallback`, a pending unknown token is emitted before the byte tokens
 that follow it (HF emits it after them).
@@ -24,10 +27,12 @@ from __future__ import annotations
 from itertools import accumulate, pairwise
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer.bpe_chars import CharMerges, has_multibyte
 
 Token = tuple[int, int, int]  # (id, start, end), start/end character indices into the word
 _NO_MERGE = 1 << 62  # rank of a pair that has no merge
 _CACHE_MAX_WORD = 256  # longer words are not cached (HF's MAX_LENGTH)
+_CHARS_FROM = 12  # words of at least this many symbols start from merged characters, where the table allows
 
 
 class BPE:
@@ -79,6 +84,8 @@ class BPE:
         self._simple = not (continuing_subword_prefix or end_of_word_suffix)
         self._cache: dict[str, tuple[Token, ...]] = {}
         self._cache_capacity = cache_capacity
+        # True: build on first use; False or None: the table cannot use it (see bpe_chars.py)
+        self._char_merges: CharMerges | None | bool = self._simple
 
     def _merge_table(self) -> tuple[dict[tuple[int, int], int], list[int]]:
         """(left id, right id) -> rank (a repeated pair keeps its last rank, as HF), and rank -> new id."""
@@ -121,10 +128,10 @@ class BPE:
         if self.ignore_merges and word in self.vocab:
             tokens = [(self.vocab[word], 0, len(word))]
         else:
-            ids, spans = self._symbols(word)
-            sizes = self._merge(ids)
-            ends = list(accumulate(sizes))  # in symbols
-            if spans is None:  # one symbol per character
+            ids, sizes, spans = self._start(word)
+            sizes = self._merge(ids, sizes)
+            ends = list(accumulate(sizes))
+            if spans is None:  # sizes are in characters
                 tokens = [(i, end - n, end) for i, n, end in zip(ids, sizes, ends, strict=True)]
             else:
                 tokens = [
@@ -135,11 +142,22 @@ class BPE:
             self._cache[word] = tuple(tokens)
         return tokens
 
+    def _start(self, word: str) -> tuple[list[int], list[int] | None, list[tuple[int, int]] | None]:
+        """The symbols the merges start from: ids, characters each covers (None: one each), spans as `_symbols`."""
+        if len(word) >= _CHARS_FROM and self._char_merges and has_multibyte(word):
+            if self._char_merges is True:
+                self._char_merges = CharMerges.build(self.vocab, self._ranks, self._merged)
+            start = self._char_merges.symbols(word) if self._char_merges else None
+            if start is not None:
+                return start[0], start[1], None
+        ids, spans = self._symbols(word)
+        return ids, None, spans
+
     def _symbols(self, word: str) -> tuple[list[int], list[tuple[int, int]] | None]:
         """The initial symbols of `word` (ids) and the character span of each (None: one per character)."""
         if self._simple:
             try:
-                return [self.vocab[ch] for ch in word], None
+                return list(map(self.vocab.__getitem__, word)), None
             except KeyError:
                 pass  # an unknown character: take the slow path
         ids: list[int] = []
@@ -182,15 +200,19 @@ class BPE:
         ids = [self.vocab.get(f"<0x{b:02X}>") for b in piece.encode()]
         return None if None in ids else ids  # type: ignore[return-value]
 
-    def _merge(self, ids: list[int]) -> list[int]:
+    def _merge(self, ids: list[int], sizes: list[int] | None = None) -> list[int]:
         """Apply merges to `ids` in place, lowest rank first, leftmost first among equal ranks (HF's order).
 
+        Args:
+            ids: the symbols.
+            sizes: how many characters each symbol covers (None: one each).
+
         Returns:
-            For each resulting token, how many initial symbols it covers.
+            For each resulting token, how many characters it covers.
         """
         get, merged = self._ranks.get, self._merged
         ranks = [get(pair, _NO_MERGE) for pair in pairwise(ids)]  # ranks[i]: merge of ids[i], ids[i + 1]
-        sizes = [1] * len(ids)
+        sizes = [1] * len(ids) if sizes is None else sizes
         while ranks:
             best = min(ranks)
             if best == _NO_MERGE:

@@ -8,27 +8,34 @@ dropping non-spacing marks (Mn); lowercasing is per character, as in HF (so a fi
 'σ', not Python's context-sensitive 'ς').
 
 Offsets need to know which original character each normalized character came from. `normalize_aligned`
-returns that alignment: `None` when the text kept its length (each character maps to itself, the fast and
-common path), otherwise one original index per output character, computed grapheme by grapheme.
+returns that alignment, as HF's alignments are per character: the text is normalized character by character
+(each character's form computed once), and each output character points to the character it came from.
+`None` means the identity (the text is unchanged, or every character became exactly one character in
+place: lowercasing, say). Where normalizing character by character does not rebuild the text (NFC/NFKC
+compose a character with the marks after it), the graphemes that compose map to their first character, as
+HF aligns a composed character; should even that not rebuild it (a normalizer acting across graphemes, such
+as a multi-character `Replace`), positions are only approximate.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence as SequenceOf
+from itertools import chain, repeat
 
 import regex
 
 from llmlab.errors import LlmlabError
 
-_CJK_RANGES = (
+CJK_RANGES = (  # BERT's CJK ideographs (Google BERT `_is_chinese_char`)
     "\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff"
     "\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f\U0002b920-\U0002ceaf\U0002f800-\U0002fa1f"
 )
-_CJK = regex.compile(f"[{_CJK_RANGES}]")
+_CJK = regex.compile(f"[{CJK_RANGES}]")
 _CONTROL = regex.compile(r"[\x00\ufffd\p{Cc}\p{Cf}\p{Cn}\p{Co}\p{Cs}--[\t\n\r]]", regex.V1)
 _SPACE = regex.compile(r"[\t\n\r\p{Zs}\u2028\u2029]")
 _MARK = regex.compile(r"\p{Mn}")
+_ANY_MARK = regex.compile(r"\p{M}")
 _GRAPHEME = regex.compile(r"\X", regex.DOTALL)
 _ASCII_CLEAN = {i: None for i in range(32) if chr(i) not in "\t\n\r"} | {9: " ", 10: " ", 13: " ", 127: None}
 
@@ -46,19 +53,53 @@ class Normalizer:
         """Normalize `text` and say where each output character came from.
 
         Returns:
-            (normalized, alignment): alignment is None when the length did not change (identity), else a list
-            with, for each normalized character, the index of the original character it came from.
+            (normalized, alignment): alignment is None for the identity (nothing changed, or each character
+            became one character in place), else a non-decreasing list with, for each normalized character,
+            the index of the original character it came from.
         """
         out = self.normalize(text)
-        if len(out) == len(text):
+        if out == text:
             return out, None
-        pieces: list[str] = []
-        alignment: list[int] = []
+        chars = self._char_forms()
+        parts = list(map(chars.__getitem__, text))
+        if "".join(parts) != out:
+            return out, self._grapheme_alignment(text, out)
+        lengths = list(map(len, parts))
+        if lengths.count(1) == len(lengths):
+            return out, None
+        return out, list(chain.from_iterable(map(repeat, range(len(text)), lengths)))
+
+    def _char_forms(self) -> _CharForms:
+        """character -> its normalized form, remembered (a normalizer's settings are not changed after use)."""
+        forms = self.__dict__.get("_forms")
+        if forms is None:
+            forms = self.__dict__["_forms"] = _CharForms(self.normalize)
+        return forms
+
+    def _grapheme_alignment(self, text: str, out: str) -> list[int]:
+        """The alignment grapheme by grapheme: one that composes maps wholly to its first character."""
+        chars, starts = self._char_forms(), []
         for m in _GRAPHEME.finditer(text):
-            piece = self.normalize(m.group())
-            pieces.append(piece)
-            alignment.extend([m.start()] * len(piece))
-        return "".join(pieces), alignment
+            grapheme, at = m.group(), m.start()
+            normalized = self.normalize(grapheme)
+            parts = [chars[c] for c in grapheme]
+            if "".join(parts) == normalized:
+                starts += chain.from_iterable(map(repeat, range(at, m.end()), map(len, parts)))
+            else:
+                starts += [at] * len(normalized)
+        return starts if len(starts) == len(out) else [min(i, len(text) - 1) for i in range(len(out))]
+
+
+class _CharForms(dict):
+    """character -> its normalized form, computed on first use."""
+
+    def __init__(self, normalize):
+        super().__init__()
+        self.normalize = normalize
+
+    def __missing__(self, char: str) -> str:
+        self[char] = out = self.normalize(char)
+        return out
 
 
 class BertNormalizer(Normalizer):
@@ -86,6 +127,17 @@ class BertNormalizer(Normalizer):
         if self.lowercase:
             text = lowercase(text)
         return text
+
+    def normalize_aligned(self, text: str) -> tuple[str, list[int] | None]:
+        if text.isascii():  # on ASCII only control characters go (or turn into spaces), the rest maps 1:1
+            out = self.normalize(text)
+            if len(out) == len(text):
+                return out, None
+        return super().normalize_aligned(text)
+
+    def without_cjk_spaces(self) -> BertNormalizer:
+        """The same normalizer without the spaces around CJK ideographs (for a split that isolates them)."""
+        return BertNormalizer(self.clean_text, False, self.strip_accents, self.lowercase)
 
     def to_hf(self) -> dict:
         return {
@@ -127,10 +179,11 @@ class Lowercase(Normalizer):
 
 
 class StripAccents(Normalizer):
-    """Drop non-spacing marks (Mn); as in HF, it strips accents only after an NFD/NFKD normalizer."""
+    """Drop combining marks (M: Mn, Mc, Me, as HF's `is_combining_mark`; BERT's strip_accents drops only Mn);
+    as in HF, it strips accents only after an NFD/NFKD normalizer."""
 
     def normalize(self, text: str) -> str:
-        return text if text.isascii() else _MARK.sub("", text)
+        return text if text.isascii() else _ANY_MARK.sub("", text)
 
     def to_hf(self) -> dict:
         return {"type": "StripAccents"}

@@ -4,62 +4,76 @@ Each follows the Hugging Face `tokenizers` component of the same name and reads/
 - `BertPreTokenizer`: split on whitespace (dropped) and on punctuation (each mark its own word), where
   punctuation is Unicode P* plus all ASCII punctuation, as in Google's BERT `_is_punctuation`.
 - `ByteLevel`: GPT-2's split regex (Radford et al. 2019, openai/gpt-2 `encoder.py`), then every UTF-8 byte of a
-  word mapped to a printable character by GPT-2's `bytes_to_unicode` table, so no byte is ever unknown.
+  word as a printable character (the tables are in `byte_level.py`, re-exported here).
 - `Metaspace`: SentencePiece style (Kudo & Richardson 2018): spaces become '▁', a '▁' is prepended, and the
   text splits before each '▁'.
 - `Whitespace`: `\\w+|[^\\w\\s]+`.
 
 `split(text)` returns `(piece, start, end)`: the piece as the model sees it and the span of `text` it came
-from. `span(...)` maps a sub-span of a piece (a token) back to characters of `text`; it is the identity shift
-except where the piece is not a plain substring (ByteLevel's bytes, Metaspace's prepended '▁').
+from; `split_spans` the same as two lists. `span(...)` maps a sub-span of a piece (a token) back to `text`: the
+identity shift except where the piece is not a plain substring (ByteLevel's bytes, Metaspace's prepended '▁').
+The pipeline maps a word's tokens at once: `char_spans` turns token spans into spans of the characters the
+piece stands for (ByteLevel: bytes to characters), after which an occurrence is a shift, minus the one
+character a pre-tokenizer that `prepends` may have put in front. `raw_split` gives the words before
+`map_word` (ByteLevel maps each distinct word once).
+
+Speed: on ASCII text the BERT and GPT-2 splits run the standard library's `re` (faster than `regex`, the same
+result there); the GPT-2 split tiles the text, so its spans are running sums of lengths; with `isolate_cjk` a
+run of CJK ideographs is one match, cut into characters after.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from collections.abc import Sequence as SequenceOf
+from itertools import accumulate
 
 import regex
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer.byte_level import (  # noqa: F401  (the tables are re-exported: their former home)
+    BYTE_TO_UNICODE,
+    UNICODE_TO_BYTE,
+    bytes_to_unicode,
+    char_spans,
+    to_byte_level,
+)
+from llmlab.tokenizer.normalize import CJK_RANGES
 
 Piece = tuple[str, int, int]
 
 _ASCII_PUNCT = r"\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e"
 _BERT_SPLIT = regex.compile(rf"[^\s\p{{P}}{_ASCII_PUNCT}]+|[\p{{P}}{_ASCII_PUNCT}]")
+_BERT_SPLIT_ASCII = re.compile(rf"[^\t\n\x0b\x0c\r {_ASCII_PUNCT}]+|[{_ASCII_PUNCT}]")  # the same, on ASCII
+_BERT_SPLIT_CJK = regex.compile(  # the same with runs of CJK ideographs (group 1) apart, to be cut one by one
+    rf"([{CJK_RANGES}]+)|[^\s\p{{P}}{_ASCII_PUNCT}{CJK_RANGES}]+|[\p{{P}}{_ASCII_PUNCT}]"
+)
 _GPT2_SPLIT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+_GPT2_SPLIT_ASCII = re.compile(  # the same, on ASCII
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""", re.ASCII
+)
 _WHITESPACE_SPLIT = regex.compile(r"\w+|[^\w\s]+")
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from the 256 byte values to printable Unicode characters.
-
-    Printable Latin-1 bytes map to themselves; the other 68 (controls, space, ...) to U+0100 onwards, in order.
-    """
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table = {b: chr(b) for b in keep}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-BYTE_TO_UNICODE: dict[int, str] = bytes_to_unicode()
-UNICODE_TO_BYTE: dict[str, int] = {c: b for b, c in BYTE_TO_UNICODE.items()}
-_LATIN1_TO_BYTELEVEL = {b: c for b, c in BYTE_TO_UNICODE.items()}  # str.translate table over latin-1 text
-
-
-def to_byte_level(text: str) -> str:
-    """The UTF-8 bytes of `text`, each as its GPT-2 printable character."""
-    return text.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTELEVEL)
-
-
 class PreTokenizer:
-    """Base class: subclasses implement `split` and `to_hf`; `span` is the identity shift."""
+    """Base class: subclasses implement `split_spans` (or `split`) and `to_hf`; `span` is the identity shift."""
+
+    prepends = False  # whether a piece may start with a character put in front of its text span
 
     def split(self, text: str) -> list[Piece]:
-        raise NotImplementedError
+        """(piece, start, end) for each word of `text`: the piece as the model sees it, the span it came from."""
+        pieces, spans = self.split_spans(text)
+        return [(piece, start, end) for piece, (start, end) in zip(pieces, spans, strict=True)]
+
+    def split_spans(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """`split` as two lists, the pieces and their spans (quicker to make and to use)."""
+        pieces = self.split(text)
+        return [piece for piece, _, _ in pieces], [(start, end) for _, start, end in pieces]
+
+    def raw_split(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """`split_spans` before the per-piece mapping: `map_word` turns each word into its piece."""
+        return self.split_spans(text)
 
     def to_hf(self) -> dict:
         raise NotImplementedError
@@ -67,6 +81,11 @@ class PreTokenizer:
     def span(self, text: str, piece: str, start: int, end: int, a: int, b: int) -> tuple[int, int]:
         """Map characters [a, b) of `piece` (which came from text[start:end]) to a span of `text`."""
         return start + a, start + b
+
+    def char_spans(self, piece: str, spans: SequenceOf[tuple[int, int]]) -> tuple[SequenceOf, int]:
+        """Token spans within `piece` as spans of the characters of text the piece stands for, and how many
+        characters that is (a prepended character counts as one). The identity for text pieces."""
+        return spans, len(piece)
 
     def raw_words(self, text: str) -> list[str]:
         """The pieces before any per-piece mapping (for counting: map each distinct word once, later)."""
@@ -80,11 +99,31 @@ class PreTokenizer:
 class BertPreTokenizer(PreTokenizer):
     """Whitespace and punctuation split, as BERT."""
 
-    def split(self, text: str) -> list[Piece]:
-        return [(m.group(), m.start(), m.end()) for m in _BERT_SPLIT.finditer(text)]
+    def __init__(self, isolate_cjk: bool = False):
+        """Args: isolate_cjk: also make each CJK ideograph a word, as the spaces `BertNormalizer` puts around
+        them do; the pipeline uses this in their place (no HF equivalent on its own: saved as BERT's split)."""
+        self.isolate_cjk = isolate_cjk
+        self._unicode_split = _BERT_SPLIT_CJK if isolate_cjk else _BERT_SPLIT
+
+    def split_spans(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        if text.isascii():
+            return _pieces_and_spans(_BERT_SPLIT_ASCII.finditer(text))
+        if not self.isolate_cjk:
+            return _pieces_and_spans(_BERT_SPLIT.finditer(text))
+        pieces: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for m in _BERT_SPLIT_CJK.finditer(text):
+            start, end = m.span()
+            if m.lastindex:  # a run of ideographs, one word each
+                pieces += m.group()
+                spans += zip(range(start, end), range(start + 1, end + 1), strict=True)
+            else:
+                pieces.append(m.group())
+                spans.append((start, end))
+        return pieces, spans
 
     def raw_words(self, text: str) -> list[str]:
-        return _BERT_SPLIT.findall(text)
+        return _BERT_SPLIT_ASCII.findall(text) if text.isascii() else self.split_spans(text)[0]
 
     def to_hf(self) -> dict:
         return {"type": "BertPreTokenizer"}
@@ -93,8 +132,8 @@ class BertPreTokenizer(PreTokenizer):
 class Whitespace(PreTokenizer):
     """Words and runs of other non-space characters."""
 
-    def split(self, text: str) -> list[Piece]:
-        return [(m.group(), m.start(), m.end()) for m in _WHITESPACE_SPLIT.finditer(text)]
+    def split_spans(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        return _pieces_and_spans(_WHITESPACE_SPLIT.finditer(text))
 
     def to_hf(self) -> dict:
         return {"type": "Whitespace"}
@@ -102,6 +141,8 @@ class Whitespace(PreTokenizer):
 
 class ByteLevel(PreTokenizer):
     """GPT-2 byte-level pre-tokenizer: regex split, then bytes to printable characters."""
+
+    prepends = True  # add_prefix_space: the first piece's 'Ġ' stands for its first character
 
     def __init__(self, add_prefix_space: bool = False, use_regex: bool = True, trim_offsets: bool = True):
         self.add_prefix_space = add_prefix_space
@@ -113,25 +154,21 @@ class ByteLevel(PreTokenizer):
         """The 256 characters that stand for the 256 byte values (the byte-level BPE initial alphabet)."""
         return set(BYTE_TO_UNICODE.values())
 
-    def split(self, text: str) -> list[Piece]:
-        shift = 0
-        if self.add_prefix_space and text and not text.startswith(" "):
-            text, shift = " " + text, 1
-        if not self.use_regex:
-            spans = [(0, len(text))] if text else []
-        else:
-            spans = [m.span() for m in _GPT2_SPLIT.finditer(text)]
-        if text.isascii():
-            mapped = text.translate(_LATIN1_TO_BYTELEVEL)
-            return [(mapped[s:e], max(s - shift, 0), max(e - shift, shift)) for s, e in spans]
-        return [(to_byte_level(text[s:e]), max(s - shift, 0), max(e - shift, shift)) for s, e in spans]
+    def split_spans(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        words, spans = self.raw_split(text)
+        return list(map(to_byte_level, words)), spans
+
+    def raw_split(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        words = self.raw_words(text)
+        shift = int(self.add_prefix_space and bool(text) and not text.startswith(" "))
+        return words, tiling_spans(words, shift)
 
     def raw_words(self, text: str) -> list[str]:
         if self.add_prefix_space and text and not text.startswith(" "):
             text = " " + text
         if not self.use_regex:
             return [text] if text else []
-        return _GPT2_SPLIT.findall(text)
+        return (_GPT2_SPLIT_ASCII if text.isascii() else _GPT2_SPLIT).findall(text)
 
     def map_word(self, word: str) -> str:
         return to_byte_level(word)
@@ -148,6 +185,9 @@ class ByteLevel(PreTokenizer):
         last = char_of_byte[b - 1] + 1 if b > a else first
         return start + first, start + last
 
+    def char_spans(self, piece: str, spans: SequenceOf[tuple[int, int]]) -> tuple[SequenceOf, int]:
+        return char_spans(piece, spans)
+
     def to_hf(self) -> dict:
         return {
             "type": "ByteLevel",
@@ -159,6 +199,8 @@ class ByteLevel(PreTokenizer):
 
 class Metaspace(PreTokenizer):
     """SentencePiece's whitespace handling: ' ' → '▁', a '▁' prepended, split before each '▁'."""
+
+    prepends = True  # the prepended '▁' stands for the first character
 
     def __init__(self, replacement: str = "▁", prepend_scheme: str = "always", split: bool = True):
         if prepend_scheme not in ("always", "first", "never"):
@@ -179,13 +221,16 @@ class Metaspace(PreTokenizer):
         return self.replacement * shift + text, shift
 
     def split(self, text: str, first: bool = True) -> list[Piece]:
+        pieces, spans = self.split_spans(text, first)
+        return [(piece, start, end) for piece, (start, end) in zip(pieces, spans, strict=True)]
+
+    def split_spans(self, text: str, first: bool = True) -> tuple[list[str], list[tuple[int, int]]]:
+        """As `split`; `first` says whether `text` starts the input (for prepend_scheme "first")."""
         full, shift = self._prepared(text, first)
         if not self.split_words:
-            return [(full, 0, len(text))] if full else []
-        return [
-            (m.group(), max(m.start() - shift, 0), max(m.end() - shift, shift))
-            for m in self._words.finditer(full)
-        ]
+            return ([full], [(0, len(text))]) if full else ([], [])
+        pieces = self._words.findall(full)
+        return pieces, tiling_spans(pieces, shift)
 
     def raw_words(self, text: str) -> list[str]:
         full, _ = self._prepared(text, True)
@@ -218,6 +263,25 @@ class Sequence(PreTokenizer):
 
     def to_hf(self) -> dict:
         return {"type": "Sequence", "pretokenizers": [p.to_hf() for p in self.pretokenizers]}
+
+
+def _pieces_and_spans(matches: Iterable) -> tuple[list[str], list[tuple[int, int]]]:
+    """The text and span of each regex match."""
+    matches = list(matches)
+    if not matches:
+        return [], []
+    match_type = type(matches[0])
+    return list(map(match_type.group, matches)), list(map(match_type.span, matches))
+
+
+def tiling_spans(pieces: list[str], shift: int) -> list[tuple[int, int]]:
+    """Spans of pieces that follow one another; with `shift` 1 the first character was prepended and stands
+    for the first character of the text."""
+    bounds = list(accumulate(map(len, pieces), initial=-shift))
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if shift and spans:  # the prepended character counts as the first one
+        spans[0] = (0, max(spans[0][1], 1))
+    return spans
 
 
 def pretokenizer_from_hf(d: dict | None) -> PreTokenizer | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
+from operator import itemgetter
 
 from llmlab.errors import LlmlabError
 
@@ -184,7 +185,7 @@ class Unigram:
 
     def _finish(self, word: str, path: list[Token]) -> list[Token]:
         """Replace unknown nodes: byte tokens with byte fallback, else `unk_id` with neighbours fused."""
-        if all(pid != _UNK for pid, _, _ in path):
+        if _UNK not in map(itemgetter(0), path):
             return path
         tokens: list[Token] = []
         for pid, s, e in path:

@@ -1,0 +1,221 @@
+"""One text through the pipeline's front half: added tokens, normalizer, pre-tokenizer, model; offsets into the text.
+
+Follows Hugging Face `tokenizers` (tokenizers/src/tokenizer/mod.rs, added_vocabulary.rs) and is tested
+against it id for id, offset for offset, on real data (through `Tokenizer`, which adds the special tokens,
+truncation and padding):
+1. Added tokens are split off first, leftmost-longest: those with `normalized=False` (special tokens, as a
+   rule) in the raw text, the others in each remaining piece once it is normalized.
+2. Each remaining piece is normalized, pre-tokenized into words, and each word split by the model.
+
+Offsets are character spans into the original text, as HF's Python binding gives them: a token's span within
+its word is mapped through the pre-tokenizer, then back through the normalization
+(`Normalizer.normalize_aligned`: per character, as HF's alignments).
+
+Speed, the common case: normalization leaves every character in place and the pre-tokenizer cuts plain
+substrings, so a token's offset is an addition. Each word's split is remembered with its token spans already
+in characters of the text it stands for (`PreTokenizer.char_spans`), so every later occurrence is a shift,
+minus the one character a `prepends` pre-tokenizer (ByteLevel's prefix space, Metaspace's '▁') put in front.
+With BertNormalizer and BertPreTokenizer the spaces around CJK ideographs are not inserted: the split makes
+each ideograph a word instead, the same words with no alignment to follow (Chinese text then stays as it is).
+"""
+
+from __future__ import annotations
+
+from itertools import chain, compress, repeat
+from operator import is_not, itemgetter, ne, or_, sub
+
+from llmlab.tokenizer.added_tokens import AddedTokenMatcher
+from llmlab.tokenizer.encoding import Encoding
+from llmlab.tokenizer.normalize import BertNormalizer, Normalizer
+from llmlab.tokenizer.pretokenize import BertPreTokenizer, Metaspace, PreTokenizer
+from llmlab.tokenizer.unigram import Unigram
+
+__all__ = ["SequenceEncoder"]
+
+_IDS, _TOKENS, _SPANS, _LENGTH = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
+_START, _END = itemgetter(0), itemgetter(1)
+
+_MEMO_CAPACITY = 200_000  # words whose split is remembered
+_MEMO_MAX_WORD = 64  # longer words (a Chinese clause or line) rarely repeat and are not remembered
+
+# A word's split: token ids, token strings, spans in characters of the text the word stands for (None: one
+# token, the whole word), and how many characters that text has (a prepended character counts as one).
+WordSplit = tuple[tuple[int, ...], tuple[str, ...], tuple[tuple[int, int], ...] | None, int]
+
+
+class SequenceEncoder:
+    """Text -> `Encoding` without special tokens, for one set of stages (rebuilt when a stage changes)."""
+
+    def __init__(
+        self,
+        model,
+        normalizer: Normalizer | None,
+        pre_tokenizer: PreTokenizer | None,
+        raw_tokens: AddedTokenMatcher,
+        normalized_tokens: AddedTokenMatcher,
+        id_to_token: dict[int, str],
+    ):
+        """Args:
+        model: the `WordPiece`, `BPE` or `Unigram` model.
+        normalizer, pre_tokenizer: the stages before it (None: skipped).
+        raw_tokens, normalized_tokens: the added tokens matched in the raw / the normalized text.
+        id_to_token: id -> token string, added tokens included.
+        """
+        if (
+            isinstance(normalizer, BertNormalizer)
+            and normalizer.handle_chinese_chars
+            and type(pre_tokenizer) is BertPreTokenizer
+            and normalized_tokens.pattern is None
+        ):  # the spaces BERT puts around CJK ideographs only make them words: the split does that directly
+            normalizer, pre_tokenizer = normalizer.without_cjk_spaces(), BertPreTokenizer(isolate_cjk=True)
+        self.model, self.normalizer, self.pre_tokenizer = model, normalizer, pre_tokenizer
+        self._raw, self._normalized, self._id_to_token = raw_tokens, normalized_tokens, id_to_token
+        self._identity_span = pre_tokenizer is None or type(pre_tokenizer).span is PreTokenizer.span
+        self._prepends = pre_tokenizer is not None and pre_tokenizer.prepends
+        self._unk_as_text = model.unk_id if isinstance(model, Unigram) else None  # HF reads it as its text
+        self._memo = _Memo(self._split_word)  # keyed by the words before the pre-tokenizer maps them
+        identity_map = pre_tokenizer is None or type(pre_tokenizer).map_word is PreTokenizer.map_word
+        self._map_word = None if identity_map else pre_tokenizer.map_word
+
+    def encode(self, text: str, type_id: int = 0) -> Encoding:
+        """Tokenize one text: ids, tokens and offsets; type ids `type_id`, no special tokens."""
+        ids: list[int] = []
+        tokens: list[str] = []
+        offsets: list[tuple[int, int]] = []
+        pieces = self._raw.split(text)
+        if pieces is None:
+            self._encode_piece(text, 0, ids, tokens, offsets)
+        else:
+            for start, stop, added in pieces:
+                if added is None:
+                    self._encode_piece(text[start:stop], start, ids, tokens, offsets)
+                else:
+                    ids.append(added.id)
+                    tokens.append(text[start:stop])
+                    offsets.append((start, stop))
+        n = len(ids)
+        return Encoding(ids, tokens, offsets, [type_id] * n, [1] * n, [0] * n, [])
+
+    def _encode_piece(self, raw: str, base: int, ids: list, tokens: list, offsets: list) -> None:
+        """Normalize `raw` (which starts at `base` in the text), split off normalized added tokens, encode."""
+        text, align = (raw, None) if self.normalizer is None else self.normalizer.normalize_aligned(raw)
+        pieces = self._normalized.split(text)
+        if pieces is None and align is None:  # the fast, common path: offsets need no mapping
+            self._encode_words(text, base, ids, tokens, offsets, first=base == 0)
+            return
+        for start, stop, added in pieces or [(0, len(text), None)]:
+            done = len(offsets)
+            if added is None:
+                first = base + _raw_position(start, align, len(raw)) == 0
+                self._encode_words(text[start:stop], start, ids, tokens, offsets, first)
+            else:
+                ids.append(added.id)
+                tokens.append(text[start:stop])
+                offsets.append((start, stop))
+            offsets[done:] = _to_raw(offsets[done:], align, len(raw), base)
+
+    def _encode_words(
+        self, text: str, shift: int, ids: list, tokens: list, offsets: list, first: bool
+    ) -> None:
+        """Pre-tokenize `text`, let the model split each word; a token's offsets are `shift` + its text span.
+
+        `first` says whether `text` starts the input (for Metaspace's prepend_scheme "first"). Whole lists at
+        once: a word of one token that is its text span (most are) takes that span as its offsets.
+        """
+        pre = self.pre_tokenizer
+        if pre is None:
+            pieces, spans = ([text], [(0, len(text))]) if text else ([], [])
+        elif isinstance(pre, Metaspace):
+            pieces, spans = pre.split_spans(text, first)
+        else:
+            pieces, spans = pre.raw_split(text)  # words before the pre-tokenizer maps them (ByteLevel)
+        splits = list(map(self._memo.__getitem__, pieces))
+        ids += chain.from_iterable(map(_IDS, splits))
+        tokens += chain.from_iterable(map(_TOKENS, splits))
+        several = map(is_not, map(_SPANS, splits), repeat(None))  # more than one token, or not the word
+        if not self._identity_span:  # or not as long as its text span
+            lengths = map(sub, map(_END, spans), map(_START, spans))
+            several = map(or_, several, map(ne, map(_LENGTH, splits), lengths))
+        if shift:
+            spans = [(start + shift, end + shift) for start, end in spans]
+        done, identity = 0, self._identity_span
+        for i in compress(range(len(splits)), several):
+            offsets += spans[done:i]
+            (start, end), (_, _, word_spans, n) = spans[i], splits[i]
+            if word_spans is not None and (identity or n == end - start):  # several tokens, a plain word
+                offsets += [(start + a, start + b) for a, b in word_spans]
+            else:
+                offsets += self._word_offsets(splits[i], pieces[i], text, start - shift, end - shift, shift)
+            done = i + 1
+        offsets += spans[done:]
+
+    def _word_offsets(
+        self, split: WordSplit, word: str, text: str, start: int, end: int, shift: int
+    ) -> list[tuple[int, int]]:
+        """The offsets of one word's tokens, the word coming from text[start:end]."""
+        spans, n = split[2] or ((0, split[3]),), split[3]
+        if self._identity_span or n == end - start:  # the word is its text span, character for character
+            start += shift
+            return [(start + a, start + b) for a, b in spans]
+        if (
+            self._prepends and n == end - start + 1
+        ):  # its first character was put in front, for the text's first
+            start += shift
+            return [(start + max(a - 1, 0), start + max(b - 1, 1)) for a, b in spans]
+        pre = self.pre_tokenizer  # not met with the pre-tokenizers here: map token by token
+        word = pre.map_word(word)
+        spans = [pre.span(text, word, start, end, a, b) for _, a, b in self.model.tokenize(word)]
+        return [(shift + a, shift + b) for a, b in spans]
+
+    def _split_word(self, raw_word: str) -> WordSplit:
+        """The model's split of a word (see `WordSplit`), remembered when the word is short.
+
+        All tuples of atoms, which the garbage collector stops tracking: a big memo costs it nothing.
+        """
+        word = raw_word if self._map_word is None else self._map_word(raw_word)
+        split = self.model.tokenize(word)
+        ids, starts, ends = zip(*split, strict=True) if split else ((), (), ())
+        tokens = tuple(map(self._id_to_token.__getitem__, ids))
+        spans = list(zip(starts, ends, strict=True))
+        if self._unk_as_text is not None and self._unk_as_text in ids:
+            tokens = tuple(
+                word[a:b] if i == self._unk_as_text else t
+                for i, t, (a, b) in zip(ids, tokens, spans, strict=True)
+            )
+        if self.pre_tokenizer is not None:
+            spans, n = self.pre_tokenizer.char_spans(word, spans)
+        else:
+            n = len(word)
+        hit = (ids, tokens, None if len(spans) == 1 and spans[0] == (0, n) else tuple(spans), n)
+        if len(word) <= _MEMO_MAX_WORD and len(self._memo) < _MEMO_CAPACITY:
+            self._memo[raw_word] = hit
+        return hit
+
+
+class _Memo(dict):
+    """word -> its `WordSplit`, computed (and remembered, when short) on first use."""
+
+    def __init__(self, split_word):
+        super().__init__()
+        self.split_word = split_word
+
+    def __missing__(self, word: str) -> WordSplit:
+        return self.split_word(word)
+
+
+def _raw_position(i: int, align: list[int] | None, n_raw: int) -> int:
+    """The raw position of normalized position `i` (the end of the text maps to the end)."""
+    return i if align is None else align[i] if i < len(align) else n_raw
+
+
+def _to_raw(spans: list[tuple[int, int]], align: list[int] | None, n_raw: int, base: int) -> list:
+    """Spans of normalized text as spans of the text (an empty span stays empty, at its position)."""
+    if align is None:
+        return [(base + a, base + b) for a, b in spans]
+    n = len(align)
+    return [
+        (base + align[a], base + align[b - 1] + 1)
+        if b > a
+        else ((base + align[a],) * 2 if a < n else (base + n_raw,) * 2)
+        for a, b in spans
+    ]
