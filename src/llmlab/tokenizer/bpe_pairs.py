@@ -19,10 +19,11 @@ without looking pairs up. Slots live in numpy arrays, which the Python loop of s
 through memoryviews. A pair made again (only after a symbol was rebuilt) gets a new slot for its new
 positions, whose count is kept by the pair's first slot (`alias`).
 
-Queue: a heap of ints `-priority << 74 | key << 32 | slot`, so it compares integers only. Slots whose count is
-below `floor` are not queued at all (most pairs occur once or twice and are never merged); when the best
-queued count falls below the floor, the floor halves and the slots that reach it are queued. Counts only fall,
-so none is missed; once a symbol is rebuilt a count can rise, so from then on every slot is queued.
+Queue: a heap of ints `-priority << 74 | key << 32 | slot`, so it compares integers only. HF queues a pair
+with the count it had when made, and re-queues it with its current count only when it reaches the top. So a
+slot whose first count is below `floor` can wait outside the heap (most pairs occur once or twice and are
+never merged) until the heap's best falls below the floor; the floor then halves and the slots whose first
+count reaches it are queued, with that count: the heap pops exactly what HF's would.
 With `likelihood` (WordPiece's count(ab) / (count(a) * count(b))) merging ab raises the score of every pair
 holding a or b, so those pairs are queued again after each merge, to be merged at all their positions.
 """

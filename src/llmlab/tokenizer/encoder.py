@@ -132,14 +132,19 @@ class SequenceEncoder:
         splits = list(map(self._memo.__getitem__, pieces))
         ids += chain.from_iterable(map(_IDS, splits))
         tokens += chain.from_iterable(map(_TOKENS, splits))
-        several = map(is_not, map(_SPANS, splits), repeat(None))  # more than one token, or not the word
-        if not self._identity_span:  # or not as long as its text span
+        # the words of more than one token, or not the whole word, or (pieces that are not substrings) not as
+        # long as their text span: a `prepends` pre-tokenizer puts a character in front of the first piece only
+        several = map(is_not, map(_SPANS, splits), repeat(None))
+        if not self._identity_span and not self._prepends:
             lengths = map(sub, map(_END, spans), map(_START, spans))
             several = map(or_, several, map(ne, map(_LENGTH, splits), lengths))
+        odd = list(compress(range(len(splits)), several))
+        if self._prepends and splits and splits[0][3] != spans[0][1] - spans[0][0] and odd[:1] != [0]:
+            odd.insert(0, 0)
         if shift:
             spans = [(start + shift, end + shift) for start, end in spans]
         done, identity = 0, self._identity_span
-        for i in compress(range(len(splits)), several):
+        for i in odd:
             offsets += spans[done:i]
             (start, end), (_, _, word_spans, n) = spans[i], splits[i]
             if word_spans is not None and (identity or n == end - start):  # several tokens, a plain word

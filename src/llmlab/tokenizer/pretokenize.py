@@ -59,7 +59,7 @@ _WHITESPACE_SPLIT = regex.compile(r"\w+|[^\w\s]+")
 class PreTokenizer:
     """Base class: subclasses implement `split_spans` (or `split`) and `to_hf`; `span` is the identity shift."""
 
-    prepends = False  # whether a piece may start with a character put in front of its text span
+    prepends = False  # whether the first piece may start with a character put in front of its text span
 
     def split(self, text: str) -> list[Piece]:
         """(piece, start, end) for each word of `text`: the piece as the model sees it, the span it came from."""
