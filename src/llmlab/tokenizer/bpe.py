@@ -205,10 +205,10 @@ class BPE:
 
         Args:
             ids: the symbols.
-            sizes: how many characters each symbol covers (None: one each).
+            sizes: what each symbol covers, in characters or symbols (None: 1 each).
 
         Returns:
-            For each resulting token, how many characters it covers.
+            For each resulting token, the sum of the sizes of the symbols it merged.
         """
         get, merged = self._ranks.get, self._merged
         ranks = [get(pair, _NO_MERGE) for pair in pairwise(ids)]  # ranks[i]: merge of ids[i], ids[i + 1]

@@ -185,8 +185,7 @@ def _learn_merges(
     """Merge the best pair until the vocabulary is full or no pair qualifies; the merged pairs, in order."""
     merges: list[int] = []
     wanted = vocab_size - len(tokens)
-    length = np.ones(max(len(tokens), vocab_size) + 1, np.int64)  # characters per token, by id
-    limit = max_token_length if max_token_length is not None else float("inf")
+    length = None if max_token_length is None else np.ones(max(len(tokens), vocab_size) + 1, np.int64)
     rebuilt: set[int] = set()  # ids that two merges have built
     while len(vocab) < vocab_size and (slot := queue.pop_best(min_frequency)) is not None:
         key = queue.table.key_mv[slot]
@@ -194,34 +193,36 @@ def _learn_merges(
         fresh = len(tokens)
         new = _add_token(tokens[a], tokens[b], prefix, vocab, tokens)
         merges.append(key)
-        if new == fresh:
-            length[new] = length[a] + length[b]
-        else:  # an existing token: its pairs can now be made twice
+        if new == fresh and length is not None:
+            length[new] = length[a] + length[b]  # characters per token, by id
+        elif new != fresh:  # an existing token: its pairs can now be made twice
             rebuilt.add(new)
             queue.table.rebuilt()
-        _merge(words, queue, slot, (a, b, new), limit, length, rebuilt)
+        rule = None if length is None else (length, max_token_length - length[new])
+        _merge(words, queue, slot, (a, b, new), rule, rebuilt)
         if progress:
             progress(len(merges), wanted)
     return merges
 
 
 def _merge(
-    words: Words, queue: Queue, slot: int, pair: tuple[int, int, int], limit, length, rebuilt: set[int]
+    words: Words, queue: Queue, slot: int, pair: tuple[int, int, int], rule, rebuilt: set[int]
 ) -> None:
-    """Merge the slot's pair (a, b) into `new` where it appeared; count and queue the pairs made."""
+    """Merge the slot's pair (a, b) into `new` where it appeared; count and queue the pairs made.
+
+    `rule`: HF's max_token_length rule as (length, room), a pair (x, new) being counted only if
+    length[x] < room; None without a limit.
+    """
     a, b, new = pair
     table = queue.table
     pos = queue.positions(slot)
     if a in rebuilt or b in rebuilt:  # the words may hold the pair where `pos` does not know
         pos = words.word_nodes(pos)
     table.reserve(2 * len(pos), 2 * len(pos))
-    room = limit - length[new]  # HF's max_token_length rule: a pair (x, new) needs length[x] < room
     if len(pos) >= BATCH:
-        made, merged = words.merge_many(table, pos, pair, room, length)
+        made, merged = words.merge_many(table, pos, pair, rule)
     else:
-        made, merged = words.merge_few(
-            table, pos if isinstance(pos, list) else pos.tolist(), pair, room, length
-        )
+        made, merged = words.merge_few(table, pos if isinstance(pos, list) else pos.tolist(), pair, rule)
     if queue.likelihood:
         queue.rescore(slot, new, merged)
     queue.add(made)

@@ -80,20 +80,20 @@ class Words:
         return np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes - lo, sizes)
 
     def merge_few(
-        self, table: PairTable, pos: list[int], pair: tuple[int, int, int], room, length
+        self, table: PairTable, pos: list[int], pair: tuple[int, int, int], rule
     ) -> tuple[list[int], int]:
         """Merge pair = (a, b, new) at the positions `pos` that still hold a, b, left to right, in Python.
 
         Args:
             table: where the counts change and the pairs made get their slots (room reserved).
-            room, length: a pair (x, new) or (new, x) is counted only when length[x] < room.
+            rule: (length, room): a pair (x, new) or (new, x) is counted only when length[x] < room (None: all).
 
         Returns:
             the new slots, and the weighted number of occurrences merged.
         """
         a, b, new = pair
         sym, nxt, prv, word, slot = self.views
-        count, weight, length = table.count_mv, self.weight, memoryview(length)
+        count, weight = table.count_mv, self.weight
         made: dict[int, tuple[int, int, list[int]]] = {}  # key -> (slot, counting slot, positions)
         merged = 0
         for p in sorted(pos):
@@ -110,7 +110,7 @@ class Words:
                 count[slot[q]] -= n
                 key = new << ID_BITS | right
                 if (s := made.get(key)) is None:
-                    s = made[key] = _made(table, key, length[right] < room)
+                    s = made[key] = _made(table, key, rule is None or rule[0][right] < rule[1])
                 slot[p] = s[1]
                 count[s[1]] += n
                 s[2].append(p)
@@ -118,7 +118,7 @@ class Words:
                 count[slot[before]] -= n
                 key = left << ID_BITS | new
                 if (s := made.get(key)) is None:
-                    s = made[key] = _made(table, key, length[left] < room)
+                    s = made[key] = _made(table, key, rule is None or rule[0][left] < rule[1])
                 slot[before] = s[1]
                 count[s[1]] += n
                 s[2].append(before)
@@ -127,9 +127,7 @@ class Words:
                 table.listed[s] = ps
         return [s for s, _, _ in made.values() if s], merged
 
-    def merge_many(
-        self, table: PairTable, pos, pair: tuple[int, int, int], room, length
-    ) -> tuple[np.ndarray, int]:
+    def merge_many(self, table: PairTable, pos, pair: tuple[int, int, int], rule) -> tuple[np.ndarray, int]:
         """`merge_few` in numpy steps."""
         a, b, new = pair
         sym, nxt, prv = self.sym, self.nxt, self.prv
@@ -148,7 +146,7 @@ class Words:
         nodes = np.concatenate([p[has_right], before[has_left]])
         weights = np.concatenate([n[has_right], n[has_left]])
         split = int(has_right.sum())
-        made, node_slot = _made_slots(table, keys, nodes, others, split, length < room, (right == new).any())
+        made, node_slot = _made_slots(table, keys, nodes, others, split, rule, (right == new).any())
         np.add.at(table.count, node_slot, weights)
         self.slot[nodes[:split]] = node_slot[:split]
         lost_left = self.slot[before[has_left]]  # after the right side: "abab" loses the (n, a) it made
@@ -173,10 +171,10 @@ class Words:
 
 
 def _made_slots(
-    table: PairTable, keys, nodes, others, split: int, counted: np.ndarray, shared: bool
+    table: PairTable, keys, nodes, others, split: int, rule, shared: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """New slots for the pairs a merge made, grouped by key (nodes[:split] on the right side, the rest on the
-    left): the slots, and the slot counting the pair at each node (0 where `counted[other]` is false).
+    left): the slots, and the slot counting the pair at each node (0 for a pair the `rule` does not count).
 
     `shared`: the new symbol was there before, so both sides can make the same pair.
     """
@@ -184,7 +182,9 @@ def _made_slots(
         order = np.lexsort((nodes, keys))
     else:  # each side is in position order, which a stable sort by neighbour keeps
         order = np.concatenate([_order(others[:split]), split + _order(others[split:])])
-    order = order[counted[others[order]]]
+    if rule is not None:
+        length, room = rule
+        order = order[length[others[order]] < room]
     cuts = _runs(keys[order])
     slots, counting = table.add_many(keys[order][cuts[:-1]], nodes[order], cuts)
     node_slot = np.zeros(len(nodes), np.int32)
