@@ -45,7 +45,8 @@ class CharMerges:
         """Use `build`, which checks the table first."""
         self._tokens, self._ranks, self._merged = model_tokens, ranks, merged
         self._vocab = {t: i for i, t in model_tokens.items()}
-        self._by_side: tuple[dict, dict] = ({}, {})  # id -> [(rank, other part)] of merges with it left / right
+        # id -> [(rank, other part)] of the merges with it as left (0) / right (1) part
+        self._by_side: tuple[dict, dict] = ({}, {})
         for (a, b), rank in sorted(ranks.items(), key=itemgetter(1)):
             self._by_side[0].setdefault(a, []).append((rank, b))
             self._by_side[1].setdefault(b, []).append((rank, a))
