@@ -17,7 +17,11 @@ from typing import IO, Annotated
 
 import typer
 
+from llmlab.abtest import commands as abtest_commands
+from llmlab.abtest import serve_command
 from llmlab.errors import LlmlabError
+from llmlab.evaluation import commands as evaluation_commands
+from llmlab.finetune import commands as finetune_commands
 from llmlab.io import atomic_open, read_lines
 
 app = typer.Typer(
@@ -34,6 +38,10 @@ study_app = typer.Typer(
     help="Studies that show why the building blocks behave as they do.", no_args_is_help=True
 )
 app.add_typer(study_app, name="study")
+finetune_commands.register(app)
+evaluation_commands.register(app)
+abtest_commands.register(app)
+serve_command.register(app)
 
 
 class ModelName(str, Enum):

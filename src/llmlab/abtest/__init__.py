@@ -1,0 +1,1 @@
+"""A/B testing of model variants: offline paired tests, an online experiment server, and its statistics."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics with confidence intervals, fit diagnosis, a linear baseline, hyperparameter search."""
