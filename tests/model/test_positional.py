@@ -50,11 +50,12 @@ def test_sinusoidal_equals_the_papers_formula(dim):
             assert table[row, c].item() == pytest.approx(expected, abs=1e-12)
 
 
-def test_sinusoidal_embed_adds_the_table_at_any_length():
-    pe = Sinusoidal(8)
+def test_sinusoidal_embed_scales_embeddings_and_adds_the_table_at_any_length():
+    pe = Sinusoidal(16)
     positions = torch.arange(5000, 5004)  # far beyond any max_seq_len: no table, no limit
-    out = pe.embed(torch.zeros(2, 4, 8), positions)
-    assert torch.allclose(out[1], sinusoidal_table(positions, 8), atol=1e-6)
+    x = torch.randn(2, 4, 16)
+    out = pe.embed(x, positions)
+    assert torch.allclose(out[1], 4.0 * x[1] + sinusoidal_table(positions, 16), atol=1e-5)  # √16 = 4
 
 
 # --- RoPE ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
     PE[pos, 2i] = sin(pos / 10000^(2i/d)),   PE[pos, 2i+1] = cos(pos / 10000^(2i/d)),
 interleaved exactly as written in the paper (tensor2tensor and fairseq concatenate all sines, then all
 cosines, instead: the same encoding up to a fixed permutation of the channels). Computed on the fly for any
-length, so it has no table and no limit; tested against `math.sin`/`math.cos` over a grid.
+length, so it has no table and no limit; tested against `math.sin`/`math.cos` over a grid. As in section 3.4,
+the token embeddings are multiplied by √d_model before the encoding is added: with embeddings initialised at
+N(0, 0.02) the fixed sinusoids (norm √(d/2)) would otherwise drown the token identity.
 
 `learned`: one trained vector per position (BERT, GPT-2 `wpe`): `nn.Embedding(max_seq_len, d_model)`.
 A longer sequence raises a clear `LlmlabError` (checked by the Transformer through `check_length`).
@@ -32,7 +34,7 @@ def sinusoidal_table(positions: Tensor, dim: int, dtype: torch.dtype = torch.flo
 
 
 class Sinusoidal(PositionalEncoding):
-    """`sinusoidal`: fixed sin/cos vectors added to the embeddings; no parameters, any length."""
+    """`sinusoidal`: fixed sin/cos vectors added to the √d_model-scaled embeddings; no parameters, any length."""
 
     def __init__(self, d_model: int):
         super().__init__()
@@ -44,7 +46,7 @@ class Sinusoidal(PositionalEncoding):
 
     def embed(self, x: Tensor, positions: Tensor) -> Tensor:
         table = sinusoidal_table(positions, self.d_model, angle_dtype(x))  # (T, C)
-        return x + table.to(x.dtype)
+        return x * self.d_model**0.5 + table.to(x.dtype)  # section 3.4: embeddings scaled by √d_model
 
 
 class Learned(PositionalEncoding):
