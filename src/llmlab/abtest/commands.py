@@ -1,9 +1,272 @@
-"""The `llmlab` subcommands of this topic; `register` adds them to the main app (see llmlab.cli)."""
+"""The `llmlab abtest` command group: compare two models offline, report on an online experiment, plan one,
+and simulate why peeking needs sequential tests. `register` adds the group to the main app (see llmlab.cli)."""
 
 from __future__ import annotations
 
+import json
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from llmlab.errors import LlmlabError
+
+abtest_app = typer.Typer(help="A/B tests of models: offline paired tests, online experiment statistics.")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+ReportFile = Annotated[Path | None, typer.Option("--report", help="Also write an HTML report here.")]
+Alpha = Annotated[float, typer.Option(help="Significance level (intervals are 1 - alpha).")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
+
+
+class Correction(str, Enum):
+    holm = "holm"
+    bh = "bh"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this topic's commands to `app`."""
+    """Add `abtest` and its subcommands to `app`."""
+    app.add_typer(abtest_app, name="abtest")
+
+
+@abtest_app.command("compare")
+def compare(
+    model_a: Annotated[Path, typer.Argument(help="Model folder A (the reference).")],
+    model_b: Annotated[Path, typer.Argument(help="Model folder B (the candidate).")],
+    data: Annotated[Path, typer.Argument(help="Labelled CSV (text,label) or JSONL; the same rows for both.")],
+    json_out: JsonFlag = False,
+    report: ReportFile = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    n_perm: Annotated[int, typer.Option(help="Permutations.")] = 10000,
+    alpha: Alpha = 0.05,
+    seed: Seed = 0,
+) -> None:
+    """Paired comparison of two models on one data set: McNemar, bootstrap CIs, DeLong, permutation test."""
+    import numpy as np
+
+    from llmlab import predictor
+    from llmlab.abtest.offline import compare_predictions
+    from llmlab.finetune.data import read_examples
+
+    a, b = predictor.load_predictor(model_a), predictor.load_predictor(model_b)
+    if a.labels != b.labels:
+        raise LlmlabError(f"{model_b}: classes {b.labels} differ from {model_a}'s {a.labels}")
+    examples = read_examples(data)
+    y = np.array([e.label for e in examples])
+    if y.max() >= len(a.labels):
+        raise LlmlabError(f"{data}: label {y.max()} is outside the models' {len(a.labels)} classes")
+    texts, pairs = [e.text for e in examples], [e.text_pair for e in examples]
+    pairs = None if all(p is None for p in pairs) else pairs
+    names = (a.name, b.name) if a.name != b.name else ("A", "B")
+    probas = [m.predict_proba(texts, pairs) for m in (a, b)]
+    result = compare_predictions(
+        y, *probas, names=names, n_boot=n_boot, n_perm=n_perm, seed=seed, alpha=alpha
+    )
+    _emit(
+        result,
+        _format_compare(result, alpha),
+        json_out,
+        report,
+        f"Offline comparison: {names[0]} vs {names[1]}",
+    )
+
+
+@abtest_app.command("report")
+def report_command(
+    store: Annotated[str, typer.Option(help="Event log: sqlite:///file.db, a path, or postgresql://...")],
+    experiment: Annotated[str, typer.Option(help="Experiment name.")],
+    json_out: JsonFlag = False,
+    covariate: Annotated[
+        Path | None, typer.Option(help="CSV user_id,value: a pre-period metric for CUPED on 'outcome'.")
+    ] = None,
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="conversion, outcome, latency (repeat or comma-separate).")
+    ] = None,
+    correction: Annotated[Correction, typer.Option(help="Multiple-testing adjustment.")] = Correction.holm,
+    max_latency_increase: Annotated[
+        float, typer.Option(help="Guardrail: allowed relative increase of p99 latency (0.1 = 10%).")
+    ] = 0.10,
+    alpha: Alpha = 0.05,
+    report: ReportFile = None,
+) -> None:
+    """Statistics of an online experiment: SRM check, z / Welch tests, always-valid p-values, guardrail."""
+    from llmlab.abtest.analysis import analyse_experiment, read_covariates
+    from llmlab.abtest.store import open_store
+
+    chosen = tuple(m for v in (metrics or ["conversion,outcome"]) for m in v.split(",") if m)
+    covariates = read_covariates(covariate) if covariate is not None else None
+    log = open_store(store)
+    try:
+        config = log.experiment(experiment)
+        assignments, outcomes = log.assignments(experiment), log.outcomes(experiment)
+    finally:
+        log.close()
+    result = analyse_experiment(
+        config, assignments, outcomes, covariates, chosen, correction.value, alpha, max_latency_increase
+    )
+    for warning in result["warnings"]:
+        typer.echo(f"WARNING: {warning}", err=True)
+    _emit(result, _format_experiment(result, alpha), json_out, report, f"Experiment {experiment}")
+
+
+@abtest_app.command("plan")
+def plan_command(
+    baseline: Annotated[float, typer.Option(help="Conversion rate of A (the control).")],
+    mde: Annotated[float, typer.Option(help="Minimum detectable effect, absolute (see --relative).")],
+    relative: Annotated[bool, typer.Option(help="Read --mde as relative to the baseline.")] = False,
+    alpha: Alpha = 0.05,
+    power: Annotated[float, typer.Option(help="Desired power.")] = 0.8,
+    ratio: Annotated[float, typer.Option(help="Users in B per user in A.")] = 1.0,
+    n: Annotated[int | None, typer.Option(help="Also give the power with this many users in A.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Users per variant for a two-proportion test (Cohen's h and pooled-variance formulas), or power for n."""
+    from llmlab.abtest.power import plan
+
+    out = plan(baseline, mde, relative, alpha, power, ratio, n)
+    if json_out:
+        print(_dumps(out))
+        return
+    print(
+        f"A {out['p_a']:.4g} -> B {out['p_b']:.4g} (Cohen's h {out['cohens_h']:.4f}), two-sided alpha {alpha}"
+    )
+    print(f"users in A for power {power} (B gets {ratio:g} x):")
+    print(f"  pooled-variance formula (Fleiss): {out['n_pooled']:>10,}  total {out['total_pooled']:,}")
+    print(f"  Cohen's h (NormalIndPower):       {out['n_cohens_h']:>10,}  total {out['total_cohens_h']:,}")
+    if n is not None:
+        print(
+            f"power with {n:,} users in A: pooled {out['power_pooled']:.4f}, Cohen's h {out['power_cohens_h']:.4f}"
+        )
+
+
+@abtest_app.command("simulate")
+def simulate_command(
+    experiments: Annotated[int, typer.Option(help="Simulated experiments per scenario.")] = 1000,
+    peeks: Annotated[int, typer.Option(help="Looks at the data, one after every batch.")] = 20,
+    batch: Annotated[int, typer.Option(help="Users per variant per batch.")] = 500,
+    baseline: Annotated[float, typer.Option(help="True conversion rate of A.")] = 0.10,
+    effect: Annotated[float, typer.Option(help="True absolute effect of B in the A/B scenario.")] = 0.01,
+    tau: Annotated[float | None, typer.Option(help="mSPRT mixing sd; default 0.1 x sqrt(p (1 - p)).")] = None,
+    alpha: Alpha = 0.05,
+    seed: Seed = 0,
+    json_out: JsonFlag = False,
+    report: ReportFile = None,
+) -> None:
+    """Simulate A/A and A/B experiments peeked at after every batch: error rates of fixed vs sequential tests.
+
+    Runs in process (no server: simulating against a live server with loadgen is not implemented).
+    """
+    from llmlab.abtest.simulate import peeking_figure, simulate_peeking
+
+    if not 0 < baseline + effect < 1:
+        raise LlmlabError(f"--baseline {baseline} + --effect {effect} must lie in (0, 1)")
+    args = dict(n_experiments=experiments, n_peeks=peeks, batch=batch, alpha=alpha, tau=tau, seed=seed)
+    null = simulate_peeking(baseline, baseline, **args)
+    alt = simulate_peeking(baseline, baseline + effect, **args)
+    caption = "Share of experiments rejected against the number of peeks."
+    figure = (peeking_figure(null, alt), caption) if report is not None else None
+    title = "Peeking: fixed-horizon vs sequential tests"
+    _emit({"aa": null, "ab": alt}, _format_simulation(null, alt), json_out, report, title, figure)
+
+
+def _format_compare(r: dict, alpha: float) -> str:
+    a, b = r["names"]
+    level = f"{1 - alpha:.0%} CI"
+    lines = [
+        f"{a} (A) vs {b} (B) on {r['n']} rows; differences are B - A",
+        f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>9}  {level}",
+    ]
+    for m, s in r["bootstrap"].items():
+        lines.append(
+            f"{m:<10}{s['a']:>9.4f}{s['b']:>9.4f}{s['diff']:>+9.4f}  [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]"
+        )
+    mc, e = r["mcnemar"], r["effect"]
+    lines.append(
+        f"McNemar: only A right {mc['table'][0][1]}, only B right {mc['table'][1][0]}; exact p={mc['exact_pvalue']:.4g}, chi2 (corrected) p={mc['chi2_pvalue']:.4g}"
+    )
+    if r["delong"]:
+        d = r["delong"]
+        lines.append(
+            f"DeLong AUC: B-A {d['estimate']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}], z={d['statistic']:.3f}, p={d['pvalue']:.4g}"
+        )
+    lines.append(f"permutation ({r['permutation']['n_perm']} swaps): p={r['permutation']['pvalue']:.4g}")
+    odds = (
+        f", discordant odds ratio {e['odds_ratio']:.3g} [{e['odds_ratio_ci'][0]:.3g}, {e['odds_ratio_ci'][1]:.3g}]"
+        if e["odds_ratio"] is not None
+        else ""
+    )
+    lines.append(f"effect: Cohen's h {e['cohens_h']:+.4f}{odds}")
+    return "\n".join([*lines, r["verdict"]])  # fmt: skip
+
+
+def _format_experiment(r: dict, alpha: float) -> str:
+    lines = [*(f"WARNING: {w}" for w in r["warnings"])]
+    srm = r["srm"]
+    lines.append(
+        f"SRM (users vs split): chi2={srm['statistic']:.3f} p={srm['pvalue']:.4g} {'MISMATCH' if srm['mismatch'] else 'ok'}"
+    )
+    lines.append(f"unit: {r['unit']} (no outcome = 0; conversion = outcome > 0); control: {r['control']}")
+    lines.append(
+        f"{'variant':<12}{'requests':>9}{'users':>8}{'outcomes':>9}{'conv.':>8}{'mean':>10}{'p99 ms':>9}"
+    )
+    for v, s in r["variants"].items():
+        lines.append(
+            f"{v:<12}{s['assignments']:>9}{s['users']:>8}{s['outcomes']:>9}{s['conversion_rate']:>8.4f}{s['mean_outcome']:>10.4g}{s['p99_latency_ms']:>9.1f}"
+        )
+    lines.append(f"tests (B - {r['control']}; {r['correction']}-adjusted p; always-valid p from the mSPRT):")
+    for t in r["tests"]:
+        sig = "significant" if t["significant"] else "not significant"
+        lines.append(
+            f"  {t['variant']} {t['metric']:<10} {t['test']:<17} {t['estimate']:+.4g} [{t['ci_low']:+.4g}, {t['ci_high']:+.4g}] p={t['pvalue']:.4g} adj={t['pvalue_adjusted']:.4g} seq={t['sequential']['pvalue']:.4g} {sig}"
+        )
+    for v, c in (r["cuped"] or {}).items():
+        lines.append(f"CUPED {v}: theta={c['theta']:.4g}, variance reduced by {c['variance_reduction']:.1%}")
+    for v, g in r["guardrail"].items():
+        lines.append(
+            f"guardrail {v}: p99 {g['latency_b']:.1f} ms vs {g['latency_a']:.1f} ms ({g['increase']:+.1%}, one-sided {1 - alpha:.0%} bootstrap [{g['lower']:+.1%}, {g['upper']:+.1%}], limit +{g['max_increase']:.0%}): {g['status']}"
+        )
+    return "\n".join(lines)  # fmt: skip
+
+
+def _format_simulation(null: dict, alt: dict) -> str:
+    s = null["settings"]
+    return "\n".join([
+        f"{s['experiments']} experiments per scenario, {s['peeks']} peeks of {s['batch']} users per variant, "
+        f"baseline {s['p_a']}, alpha {s['alpha']}, mSPRT tau {s['tau']:.4g}, seed {s['seed']}",
+        f"A/A false-positive rate (standard error {null['standard_error']:.3f}):",
+        f"  fixed-horizon z-test, one look at the end: {null['fixed_once']:.3f}",
+        f"  fixed-horizon z-test, peeking every batch: {null['fixed_every_peek']:.3f}",
+        f"  sequential mSPRT, peeking every batch:     {null['sequential_every_peek']:.3f}",
+        f"A/B power (B = {alt['settings']['p_b']:.4g}):",
+        f"  fixed-horizon z-test, one look at the end: {alt['fixed_once']:.3f}",
+        f"  fixed-horizon z-test, peeking every batch: {alt['fixed_every_peek']:.3f} (not a valid test)",
+        f"  sequential mSPRT, peeking every batch:     {alt['sequential_every_peek']:.3f}",
+    ])  # fmt: skip
+
+
+def _dumps(obj) -> str:
+    """Indented JSON in which non-finite numbers (an AUC without positives, an odds ratio of n/0) are null."""
+
+    def finite(o):
+        if isinstance(o, dict):
+            return {k: finite(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [finite(v) for v in o]
+        return None if isinstance(o, float) and not math.isfinite(o) else o
+
+    return json.dumps(finite(obj), indent=2, allow_nan=False)
+
+
+def _emit(result: dict, text: str, json_out: bool, report: Path | None, title: str, figure=None) -> None:
+    """Print the result (text or JSON) and, when asked, write the text (and a figure) as an HTML report."""
+    print(_dumps(result) if json_out else text)
+    if report is not None:
+        from llmlab.report.html import Report
+
+        page = Report(title)
+        page.pre(text)
+        if figure is not None:
+            page.figure(*figure)
+        page.save(report)
