@@ -192,7 +192,7 @@ class _Run:
 
 
 def _fresh(config: PretrainConfig, tokenizer: Tokenizer) -> _Run:
-    if _latest(config.output_dir) is not None:
+    if latest_checkpoint(config.output_dir) is not None:
         raise LlmlabError(
             f"{config.output_dir}: holds a pretraining run already; resume it or pick a new folder"
         )
@@ -203,7 +203,7 @@ def _fresh(config: PretrainConfig, tokenizer: Tokenizer) -> _Run:
 
 
 def _resume(config: PretrainConfig, tokenizer: Tokenizer) -> _Run:
-    latest = _latest(config.output_dir)
+    latest = latest_checkpoint(config.output_dir)
     if latest is None:
         raise LlmlabError(f"{config.output_dir}: no checkpoint to resume from")
     state_path = latest / _STATE_FILE
@@ -235,7 +235,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 def _train(config, tokenizer, run: _Run, train: np.ndarray, valid: np.ndarray, progress: bool) -> Path:
     last = config.stop_after or config.steps
-    folder = _latest(config.output_dir)
+    folder = latest_checkpoint(config.output_dir)
     run.model.train()
     clock = time.perf_counter()
     with progress_bar("pretraining", enabled=progress) as bar, open_metrics(config.output_dir) as log:
@@ -309,7 +309,7 @@ def save_checkpoint(run: _Run, config: PretrainConfig, tokenizer: Tokenizer) -> 
     return folder
 
 
-def _latest(out: Path) -> Path | None:
+def latest_checkpoint(out: Path) -> Path | None:
     """The newest complete checkpoint folder of a run, or None."""
     pointer = out / "checkpoints" / "latest.json"
     return pointer.parent / read_json(pointer, "checkpoint pointer")["folder"] if pointer.is_file() else None
