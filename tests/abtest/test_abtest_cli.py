@@ -137,7 +137,8 @@ def test_report_end_to_end_on_sqlite(tmp_path, capsys):
     assert out == json.loads(json.dumps(ref))
     a, b = out["variants"]["A"], out["variants"]["B"]
     assert a["assignments"] + b["assignments"] == 600 and a["users"] + b["users"] == 300
-    assert b["conversion_rate"] == pytest.approx(b["conversions"] / b["assignments"])
+    assert out["unit"] == "user" and (a["units"], b["units"]) == (a["users"], b["users"])
+    assert b["conversion_rate"] == pytest.approx(b["conversions"] / b["units"])
     assert [t["metric"] for t in out["tests"]] == ["conversion", "outcome", "latency"]
     assert out["tests"][0]["test"] == "two-proportion z" and out["tests"][1]["test"] == "Welch t (CUPED)"
     assert out["tests"][2]["significant"] and out["guardrail"]["B"]["status"] == "flagged"  # B is 25% slower

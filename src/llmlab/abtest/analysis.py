@@ -1,16 +1,21 @@
 """The statistics of an online experiment from its event log (what `llmlab abtest report` prints).
 
-The unit of analysis is the request (one assignment): a request's outcome is the value logged for it, 0 when
-none was logged; it "converts" when its outcome is > 0. Users are the unit of randomisation, so the
-sample-ratio-mismatch check counts users per variant (as the live dashboard does); requests of one user are
-treated as independent, which understates the variance when users repeat a lot. The control is the first
-variant by name; every other variant is compared with it:
+A request's outcome is the value logged for it, 0 when none was logged. The unit of analysis is, by default,
+the user, because users are what the server randomises (`assign.py` hashes the user): a user's repeat
+requests are correlated, and treating them as independent understates the variance (Kohavi, Tang & Xu 2020,
+"Trustworthy Online Controlled Experiments", ch. 18, on randomisation vs analysis units). With unit "user" a
+user's requests are aggregated first: the user converts when any of its outcomes is > 0, its outcome is the
+mean of its requests' outcomes, its latency the mean of its requests' latencies; users are ordered by their
+first request. With unit "request" every request counts as an independent observation (converted when its
+outcome is > 0). The sample-ratio-mismatch check always counts users per variant (as the live dashboard does).
+The control is the first variant by name; every other variant is compared with it:
 1. SRM first (`stats.srm_check`): when p < 0.001 the split is broken and the other results are suspect;
 2. "conversion": two-proportion z-test; "outcome": Welch's t-test on the mean outcome (CUPED-adjusted when a
    pre-period covariate per user is given, `cuped.py`); "latency": Welch's t-test on mean latency;
-3. each also gets the always-valid p-value of the mSPRT (`sequential.py`), looking after every request;
+3. each also gets the always-valid p-value of the mSPRT (`sequential.py`), looking after every unit;
 4. Holm or Benjamini-Hochberg adjustment across all (variant, metric) tests;
-5. the latency guardrail: a bootstrap of the p99 ratio (`stats.latency_guardrail`).
+5. the latency guardrail: a bootstrap of the p99 ratio of requests (`stats.latency_guardrail`), whatever the
+   unit, since the 99th percentile that users feel is one of requests.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ from llmlab.abtest.stats import (
 from llmlab.errors import LlmlabError
 
 METRICS = ("conversion", "outcome", "latency")
+UNITS = ("user", "request")
+UNIT_MEANING = {
+    "user": "a user's requests aggregated: converted = any outcome > 0, outcome = its mean; no outcome = 0",
+    "request": "each request independent: converted = outcome > 0; no outcome = 0",
+}
 
 
 def read_covariates(path: str | Path) -> dict[str, float]:
@@ -57,32 +67,58 @@ def read_covariates(path: str | Path) -> dict[str, float]:
 
 def request_table(assignments: list[dict], outcomes: list[dict]) -> dict[str, np.ndarray]:
     """Columns of the requests in the order they were assigned: variant, user, value (0 without outcome),
-    has_outcome, latency_ms; each (N,)."""
+    converted (value > 0), has_outcome, latency_ms; each (N,)."""
     values = {o["request_id"]: float(o["value"]) for o in outcomes}
     rows = sorted(assignments, key=lambda a: a["created_at"])
+    value = np.array([values.get(a["request_id"], 0.0) for a in rows])
     return {
         "variant": np.array([a["variant"] for a in rows], dtype=object),
         "user": np.array([a["user_id"] for a in rows], dtype=object),
-        "value": np.array([values.get(a["request_id"], 0.0) for a in rows]),
+        "value": value,
+        "converted": value > 0,
         "has_outcome": np.array([a["request_id"] in values for a in rows], bool),
         "latency_ms": np.array([float(a["latency_ms"]) for a in rows]),
     }
 
 
-def variant_summary(table: dict[str, np.ndarray], variant: str) -> dict:
-    """Counts and means of one variant's requests."""
-    mine = table["variant"] == variant
-    values, latency = table["value"][mine], table["latency_ms"][mine]
-    n = int(mine.sum())
+def user_table(requests: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same columns with one row per (variant, user), ordered by the user's first request: value and
+    latency_ms are the user's means, converted and has_outcome whether any request has them; each (U,).
+
+    A user seen in two variants (a broken assignment) becomes two units, one per variant.
+    """
+    keys = np.array([f"{v}\0{u}" for v, u in zip(requests["variant"], requests["user"], strict=True)])
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)  # (U,), (N,)
+    order = np.argsort(first)  # units by their first request
+    count = np.bincount(inverse)  # (U,)
+
+    def mean(column: str) -> np.ndarray:
+        return (np.bincount(inverse, requests[column].astype(float)) / count)[order]
+
     return {
-        "assignments": n,
-        "users": len(set(table["user"][mine])),
-        "outcomes": int(table["has_outcome"][mine].sum()),
-        "conversions": int((values > 0).sum()),
-        "conversion_rate": float((values > 0).mean()) if n else None,
-        "mean_outcome": float(values.mean()) if n else None,
-        "mean_latency_ms": float(latency.mean()) if n else None,
-        "p99_latency_ms": float(np.quantile(latency, 0.99)) if n else None,
+        "variant": requests["variant"][first][order],
+        "user": requests["user"][first][order],
+        "value": mean("value"),
+        "converted": mean("converted") > 0,
+        "has_outcome": mean("has_outcome") > 0,
+        "latency_ms": mean("latency_ms"),
+    }
+
+
+def variant_summary(requests: dict[str, np.ndarray], units: dict[str, np.ndarray], variant: str) -> dict:
+    """Counts of one variant's requests, and its conversion rate and mean outcome over the analysis units."""
+    mine, unit_mine = requests["variant"] == variant, units["variant"] == variant
+    latency, n = requests["latency_ms"][mine], int(unit_mine.sum())
+    return {
+        "assignments": int(mine.sum()),
+        "users": len(set(requests["user"][mine])),
+        "outcomes": int(requests["has_outcome"][mine].sum()),
+        "units": n,
+        "conversions": int(units["converted"][unit_mine].sum()),
+        "conversion_rate": float(units["converted"][unit_mine].mean()) if n else None,
+        "mean_outcome": float(units["value"][unit_mine].mean()) if n else None,
+        "mean_latency_ms": float(latency.mean()) if mine.any() else None,
+        "p99_latency_ms": float(np.quantile(latency, 0.99)) if mine.any() else None,
     }
 
 
@@ -96,6 +132,7 @@ def analyse_experiment(
     alpha: float = 0.05,
     max_latency_increase: float = 0.10,
     seed: int = 0,
+    unit: str = "user",
 ) -> dict:
     """Everything `llmlab abtest report` shows, as one JSON-ready dict.
 
@@ -108,23 +145,28 @@ def analyse_experiment(
         alpha: level of every test and interval.
         max_latency_increase: the guardrail's allowed relative p99 increase.
         seed: bootstrap seed of the guardrail.
+        unit: "user" (a user's requests aggregated before the tests; the default, since users are what is
+            randomised) or "request" (every request an independent observation).
 
     Returns:
         {"experiment", "unit", "control", "variants", "srm", "tests", "correction", "guardrail", "cuped",
          "warnings"}.
 
     Raises:
-        LlmlabError: an unknown metric, or a variant without requests.
+        LlmlabError: an unknown metric or unit, or a variant with fewer than 2 units.
     """
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise LlmlabError(f"--metrics: unknown {sorted(unknown)}; choose from {', '.join(METRICS)}")
-    table = request_table(assignments, outcomes)
+    if unit not in UNITS:
+        raise LlmlabError(f"--unit: unknown {unit!r}; choose from {', '.join(UNITS)}")
+    requests = request_table(assignments, outcomes)
+    table = user_table(requests) if unit == "user" else requests
     names = sorted(config["split"])
-    variants = {v: variant_summary(table, v) for v in names}
-    empty = [v for v, s in variants.items() if s["assignments"] < 2]
+    variants = {v: variant_summary(requests, table, v) for v in names}
+    empty = [v for v, s in variants.items() if s["units"] < 2]
     if empty:
-        raise LlmlabError(f"experiment {config['name']!r}: variants {empty} have fewer than 2 requests")
+        raise LlmlabError(f"experiment {config['name']!r}: variants {empty} have fewer than 2 {unit}s")
     srm = srm_check({v: s["users"] for v, s in variants.items()}, config["split"])
     control, warnings, tests, cuped, guardrail = names[0], [], [], {}, {}
     if srm["mismatch"]:
@@ -140,9 +182,8 @@ def analyse_experiment(
             test, stream = _metric_test(metric, sub, is_b, variants, control, v, covariates, alpha, cuped)
             sequential = always_valid_test(is_b, stream, alpha=alpha)
             tests.append({"variant": v, "metric": metric, **test.to_dict(), "sequential": sequential})
-        guardrail[v] = latency_guardrail(
-            sub["latency_ms"][~is_b], sub["latency_ms"][is_b], max_latency_increase, alpha=alpha, seed=seed
-        )
+        a, b = (requests["latency_ms"][requests["variant"] == name] for name in (control, v))
+        guardrail[v] = latency_guardrail(a, b, max_latency_increase, alpha=alpha, seed=seed)
         if guardrail[v]["status"] == "flagged":
             warnings.append(
                 f"GUARDRAIL: p99 latency of {v} is more than {max_latency_increase:.0%} above {control}"
@@ -153,7 +194,7 @@ def analyse_experiment(
             t.update(pvalue_adjusted=float(a), significant=bool(r))
     return {
         "experiment": config["name"],
-        "unit": "request",
+        "unit": unit,
         "control": control,
         "variants": variants,
         "srm": srm,
@@ -165,14 +206,43 @@ def analyse_experiment(
     }
 
 
+def format_analysis(r: dict, alpha: float) -> str:
+    """The text `llmlab abtest report` prints for an `analyse_experiment` result."""
+    lines = [*(f"WARNING: {w}" for w in r["warnings"])]
+    srm = r["srm"]
+    lines.append(
+        f"SRM (users vs split): chi2={srm['statistic']:.3f} p={srm['pvalue']:.4g} {'MISMATCH' if srm['mismatch'] else 'ok'}"
+    )
+    lines.append(f"unit: {r['unit']} ({UNIT_MEANING[r['unit']]}); control: {r['control']}")
+    lines.append(
+        f"{'variant':<12}{'requests':>9}{'users':>8}{'outcomes':>9}{'conv.':>8}{'mean':>10}{'p99 ms':>9}"
+    )
+    for v, s in r["variants"].items():
+        lines.append(
+            f"{v:<12}{s['assignments']:>9}{s['users']:>8}{s['outcomes']:>9}{s['conversion_rate']:>8.4f}{s['mean_outcome']:>10.4g}{s['p99_latency_ms']:>9.1f}"
+        )
+    lines.append(f"conv. and mean are per {r['unit']}; p99 is of requests")
+    lines.append(f"tests (B - {r['control']}; {r['correction']}-adjusted p; always-valid p from the mSPRT):")
+    for t in r["tests"]:
+        sig = "significant" if t["significant"] else "not significant"
+        lines.append(
+            f"  {t['variant']} {t['metric']:<10} {t['test']:<17} {t['estimate']:+.4g} [{t['ci_low']:+.4g}, {t['ci_high']:+.4g}] p={t['pvalue']:.4g} adj={t['pvalue_adjusted']:.4g} seq={t['sequential']['pvalue']:.4g} {sig}"
+        )
+    for v, c in (r["cuped"] or {}).items():
+        lines.append(f"CUPED {v}: theta={c['theta']:.4g}, variance reduced by {c['variance_reduction']:.1%}")
+    for v, g in r["guardrail"].items():
+        lines.append(
+            f"guardrail {v}: p99 {g['latency_b']:.1f} ms vs {g['latency_a']:.1f} ms ({g['increase']:+.1%}, one-sided {1 - alpha:.0%} bootstrap [{g['lower']:+.1%}, {g['upper']:+.1%}], limit +{g['max_increase']:.0%}): {g['status']}"
+        )
+    return "\n".join(lines)  # fmt: skip
+
+
 def _metric_test(metric, sub, is_b, variants, control, v, covariates, alpha, cuped):
-    """(TestResult, the per-request values the sequential test streams) of one metric, B = v."""
+    """(TestResult, the per-unit values the sequential test streams) of one metric, B = v."""
     if metric == "conversion":
         a, b = variants[control], variants[v]
-        test = two_proportion_ztest(
-            a["conversions"], a["assignments"], b["conversions"], b["assignments"], alpha
-        )
-        return test, (sub["value"] > 0).astype(float)
+        test = two_proportion_ztest(a["conversions"], a["units"], b["conversions"], b["units"], alpha)
+        return test, sub["converted"].astype(float)
     if metric == "latency":
         return welch_ttest(sub["latency_ms"][~is_b], sub["latency_ms"][is_b], alpha), sub["latency_ms"]
     y = sub["value"]

@@ -1,5 +1,6 @@
 """The `llmlab abtest` command group: compare two models offline, report on an online experiment, plan one,
-and simulate why peeking needs sequential tests. `register` adds the group to the main app (see llmlab.cli)."""
+and simulate: users with a known true effect against a running server, or (in process) why peeking needs
+sequential tests. `register` adds the group to the main app (see llmlab.cli)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ Seed = Annotated[int, typer.Option(help="Random seed.")]
 class Correction(str, Enum):
     holm = "holm"
     bh = "bh"
+
+
+class Unit(str, Enum):
+    user = "user"
+    request = "request"
+
+
+UnitOption = Annotated[
+    Unit,
+    typer.Option(
+        help="Unit of analysis. user: a user's requests are aggregated first (converted = any outcome > 0, "
+        "outcome = the user's mean), as users are what is randomised; request: each request independent "
+        "(narrower, overconfident intervals when users return)."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -88,11 +104,15 @@ def report_command(
     max_latency_increase: Annotated[
         float, typer.Option(help="Guardrail: allowed relative increase of p99 latency (0.1 = 10%).")
     ] = 0.10,
+    unit: UnitOption = Unit.user,
     alpha: Alpha = 0.05,
     report: ReportFile = None,
 ) -> None:
-    """Statistics of an online experiment: SRM check, z / Welch tests, always-valid p-values, guardrail."""
-    from llmlab.abtest.analysis import analyse_experiment, read_covariates
+    """Statistics of an online experiment: SRM check, z / Welch tests, always-valid p-values, guardrail.
+
+    Tests are per user by default (--unit user); the latency guardrail is on the p99 of requests.
+    """
+    from llmlab.abtest.analysis import analyse_experiment, format_analysis, read_covariates
     from llmlab.abtest.store import open_store
 
     chosen = tuple(m for v in (metrics or ["conversion,outcome"]) for m in v.split(",") if m)
@@ -104,11 +124,12 @@ def report_command(
     finally:
         log.close()
     result = analyse_experiment(
-        config, assignments, outcomes, covariates, chosen, correction.value, alpha, max_latency_increase
-    )
+        config, assignments, outcomes, covariates, chosen, correction.value, alpha, max_latency_increase,
+        unit=unit.value,
+    )  # fmt: skip
     for warning in result["warnings"]:
         typer.echo(f"WARNING: {warning}", err=True)
-    _emit(result, _format_experiment(result, alpha), json_out, report, f"Experiment {experiment}")
+    _emit(result, format_analysis(result, alpha), json_out, report, f"Experiment {experiment}")
 
 
 @abtest_app.command("plan")
@@ -143,22 +164,42 @@ def plan_command(
 
 @abtest_app.command("simulate")
 def simulate_command(
-    experiments: Annotated[int, typer.Option(help="Simulated experiments per scenario.")] = 1000,
-    peeks: Annotated[int, typer.Option(help="Looks at the data, one after every batch.")] = 20,
-    batch: Annotated[int, typer.Option(help="Users per variant per batch.")] = 500,
-    baseline: Annotated[float, typer.Option(help="True conversion rate of A.")] = 0.10,
-    effect: Annotated[float, typer.Option(help="True absolute effect of B in the A/B scenario.")] = 0.01,
+    url: Annotated[
+        str | None, typer.Option(help="A running server (http://HOST:PORT): simulate users against it.")
+    ] = None,
+    rate: Annotated[
+        list[str] | None, typer.Option(help="With --url: VARIANT=TRUE_RATE per request; repeat per variant.")
+    ] = None,
+    users: Annotated[int, typer.Option(help="With --url: simulated users.")] = 1000,
+    visits: Annotated[int, typer.Option(help="With --url: requests per user.")] = 1,
+    clients: Annotated[int, typer.Option(help="With --url: concurrent connections.")] = 8,
+    store: Annotated[
+        str | None, typer.Option(help="With --url: the server's event log, analysed as `report` does.")
+    ] = None,
+    unit: UnitOption = Unit.user,
+    experiments: Annotated[
+        int, typer.Option(help="Without --url: simulated experiments per scenario.")
+    ] = 1000,
+    peeks: Annotated[int, typer.Option(help="Without --url: looks at the data, one after every batch.")] = 20,
+    batch: Annotated[int, typer.Option(help="Without --url: users per variant per batch.")] = 500,
+    baseline: Annotated[float, typer.Option(help="Without --url: true conversion rate of A.")] = 0.10,
+    effect: Annotated[float, typer.Option(help="Without --url: true absolute effect of B.")] = 0.01,
     tau: Annotated[float | None, typer.Option(help="mSPRT mixing sd; default 0.1 x sqrt(p (1 - p)).")] = None,
     alpha: Alpha = 0.05,
     seed: Seed = 0,
     json_out: JsonFlag = False,
     report: ReportFile = None,
 ) -> None:
-    """Simulate A/A and A/B experiments peeked at after every batch: error rates of fixed vs sequential tests.
+    """Simulated experiments with a known true effect.
 
-    Runs in process (no server: simulating against a live server with loadgen is not implemented).
+    With --url: simulated users send POST /predict to a running server (`llmlab serve`) and a seeded Bernoulli outcome with their variant's --rate to POST /feedback; then the experiment is analysed as `llmlab abtest report` does (from --store, else from the events the server acknowledged, per --unit) and the observed rates and effects are compared with the true ones.
+
+    Without --url (in process): A/A and A/B experiments peeked at after every batch, showing the false-positive rate and power of fixed-horizon vs sequential tests.
     """
-    from llmlab.abtest.simulate import peeking_figure, simulate_peeking
+    if url is not None:
+        _simulate_live(url, rate or [], users, visits, clients, store, unit, alpha, seed, json_out, report)
+        return
+    from llmlab.abtest.simulate import format_peeking, peeking_figure, simulate_peeking
 
     if not 0 < baseline + effect < 1:
         raise LlmlabError(f"--baseline {baseline} + --effect {effect} must lie in (0, 1)")
@@ -168,7 +209,23 @@ def simulate_command(
     caption = "Share of experiments rejected against the number of peeks."
     figure = (peeking_figure(null, alt), caption) if report is not None else None
     title = "Peeking: fixed-horizon vs sequential tests"
-    _emit({"aa": null, "ab": alt}, _format_simulation(null, alt), json_out, report, title, figure)
+    _emit({"aa": null, "ab": alt}, format_peeking(null, alt), json_out, report, title, figure)
+
+
+def _simulate_live(url, rate, users, visits, clients, store, unit, alpha, seed, json_out, report) -> None:
+    from llmlab.abtest.analysis import format_analysis
+    from llmlab.abtest.simulate_users import format_truth, parse_rates, simulate_against_server
+
+    if min(users, visits, clients) < 1:
+        raise LlmlabError(f"--users {users}, --visits {visits}, --clients {clients}: each must be at least 1")
+    result = simulate_against_server(
+        url, parse_rates(rate), users, visits, clients, store, unit.value, alpha, seed
+    )
+    analysis = result["analysis"]
+    for warning in analysis["warnings"]:
+        typer.echo(f"WARNING: {warning}", err=True)
+    text = f"{format_analysis(analysis, alpha)}\n{format_truth(result)}"
+    _emit(result, text, json_out, report, f"Simulated users against {url}")
 
 
 def _format_compare(r: dict, alpha: float) -> str:
@@ -199,51 +256,6 @@ def _format_compare(r: dict, alpha: float) -> str:
     )
     lines.append(f"effect: Cohen's h {e['cohens_h']:+.4f}{odds}")
     return "\n".join([*lines, r["verdict"]])  # fmt: skip
-
-
-def _format_experiment(r: dict, alpha: float) -> str:
-    lines = [*(f"WARNING: {w}" for w in r["warnings"])]
-    srm = r["srm"]
-    lines.append(
-        f"SRM (users vs split): chi2={srm['statistic']:.3f} p={srm['pvalue']:.4g} {'MISMATCH' if srm['mismatch'] else 'ok'}"
-    )
-    lines.append(f"unit: {r['unit']} (no outcome = 0; conversion = outcome > 0); control: {r['control']}")
-    lines.append(
-        f"{'variant':<12}{'requests':>9}{'users':>8}{'outcomes':>9}{'conv.':>8}{'mean':>10}{'p99 ms':>9}"
-    )
-    for v, s in r["variants"].items():
-        lines.append(
-            f"{v:<12}{s['assignments']:>9}{s['users']:>8}{s['outcomes']:>9}{s['conversion_rate']:>8.4f}{s['mean_outcome']:>10.4g}{s['p99_latency_ms']:>9.1f}"
-        )
-    lines.append(f"tests (B - {r['control']}; {r['correction']}-adjusted p; always-valid p from the mSPRT):")
-    for t in r["tests"]:
-        sig = "significant" if t["significant"] else "not significant"
-        lines.append(
-            f"  {t['variant']} {t['metric']:<10} {t['test']:<17} {t['estimate']:+.4g} [{t['ci_low']:+.4g}, {t['ci_high']:+.4g}] p={t['pvalue']:.4g} adj={t['pvalue_adjusted']:.4g} seq={t['sequential']['pvalue']:.4g} {sig}"
-        )
-    for v, c in (r["cuped"] or {}).items():
-        lines.append(f"CUPED {v}: theta={c['theta']:.4g}, variance reduced by {c['variance_reduction']:.1%}")
-    for v, g in r["guardrail"].items():
-        lines.append(
-            f"guardrail {v}: p99 {g['latency_b']:.1f} ms vs {g['latency_a']:.1f} ms ({g['increase']:+.1%}, one-sided {1 - alpha:.0%} bootstrap [{g['lower']:+.1%}, {g['upper']:+.1%}], limit +{g['max_increase']:.0%}): {g['status']}"
-        )
-    return "\n".join(lines)  # fmt: skip
-
-
-def _format_simulation(null: dict, alt: dict) -> str:
-    s = null["settings"]
-    return "\n".join([
-        f"{s['experiments']} experiments per scenario, {s['peeks']} peeks of {s['batch']} users per variant, "
-        f"baseline {s['p_a']}, alpha {s['alpha']}, mSPRT tau {s['tau']:.4g}, seed {s['seed']}",
-        f"A/A false-positive rate (standard error {null['standard_error']:.3f}):",
-        f"  fixed-horizon z-test, one look at the end: {null['fixed_once']:.3f}",
-        f"  fixed-horizon z-test, peeking every batch: {null['fixed_every_peek']:.3f}",
-        f"  sequential mSPRT, peeking every batch:     {null['sequential_every_peek']:.3f}",
-        f"A/B power (B = {alt['settings']['p_b']:.4g}):",
-        f"  fixed-horizon z-test, one look at the end: {alt['fixed_once']:.3f}",
-        f"  fixed-horizon z-test, peeking every batch: {alt['fixed_every_peek']:.3f} (not a valid test)",
-        f"  sequential mSPRT, peeking every batch:     {alt['sequential_every_peek']:.3f}",
-    ])  # fmt: skip
 
 
 def _dumps(obj) -> str:

@@ -36,12 +36,18 @@ OutcomeFn = Callable[[str, str], float | None]
 
 @dataclass
 class Reply:
-    """One request's result as the client saw it (status 0: no answer, the connection failed)."""
+    """One request's result as the client saw it (status 0: no answer, the connection failed).
+
+    outcome and feedback_status: the value sent to /feedback and the server's answer (0: the connection
+    failed); both None when no feedback was sent.
+    """
 
     user_id: str
     status: int
     body: dict | None
     latency_s: float
+    outcome: float | None = None
+    feedback_status: int | None = None
 
 
 class Connection:
@@ -52,14 +58,21 @@ class Connection:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def post(self, path: str, payload: dict) -> tuple[int, dict]:
-        """POST `payload` as JSON to `path`; (status, JSON body). Raises OSError when the server is gone."""
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self._streams
+        """POST `payload` as JSON to `path`; (status, JSON body); ConnectionError if the server is gone."""
         body = json.dumps(payload).encode()
         head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        return await self._exchange(path, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    async def get(self, path: str) -> tuple[int, dict]:
+        """GET `path`; (status, JSON body); ConnectionError if the server is gone."""
+        return await self._exchange(path, f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+
+    async def _exchange(self, path: str, message: bytes) -> tuple[int, dict]:
         try:
+            if self._streams is None:
+                self._streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self._streams
+            writer.write(message)
             await writer.drain()
             return await self._read_response(reader)
         except (OSError, asyncio.IncompleteReadError, ValueError) as e:
@@ -100,11 +113,14 @@ async def _client(conn: Connection, queue: list, replies: list[Reply], outcome: 
             replies.append(Reply(user_id, 0, None, time.perf_counter() - start))
             await asyncio.sleep(0.01)  # the server is down: do not spin
             continue
-        replies.append(Reply(user_id, status, body, time.perf_counter() - start))
-        value = outcome(user_id, body["variant"]) if status == 200 and outcome else None
-        if value is not None:
-            with contextlib.suppress(ConnectionError):  # an outcome lost with the server is not acknowledged
-                await conn.post("/feedback", {"request_id": body["request_id"], "outcome": value})
+        reply = Reply(user_id, status, body, time.perf_counter() - start)
+        replies.append(reply)
+        reply.outcome = outcome(user_id, body["variant"]) if status == 200 and outcome else None
+        if reply.outcome is not None:
+            reply.feedback_status = 0  # an outcome lost with the server is not acknowledged
+            with contextlib.suppress(ConnectionError):
+                payload = {"request_id": body["request_id"], "outcome": reply.outcome}
+                reply.feedback_status = (await conn.post("/feedback", payload))[0]
     conn.close()
 
 
@@ -146,10 +162,12 @@ def audit(store: EventStore, experiment: str, replies: Sequence[Reply], split: d
     """Check the event log against what the clients were told.
 
     Returns:
-        {"acknowledged", "logged", "missing", "duplicates", "unacknowledged", "unstable_users", "srm_p_value"}:
+        {"acknowledged", "logged", "missing", "duplicates", "unacknowledged", "unstable_users", "users",
+        "srm_p_value", "feedback_acknowledged", "missing_outcomes"}:
         missing = acknowledged ids not in the log (must be 0), duplicates = ids logged twice (must be 0),
         unacknowledged = logged but never answered (a request cut off by a crash; 0 when nothing crashed),
-        unstable_users = users seen with two variants (must be 0).
+        unstable_users = users seen with two variants (must be 0), missing_outcomes = acknowledged feedback
+        whose outcome is not in the log or has another value (must be 0).
     """
     acked = {r.body["request_id"]: r for r in replies if r.status == 200}
     logged = store.assignments(experiment)
@@ -168,7 +186,16 @@ def audit(store: EventStore, experiment: str, replies: Sequence[Reply], split: d
         "unacknowledged": len(set(logged_ids) - set(acked)),
         "unstable_users": sum(len(seen) > 1 for seen in variants.values()),
         "users": users, "srm_p_value": srm_p_value(users, split),
+        **_audit_outcomes(store, experiment, replies),
     }  # fmt: skip
+
+
+def _audit_outcomes(store: EventStore, experiment: str, replies: Sequence[Reply]) -> dict:
+    """How many feedback posts the server acknowledged, and how many of those the log lacks."""
+    sent = {r.body["request_id"]: r.outcome for r in replies if r.feedback_status == 200}
+    logged = {row["request_id"]: row["value"] for row in store.outcomes(experiment)}
+    missing = sum(logged.get(request_id) != value for request_id, value in sent.items())
+    return {"feedback_acknowledged": len(sent), "missing_outcomes": missing}
 
 
 def free_port() -> int:
