@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmlab.cli import main
@@ -21,3 +23,12 @@ def test_demo_writes_tokenizers_and_report(tmp_path, capsys):
         tok = Tokenizer.load(out / "tokenizers" / f"{model}.json")
         assert tok.vocab_size == 4000
         assert tok.fingerprint[:12] in html
+    # stage 2: three pretrained encodings; stages 3-4: two fine-tuned models, evaluated and compared
+    assert "Pretraining: positional encodings trained short, tested long" in html
+    assert "Fine-tuning: full vs LoRA" in html and "Offline A/B comparison" in html
+    for method in ("full", "lora"):
+        summary = json.loads((out / "finetune" / method / "history.json").read_text(encoding="utf-8"))
+        assert summary["best_metric"] > 0.6, (method, summary["best_metric"])  # chance is about 0.5
+    lora_bytes = sum(f.stat().st_size for f in (out / "finetune" / "lora").glob("adapter*"))
+    full_bytes = sum(f.stat().st_size for f in (out / "finetune" / "full").rglob("*.safetensors"))
+    assert 0 < lora_bytes < full_bytes / 5  # an adapter is saved alone

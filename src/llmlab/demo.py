@@ -3,6 +3,8 @@
 Stage 1 trains the three tokenizer families on the same text and compares how they segment held-out text.
 Stage 2 pretrains small causal LMs with several positional encodings on the same text (with the BPE of
 stage 1) and tests them on sequences longer than they were trained on.
+Stage 3 fine-tunes the RoPE model on a docstring-topic task by full fine-tuning and by LoRA, evaluates both
+beside a linear baseline, and stage 4 compares the two offline with paired A/B tests (`llmlab.demo_finetune`).
 Every stage writes its artefacts under the run folder and adds a section to `report.html`.
 """
 
@@ -12,6 +14,8 @@ import time
 from pathlib import Path
 
 from llmlab.demo_corpus import demo_corpus
+from llmlab.demo_finetune import finetune_stage
+from llmlab.model.pretrain import latest_checkpoint
 from llmlab.model.study import demo_stage as pretraining_stage
 from llmlab.progress import progress_bar
 from llmlab.report.html import Report
@@ -39,7 +43,9 @@ def run_demo(out: Path, progress: bool = True) -> Path:
         f"{len(lines):,} lines, {sum(map(len, lines)):,} characters; the last 10% is held out."
     )
     toks = tokenizer_stage(report, train_lines, heldout, out, progress)
-    pretraining_stage(report, out, toks["bpe"], lines, progress)
+    pretrained = pretraining_stage(report, out, toks["bpe"], lines, progress)
+    rope_run = next(row["run"] for row in pretrained["extrapolation"] if row["positional"] == "rope")
+    finetune_stage(report, out, latest_checkpoint(out / "pretrain" / rope_run), progress)
     path = out / "report.html"
     report.save(path)
     return path
