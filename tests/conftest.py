@@ -6,6 +6,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: on a loaded 2-core CI machine timing says nothing about correctness.
+settings.register_profile("llmlab", deadline=None)
+settings.load_profile("llmlab")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
