@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence as SequenceOf
 
 from llmlab.errors import LlmlabError
-from llmlab.tokenizer.pretokenize import UNICODE_TO_BYTE
+from llmlab.tokenizer.pretokenize import UNICODE_TO_BYTE, check_prepend_scheme
 
 _CLEANUP = (
     (" .", "."),
@@ -117,10 +117,7 @@ class Metaspace(Decoder):
     """SentencePiece's '▁' back to spaces; the prepended one of the first token is dropped."""
 
     def __init__(self, replacement: str = "▁", prepend_scheme: str = "always", split: bool = True):
-        if prepend_scheme not in ("always", "first", "never"):
-            raise LlmlabError(
-                f"Metaspace prepend_scheme must be always, first or never, not {prepend_scheme!r}"
-            )
+        check_prepend_scheme(prepend_scheme)
         self.replacement = replacement
         self.prepend_scheme = prepend_scheme
         self.split = split

@@ -197,16 +197,19 @@ class ByteLevel(PreTokenizer):
         }
 
 
+def check_prepend_scheme(scheme: str) -> None:
+    """Metaspace's `prepend_scheme` (pre-tokenizer and decoder alike) must be always, first or never."""
+    if scheme not in ("always", "first", "never"):
+        raise LlmlabError(f"Metaspace prepend_scheme must be always, first or never, not {scheme!r}")
+
+
 class Metaspace(PreTokenizer):
     """SentencePiece's whitespace handling: ' ' → '▁', a '▁' prepended, split before each '▁'."""
 
     prepends = True  # the prepended '▁' stands for the first character
 
     def __init__(self, replacement: str = "▁", prepend_scheme: str = "always", split: bool = True):
-        if prepend_scheme not in ("always", "first", "never"):
-            raise LlmlabError(
-                f"Metaspace prepend_scheme must be always, first or never, not {prepend_scheme!r}"
-            )
+        check_prepend_scheme(prepend_scheme)
         self.replacement = replacement
         self.prepend_scheme = prepend_scheme
         self.split_words = split
