@@ -35,6 +35,7 @@ from llmlab.finetune.methods import METHODS, MethodSettings, load_classifier
 from llmlab.finetune.run import FinetuneSettings, finetune
 from llmlab.finetune.trainer import TrainConfig
 from llmlab.io import atomic_write_json, read_json
+from llmlab.memory import status_mb
 from llmlab.model.checkpoint import ensure_folder
 from llmlab.predictor import Ensemble
 from llmlab.report.html import Report
@@ -136,20 +137,10 @@ def _run(settings: FinetuneSettings, isolate: bool, progress: bool) -> float | N
 
 def _measured_finetune(settings: FinetuneSettings, progress: bool) -> float | None:
     """`finetune` in a fresh process; its peak resident size above the size before it, in MB (Linux CPU)."""
-    before = _status_mb("VmRSS")
+    before = status_mb("VmRSS")
     finetune(settings, progress=progress)
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     return None if torch.cuda.is_available() or None in (before, peak) else round(peak - before, 1)
-
-
-def _status_mb(field: str) -> float | None:
-    """A memory field of /proc/self/status in MB; None where there is no such file (not Linux)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            line = next((x for x in f if x.startswith(field + ":")), None)
-    except OSError:
-        return None
-    return None if line is None else int(line.split()[1]) / 1024  # kB
 
 
 def _score(out: Path, methods, histories: dict, dev: list, rates: dict) -> list[dict[str, Any]]:

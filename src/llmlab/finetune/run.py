@@ -5,14 +5,13 @@ file for the causal-LM task), builds the method's model (`methods.build_model`),
 (best dev weights restored at the end), saves the model with `model.save(out_dir)`, and writes
 out_dir/history.json, train_config.json and step_losses.json. Also here: the learning-rate range test as a
 run (`run_lr_find`: lr_find.json and an HTML plot) and the EDA ablation (`augmentation_ablation`).
-Resources recorded: peak memory (CUDA: `torch.cuda.max_memory_allocated`; CPU: the growth of the process's
-peak resident size, `resource.getrusage().ru_maxrss`), the median optimizer-step time and the wall time.
+Resources recorded: the peak memory training adds to the built model (`llmlab.memory.measure_peak`), the
+median optimizer-step time and the wall time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from llmlab.finetune.distributed import setup_world
 from llmlab.finetune.methods import MethodSettings, build_model
 from llmlab.finetune.trainer import TrainConfig, TrainResult, train
 from llmlab.io import atomic_write_json
+from llmlab.memory import measure_peak
 from llmlab.model.checkpoint import ensure_folder
 
 
@@ -94,23 +94,22 @@ def finetune(
     out = ensure_folder(settings.out_dir)
     train_set, dev, labels = load_data(settings)
     model = new_model(settings, labels)
-    rss_before, started = _peak_rss_mb(), time.perf_counter()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    result = train(model, train_set, dev, settings.train, out, resume, progress and world.is_main, on_eval)
+    started = time.perf_counter()
+    with measure_peak() as peak:  # gradients, optimizer state, activations: what training adds to the model
+        result = train(
+            model, train_set, dev, settings.train, out, resume, progress and world.is_main, on_eval
+        )
     if world.is_main:
         model.cpu().save(out)
-        atomic_write_json(out / "history.json", _summary(settings, model, result, rss_before, started))
+        atomic_write_json(out / "history.json", _summary(settings, model, result, peak.mb, started))
         atomic_write_json(out / "train_config.json", settings.to_dict())
         atomic_write_json(out / "step_losses.json", result.step_losses)
     return result
 
 
 def _summary(
-    settings: FinetuneSettings, model, result: TrainResult, rss_before: float, started: float
+    settings: FinetuneSettings, model, result: TrainResult, peak_mb: float | None, started: float
 ) -> dict:
-    cuda = torch.cuda.is_available()
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb() - rss_before
     return {
         "history": result.history,
         "best_step": result.best_step,
@@ -120,16 +119,12 @@ def _summary(
         "method": settings.method,
         "trainable_parameters": model.num_parameters(trainable_only=True),
         "total_parameters": model.num_parameters(),
-        "peak_memory_mb": round(peak, 1),
+        "peak_memory_mb": peak_mb,
         "step_time_s": statistics.median(result.step_times) if result.step_times else None,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "train_config": settings.train.to_dict(),
         "method_settings": settings.method_settings.to_dict(),
     }
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def run_lr_find(settings: FinetuneSettings, num_steps: int = 100) -> float:
