@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmlab.cli import main
-from llmlab.finetune.methods import load_finetuned
+from llmlab.finetune.methods import DEFAULT_LR, load_finetuned
 from llmlab.model.checkpoint import save_model
 from llmlab.model.config import ModelConfig
 from llmlab.model.transformer import Transformer
@@ -57,6 +57,15 @@ def test_finetune_writes_the_run_folder(method, encoder_base, sst2_small, tmp_pa
     assert len(json.loads((out / "step_losses.json").read_text())) == 4
     assert json.loads((out / "train_config.json").read_text())["method"] == method
     assert load_finetuned(out).method == method
+
+
+def test_without_lr_the_method_gets_its_own_default(encoder_base, sst2_small, tmp_path):
+    train, dev = sst2_small
+    out = tmp_path / "lora"
+    code = _run("--base", str(encoder_base), "--method", "lora", "--train", str(train), "--dev", str(dev),
+                "-o", str(out), "--max-steps", "1", "--batch-size", "8")  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "train_config.json").read_text())["train"]["lr"] == DEFAULT_LR["lora"] != 5e-5
 
 
 @pytest.mark.slow

@@ -27,7 +27,12 @@ def finetune(
     epochs: Annotated[int, Opt(help="Passes over the training set.")] = 3,
     max_steps: Annotated[int | None, Opt(help="Optimizer steps (overrides --epochs).")] = None,
     max_train_examples: Annotated[int | None, Opt(help="Use only the first N training rows.")] = None,
-    lr: Annotated[float, Opt(help="Peak learning rate.")] = 5e-5,
+    lr: Annotated[
+        float | None,
+        Opt(
+            help="Peak learning rate; default by method: full 5e-5, probe 1e-3, prompt 3e-2, prefix 1e-3, lora 5e-4."
+        ),
+    ] = None,
     batch_size: Annotated[int, Opt(help="Examples per micro-batch.")] = 32,
     grad_accum: Annotated[int, Opt(help="Micro-batches per optimizer step.")] = 1,
     weight_decay: Annotated[float, Opt(help="AdamW decay (not on norms, biases, prompts).")] = 0.01,
@@ -73,7 +78,7 @@ def finetune(
     quiet: Annotated[bool, Opt(help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune a pretrained model on a classification (or LM) data set and save the best dev step's model."""
-    from llmlab.finetune.methods import MethodSettings
+    from llmlab.finetune.methods import DEFAULT_LR, MethodSettings
     from llmlab.finetune.run import FinetuneSettings, run_lr_find
     from llmlab.finetune.run import finetune as run_finetune
     from llmlab.finetune.trainer import TrainConfig
@@ -81,7 +86,7 @@ def finetune(
     if task not in ("classification", "lm"):
         raise LlmlabError(f"--task {task!r}: choose classification or lm")
     config = TrainConfig(
-        lr=lr, weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum, epochs=epochs,
+        lr=DEFAULT_LR.get(method, 5e-5) if lr is None else lr, weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum, epochs=epochs,
         max_steps=max_steps, warmup_ratio=warmup_ratio, schedule=schedule, max_grad_norm=max_grad_norm,
         label_smoothing=label_smoothing, max_length=max_length, seed=seed, eval_every=eval_every,
         patience=patience, metric=metric, checkpoint_every=checkpoint_every, augment_rate=augment_rate,

@@ -39,6 +39,8 @@ from llmlab.model.transformer import Transformer
 from llmlab.tokenizer.pipeline import Tokenizer
 
 METHODS = ("full", "probe", "prompt", "prefix", "lora")
+# The peak learning rate each method gets unless one is given (the sources: llmlab.finetune.compare)
+DEFAULT_LR = {"full": 5e-5, "probe": 1e-3, "prompt": 3e-2, "prefix": 1e-3, "lora": 5e-4}
 TASKS = ("classification", "lm")
 
 
