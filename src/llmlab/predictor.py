@@ -2,8 +2,8 @@
 
 A model folder is either a fine-tuned Transformer (written by `llmlab finetune`: full weights, or an adapter
 that names its base) or the TF-IDF + logistic-regression baseline (written by `llmlab baseline`, recognised by
-its `baseline.json`). `load_predictor` opens either; several folders make an ensemble that averages the
-predicted class probabilities (the classes must agree).
+its `baseline.json`). `load_predictor` opens either; several folders (a list, or one comma-separated string)
+make an ensemble that averages the predicted class probabilities (the classes must agree).
 """
 
 from __future__ import annotations
@@ -55,11 +55,16 @@ class Ensemble:
 def load_predictor(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Predictor:
     """Open one model folder, or several as an `Ensemble`.
 
+    Args:
+        paths: a folder, a list of folders, or one string of comma-separated folders (so that every command
+            option that takes a model, such as `--variant A=DIR1,DIR2`, also takes an ensemble).
+
     Raises:
         LlmlabError: a missing folder, or one that is neither a fine-tuned model nor a baseline.
     """
     if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+        text = os.fspath(paths)
+        paths = text.split(",") if "," in text and not Path(text).is_dir() else [text]
     members = [_load_one(Path(p)) for p in paths]
     if not members:
         raise LlmlabError("no model folder given")
