@@ -49,8 +49,12 @@ def register(app: typer.Typer) -> None:
 
 @abtest_app.command("compare")
 def compare(
-    model_a: Annotated[Path, typer.Argument(help="Model folder A (the reference; FOLDER1,FOLDER2 is an ensemble).")],
-    model_b: Annotated[Path, typer.Argument(help="Model folder B (the candidate; FOLDER1,FOLDER2 is an ensemble).")],
+    model_a: Annotated[
+        Path, typer.Argument(help="Model folder A (the reference; FOLDER1,FOLDER2 is an ensemble).")
+    ],
+    model_b: Annotated[
+        Path, typer.Argument(help="Model folder B (the candidate; FOLDER1,FOLDER2 is an ensemble).")
+    ],
     data: Annotated[Path, typer.Argument(help="Labelled CSV (text,label) or JSONL; the same rows for both.")],
     json_out: JsonFlag = False,
     report: ReportFile = None,

@@ -33,7 +33,10 @@ def parse_variants(specs: list[str]) -> dict[str, Path]:
 def serve(
     experiment: Annotated[str, typer.Option(help="Experiment name (also salts the user hash).")],
     variant: Annotated[
-        list[str], typer.Option(help="NAME=MODEL_FOLDER (or FOLDER1,FOLDER2: an ensemble); repeat for each variant (two or more).")
+        list[str],
+        typer.Option(
+            help="NAME=MODEL_FOLDER (or FOLDER1,FOLDER2: an ensemble); repeat for each variant (two or more)."
+        ),
     ],
     split: Annotated[str, typer.Option(help="Shares of users per variant, in --variant order.")] = "50/50",
     store: Annotated[
