@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,3 +120,21 @@ def read_lines(path: str | os.PathLike, errors: str = "strict") -> Iterator[str]
                 ) from None
             offset += len(raw)
             yield line.rstrip("\r\n")
+
+
+def commit_step_folder(root: Path, folder: Path, step: int) -> None:
+    """Make `folder` (complete, under `root`) the run's checkpoint, then drop the older step-* folders.
+
+    root/latest.json, replaced atomically, is the commit point: a crash at any moment leaves it naming a
+    complete folder. Used by pretraining and fine-tuning checkpoints alike.
+    """
+    atomic_write_json(root / "latest.json", {"step": step, "folder": folder.name})
+    for old in root.glob("step-*"):
+        if old != folder and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_step_folder(root: Path) -> Path | None:
+    """The folder root/latest.json names, or None when nothing was committed there."""
+    pointer = root / "latest.json"
+    return root / read_json(pointer, "checkpoint pointer")["folder"] if pointer.is_file() else None

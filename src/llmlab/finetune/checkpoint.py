@@ -26,11 +26,10 @@ import torch
 from torch import Tensor
 
 from llmlab.errors import LlmlabError
-from llmlab.io import atomic_write_bytes, atomic_write_json, read_json
+from llmlab.io import atomic_write_bytes, atomic_write_json, commit_step_folder, latest_step_folder, read_json
 from llmlab.model.checkpoint import read_safetensors
 
 FOLDER = "checkpoint"
-POINTER = "latest.json"
 
 
 def capture_rng() -> dict[str, Any]:
@@ -93,19 +92,13 @@ def save_checkpoint(
     torch.save(torch_state, buffer)
     atomic_write_bytes(folder / "optimizer.pt", buffer.getvalue())
     atomic_write_json(folder / "state.json", state)
-    atomic_write_json(root / POINTER, {"step": step, "folder": folder.name})  # the commit point
-    for old in root.glob("step-*"):
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    commit_step_folder(root, folder, step)
     return folder
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
     """The folder latest.json names, or None when the run has no committed checkpoint."""
-    pointer = Path(out_dir) / FOLDER / POINTER
-    if not pointer.is_file():
-        return None
-    return pointer.parent / read_json(pointer, "checkpoint pointer")["folder"]
+    return latest_step_folder(Path(out_dir) / FOLDER)
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:

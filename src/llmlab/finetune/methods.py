@@ -129,8 +129,6 @@ class FinetuneModel(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None = None):
         """input_ids, attention_mask, token_type_ids (B, T) -> logits (B, K) (classification) or (B, T, V) (lm)."""
         types = token_type_ids if self.base.type_emb is not None else None
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None  # no padding: attention then runs SDPA's fused kernels without a mask
         inputs = {"input_ids": input_ids}
         if self.prompt is not None:
             embeds, attention_mask, types = self.prompt.prepend(

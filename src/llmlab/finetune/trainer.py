@@ -130,6 +130,7 @@ class _Run:
                 model, device_ids=[world.device.index] if world.device.type == "cuda" else None
             )
         self.optimizer = build_optimizer(model, config.lr, config.weight_decay)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]  # what clipping looks at
         warmup = warmup_steps(total, config.warmup_ratio)
         self.scheduler = build_scheduler(self.optimizer, config.schedule, warmup, total)
         self.collate = collator_for(model, config)
@@ -255,9 +256,8 @@ def _step(run: _Run, examples: list[Example]) -> float:
             (s * (weight * world.size / count)).backward()
         total += s.item() * weight
     run.last_lr = run.scheduler.get_last_lr()[0]
-    params = [p for p in run.model.parameters() if p.requires_grad]
     if config.max_grad_norm > 0:
-        nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        nn.utils.clip_grad_norm_(run.trainable, config.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)

@@ -26,7 +26,6 @@ import dataclasses
 import io
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from llmlab.errors import LlmlabError
-from llmlab.io import atomic_write_bytes, atomic_write_json, read_json
+from llmlab.io import atomic_write_bytes, atomic_write_json, commit_step_folder, latest_step_folder
 from llmlab.model.checkpoint import load_model, save_model
 from llmlab.model.config import ModelConfig
 from llmlab.model.pretrain_data import (
@@ -302,17 +301,13 @@ def save_checkpoint(run: _Run, config: PretrainConfig, tokenizer: Tokenizer) -> 
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(folder / _STATE_FILE, buffer.getvalue())
-    atomic_write_json(root / "latest.json", {"step": run.step, "folder": folder.name})  # the commit point
-    for old in root.glob("step-*"):
-        if old != folder and old.is_dir():
-            shutil.rmtree(old)
+    commit_step_folder(root, folder, run.step)
     return folder
 
 
 def latest_checkpoint(out: Path) -> Path | None:
     """The newest complete checkpoint folder of a run, or None."""
-    pointer = out / "checkpoints" / "latest.json"
-    return pointer.parent / read_json(pointer, "checkpoint pointer")["folder"] if pointer.is_file() else None
+    return latest_step_folder(out / "checkpoints")
 
 
 def _optimizer(model: Transformer, config: PretrainConfig) -> torch.optim.AdamW:

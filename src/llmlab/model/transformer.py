@@ -291,6 +291,8 @@ class Transformer(nn.Module):
                 f"prefix_kv has {len(prefix_kv)} entries; the model has {self.config.n_layers} layers"
             )
         key_mask = attention_mask if cache is None else cache.extend_mask(attention_mask, B, T)  # (B, S)
+        if key_mask is not None and bool(key_mask.all()):
+            key_mask = None  # no padding: SDPA then runs its fused kernels without a mask
         n_prefix = 0 if prefix_kv is None else prefix_kv[0][0].shape[2]
         q_pos = torch.arange(past, past + T, device=x.device)
         k_pos = torch.arange(past + T, device=x.device)
