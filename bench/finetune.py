@@ -105,7 +105,7 @@ def batches(n: int) -> list[tuple[dict, torch.Tensor]]:
 
 
 def build_ours(method: str, device: str):
-    from llmlab.finetune.methods import MethodSettings, build_model
+    from llmlab.finetuning.methods import MethodSettings, build_model
 
     return (
         build_model(minilm_dir(), method, "classification", ["0", "1"], MethodSettings()).train().to(device)
@@ -188,7 +188,7 @@ def memory_probe(args) -> None:
     import peft  # noqa: F401  (both probes import everything first)
     import transformers  # noqa: F401
 
-    import llmlab.finetune.methods  # noqa: F401
+    import llmlab.finetuning.methods  # noqa: F401
 
     library, method = args.memory_probe
     data = batches(2)
@@ -252,11 +252,17 @@ def print_table(rows: list[dict]) -> None:
     print("  ".join(f"{h:>11}" for h in head))
     for r in rows:
         cells = [
-            r["method"], _ms(r["ours"]["wall"]), _ms(r["hf"] and r["hf"]["wall"]),
+            r["method"],
+            _ms(r["ours"]["wall"]),
+            _ms(r["hf"] and r["hf"]["wall"]),
             ratio(r["ours"]["wall"], r["hf"] and r["hf"]["wall"]),
-            _ms(r["ours"]["cpu"]), _ms(r["hf"] and r["hf"]["cpu"]), ratio(r["ours"]["cpu"], r["hf"] and r["hf"]["cpu"]),
-            _mb(r["ours_mb"]), _mb(r["hf_mb"]), ratio(r["ours_mb"], r["hf_mb"]),
-        ]  # fmt: skip
+            _ms(r["ours"]["cpu"]),
+            _ms(r["hf"] and r["hf"]["cpu"]),
+            ratio(r["ours"]["cpu"], r["hf"] and r["hf"]["cpu"]),
+            _mb(r["ours_mb"]),
+            _mb(r["hf_mb"]),
+            ratio(r["ours_mb"], r["hf_mb"]),
+        ]
         print("  ".join(f"{c:>11}" for c in cells))
     print("ratios: ours / HF (below 1: ours faster or smaller); prefix: peft refuses BERT, no reference")
 
@@ -296,11 +302,20 @@ def main(argv: list[str] | None = None) -> int:
                 for lib in ("llmlab", "hf")
                 if lib == "llmlab" or reference is not None
             }
-        rows.append({"method": method, "ours": times["ours"], "hf": times.get("hf"),
-                     "ours_mb": memory.get("llmlab"), "hf_mb": memory.get("hf")})  # fmt: skip
+        rows.append(
+            {
+                "method": method,
+                "ours": times["ours"],
+                "hf": times.get("hf"),
+                "ours_mb": memory.get("llmlab"),
+                "hf_mb": memory.get("hf"),
+            }
+        )
         log(f"{method}: {rows[-1]}")
-    print(f"MiniLM-L6, batch {BATCH} x {SEQ}, {args.threads} thread(s), {args.device}, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")  # fmt: skip
+    print(
+        f"MiniLM-L6, batch {BATCH} x {SEQ}, {args.threads} thread(s), {args.device}, "
+        f"median of {args.steps} steps after {args.warmup} warm-up"
+    )
     print_table(rows)
     if args.json:
         args.json.write_text(

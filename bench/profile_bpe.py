@@ -32,7 +32,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 os.environ["RAYON_NUM_THREADS"] = "1"  # before tokenizers is imported
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-from llmlab.tokenizer.bpe import BPE, train_bpe  # noqa: E402
+from llmlab.tokenizer.bpe.model import BPE  # noqa: E402
+from llmlab.tokenizer.bpe.trainer import train_bpe  # noqa: E402
 from llmlab.tokenizer.pretokenize import ByteLevel  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
 

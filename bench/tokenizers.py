@@ -3,17 +3,16 @@
 Same process, same input, same thread count for every library. Three sections:
 1. train:  training time per algorithm (WordPiece, byte-level BPE, Unigram) and vocabulary size, on an English
            and a Chinese corpus; ours is also split into word counting and the model's trainer.
-2. encode: throughput in MB/s of UTF-8 input, one `encode` per line and `encode_batch` of 1,000 lines. Ours
-           and HF run the *same* tokenizer (trained by us, saved as tokenizer.json, loaded by HF; ids
-           compared); tiktoken runs our byte-level BPE (built from its ranks); sentencepiece runs its own
-           Unigram model trained on the same corpus.
+2. encode: MB/s of UTF-8 input against HF, tiktoken, kitoken, sentencepiece and flash-tokenizer on the same
+           vocabularies, cold and warm, loop and batch (1 and 2 threads), per-call overhead on SST-2 and peak
+           memory (tokenizer_engines.py, tokenizer_encode.py).
 3. memory: peak resident memory of training, each trainer in a fresh subprocess.
 
 Ratios are speed ours / speed reference: above 1 we are faster. Tables go to stdout, progress to stderr.
 
     python bench/tokenizers.py --quick                 # small inputs, vocab 8k, about two minutes
     python bench/tokenizers.py --json out.json         # full corpora, vocab 8k and 32k
-    python bench/tokenizers.py --only encode --threads 4
+    python bench/tokenizers.py --only encode --memory   # issue 10's table: every engine, every row
 """
 
 from __future__ import annotations
@@ -24,10 +23,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # This file is named tokenizers.py: keep its folder off the import path so `import tokenizers` finds HF's.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.append(str(HERE))  # last: the helper modules here are found, HF's `tokenizers` still comes first
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
-import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
@@ -46,8 +44,6 @@ SPECIALS = {
     "bpe": ["<|endoftext|>"],
     "unigram": ["<unk>", "<s>", "</s>", "<pad>"],
 }
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-BATCH = 1000
 CHEAP_S = 3.0  # a measurement that took less than this is repeated (median of `--repeats`)
 _T0 = time.perf_counter()
 
@@ -64,12 +60,6 @@ def read_lines(path: Path, max_bytes: int | None = None) -> list[str]:
     """Lines of a UTF-8 text file, the first `max_bytes` worth when given."""
     lines = path.read_text(encoding="utf-8").splitlines()
     return lines if max_bytes is None else take_bytes(lines, max_bytes)
-
-
-def read_csv_texts(path: Path) -> list[str]:
-    """The `text` column of a labeled CSV."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return [row["text"] for row in csv.DictReader(f)]
 
 
 def take_bytes(lines: list[str], max_bytes: float) -> list[str]:
@@ -101,18 +91,6 @@ def training_corpora(quick: bool, langs: tuple[str, ...] | list[str] = ("en", "z
     return corpora
 
 
-def encode_inputs(quick: bool, max_mb: float) -> list[tuple[str, str, list[str]]]:
-    """(name, lang, texts) to encode: sentiment texts and corpus lines, each capped at `max_mb`."""
-    en_corpus = "tiny_shakespeare" if quick else "gutenberg_en"
-    sets = [
-        ("sst2", "en", read_csv_texts(DATA / "sst2" / "train.csv")),
-        (en_corpus, "en", [t for t in read_lines(DATA / en_corpus / "train.txt") if t]),
-        ("chnsenticorp_htl", "zh", read_csv_texts(DATA / "chnsenticorp_htl" / "train.csv")),
-        ("zh_classic_novels", "zh", read_lines(DATA / "zh_classic_novels" / "train.txt")),
-    ]
-    return [(name, lang, take_bytes(texts, max_mb * 1e6)) for name, lang, texts in sets]
-
-
 # ---------------------------------------------------------------- trainers
 
 
@@ -125,8 +103,8 @@ def train_ours(model: str, lines: list[str], vocab: int, threads: int):
 
 def count_ours(model: str, lines: list[str], threads: int):
     """Only the word counting that `train_tokenizer` starts with."""
-    from llmlab.tokenizer.normalize import normalizer_from_hf
-    from llmlab.tokenizer.pretokenize import pretokenizer_from_hf
+    from llmlab.tokenizer.normalize_sp import normalizer_from_hf
+    from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
     from llmlab.tokenizer.train import count_words, pipeline_sections
 
     sections = pipeline_sections(model)
@@ -251,11 +229,6 @@ def fmt(x: float | None, spec: str = ".2f") -> str:
     return "ERR" if x is None else format(x, spec)
 
 
-def ratio(ours: float | None, ref: float | None) -> str:
-    """Speed ours / speed reference, given two speeds."""
-    return "-" if ours is None or ref is None or ref == 0 else f"{ours / ref:.2f}x"
-
-
 def print_table(title: str, headers: list[str], rows: list[list[str]], notes: list[str] = ()) -> None:
     """A plain left/right aligned text table on stdout."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
@@ -278,11 +251,6 @@ def print_table(title: str, headers: list[str], rows: list[list[str]], notes: li
 def time_ratio(ours_s: float | None, ref_s: float | None) -> str:
     """Speed ours / speed reference from two durations (above 1: ours faster)."""
     return "-" if not ours_s or ref_s is None else f"{ref_s / ours_s:.2f}x"
-
-
-def rate_ratio(ours: float | None, ref: float | None) -> str:
-    """Speed ours / speed reference from two rates (above 1: ours faster)."""
-    return "-" if ours is None or not ref else f"{ours / ref:.2f}x"
 
 
 # ---------------------------------------------------------------- 1. training time
@@ -379,202 +347,14 @@ def train_cells(r: dict) -> list[str]:
     ]
 
 
-# ---------------------------------------------------------------- 2. encode throughput
+# ---------------------------------------------------------------- 2. encode (tokenizer_encode.py)
 
 
-def tiktoken_from_ours(tok):
-    """A tiktoken Encoding of our byte-level BPE: token bytes -> id as the rank, GPT-2's split pattern.
+def bench_encode(args: argparse.Namespace) -> list[dict]:
+    """Encode speed against every engine installed here (see tokenizer_encode.py)."""
+    from tokenizer_encode import bench_encode as run
 
-    With ids given in merge order, lowest rank first is exactly BPE's lowest merge first.
-    """
-    import tiktoken
-
-    from llmlab.tokenizer.pretokenize import bytes_to_unicode
-
-    byte_of = {ch: b for b, ch in bytes_to_unicode().items()}
-    spec = tok.to_hf()
-    specials = {a["content"]: a["id"] for a in spec.get("added_tokens", [])}
-    ranks = {bytes(byte_of[c] for c in t): i for t, i in spec["model"]["vocab"].items() if t not in specials}
-    return tiktoken.Encoding(
-        "llmlab-bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=specials
-    )
-
-
-Encoders = tuple[Callable[[str], list[int]], Callable[[list[str]], list]]  # (one text, one batch)
-
-
-def encoder_factories(model: str, path: Path, other, threads: int) -> dict[str, Callable[[], Encoders]]:
-    """library -> a function giving fresh encoders (empty word caches) of the tokenizer saved at `path`.
-
-    Ours and HF load the same tokenizer.json; tiktoken and sentencepiece keep no caches, so one object serves.
-    """
-    from llmlab.tokenizer.pipeline import Tokenizer
-    from tokenizers import Tokenizer as HFTokenizer
-
-    def ours() -> Encoders:
-        tok = Tokenizer.load(path)
-        return lambda t: tok.encode(t).ids, lambda b: [e.ids for e in tok.encode_batch(b)]
-
-    def hf() -> Encoders:
-        tok = HFTokenizer.from_file(str(path))
-        return lambda t: tok.encode(t).ids, lambda b: [e.ids for e in tok.encode_batch(b)]
-
-    libs = {"ours": ours, "HF": hf}
-    if model == "bpe" and other is not None:
-        libs["tiktoken"] = lambda: (
-            other.encode_ordinary,
-            lambda b: other.encode_ordinary_batch(b, num_threads=threads),
-        )
-    if model == "unigram" and other is not None:
-        libs["SP"] = lambda: (other.encode, lambda b: other.encode(b, num_threads=threads))
-    return libs
-
-
-def throughput(factory: Callable[[], Encoders], texts: list[str], batched: bool, repeats: int) -> float:
-    """MB/s of UTF-8 input: median over up to `repeats` first passes, each by a fresh (cold cache) encoder.
-
-    Cold because a warm cache on the very same text would count every word as a hit: on Chinese, where a
-    pre-tokenized "word" is a clause or a whole line, that is far from encoding new text.
-    """
-    items = [texts[i : i + BATCH] for i in range(0, len(texts), BATCH)] if batched else texts
-    times = []
-    for _ in range(max(repeats, 1)):
-        fn = factory()[batched]
-        start = time.perf_counter()
-        for item in items:
-            fn(item)  # results are dropped at once, as a streaming caller would
-        times.append(time.perf_counter() - start)
-        if times[0] > CHEAP_S:
-            break
-    return nbytes(texts) / 1e6 / statistics.median(times)
-
-
-def ids_agree(a: Callable, b: Callable, texts: list[str]) -> tuple[int, int]:
-    """(texts on which `a` and `b` give different ids, texts compared)."""
-    return sum(a(t) != b(t) for t in texts), len(texts)
-
-
-def reference_for(model: str, lang: str, vocab: int, tok, corpora: dict, cache: dict, threads: int):
-    """tiktoken (bpe) or a sentencepiece Unigram trained on the same corpus (unigram); None for wordpiece."""
-    if model == "bpe":
-        return tiktoken_from_ours(tok)
-    if model == "unigram":
-        import sentencepiece as spm
-
-        proto = cache.get(("sp", model, lang, vocab))
-        if proto is None:
-            log(f"train SP unigram vocab {vocab} for encoding")
-            proto = train_sp("unigram", corpora[lang][1], vocab, threads)
-        return spm.SentencePieceProcessor(model_proto=proto)
-    return None
-
-
-def bench_encode(args: argparse.Namespace, corpora: dict, cache: dict) -> dict:
-    """Encode throughput of every algorithm on sentiment texts and corpus lines; prints the tables."""
-    vocab = max(args.vocab)
-    inputs = encode_inputs(args.quick, args.encode_mb)
-    rows, checks = [], []
-    for model in MODELS:
-        for lang in corpora:
-            texts = [(name, t) for name, lg, t in inputs if lg == lang]
-            job = functools.partial(encode_one, args, model, lang, vocab, texts, corpora, cache)
-            done, err = attempt(f"encode {model} {lang}", job)
-            if done:
-                rows += done[0]
-                checks.append(done[1])
-            else:
-                checks.append({"model": model, "lang": lang, "hf": f"ERR {err}"})
-    print_table(
-        f"Encode throughput, MB/s of UTF-8 input (median of up to {args.repeats} passes; vocab {vocab})",
-        ["input", "model", "mode", "MB", "ours", "HF", "ours/HF", "other", "other MB/s", "ours/other"],
-        [encode_cells(r) for r in rows],
-        [
-            f"threads: {args.threads}. loop = encode() per text; batch = encode_batch() of {BATCH} texts.",
-            "ours and HF run the same tokenizer.json; tiktoken runs our BPE's ranks; SP is sentencepiece's",
-            "own Unigram trained on the same corpus (a different model). Every pass starts with a freshly",
-            "loaded tokenizer (cold word caches), so repeats measure the first pass over the text.",
-            "tiktoken's batch call maps a ThreadPoolExecutor(num_threads) over the texts: per-text overhead.",
-        ],
-    )
-    print_table(
-        "Same ids? (first 1,000 texts of each input, special tokens as each library adds them)",
-        ["model", "lang", "ids identical ours vs HF", "ids identical ours vs tiktoken"],
-        [[c["model"], c["lang"], c["hf"][:60], c.get("tiktoken", "-")] for c in checks],
-    )
-    print_errors(rows)
-    return {"rows": rows, "ids": checks}
-
-
-def encode_one(args, model: str, lang: str, vocab: int, texts: list, corpora: dict, cache: dict):
-    """Rows and the id check for one model and language."""
-    tok = cache.get(("ours", model, lang, vocab))
-    if tok is None:
-        log(f"train ours {model} vocab {vocab} on {corpora[lang][0]} for encoding")
-        tok = train_ours(model, corpora[lang][1], vocab, args.threads)
-    job = functools.partial(reference_for, model, lang, vocab, tok, corpora, cache, args.threads)
-    other, _ = attempt(f"reference for {model} {lang}", job)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tokenizer.json"
-        tok.save(path)
-        libs = encoder_factories(model, path, other, args.threads)
-        check = id_check(model, lang, path, libs, [t for _, ts in texts for t in ts[:1000]])
-        rows = []
-        for name, ts in texts:
-            for mode in ("loop", "batch"):
-                log(f"encode {model} {name} {mode}")
-                rows.append(encode_row(name, model, mode, ts, libs, args.repeats))
-    return rows, check
-
-
-def id_check(model: str, lang: str, path: Path, libs: dict, sample: list[str]) -> dict:
-    """Do ours and HF (and tiktoken, without special tokens) give the same ids on `sample`?"""
-    from llmlab.tokenizer.pipeline import Tokenizer
-
-    tok = Tokenizer.load(path)
-    check = {
-        "model": model,
-        "lang": lang,
-        "hf": yes_no(*ids_agree(libs["ours"]()[0], libs["HF"]()[0], sample)),
-    }
-    if "tiktoken" in libs:
-        plain = lambda t: tok.encode(t, add_special_tokens=False).ids  # noqa: E731
-        check["tiktoken"] = yes_no(*ids_agree(plain, libs["tiktoken"]()[0], sample))
-    return check
-
-
-def encode_row(name: str, model: str, mode: str, texts: list[str], libs: dict, repeats: int) -> dict:
-    """Throughput of every library on one input in one mode (a failing library gets None)."""
-    batched = mode == "batch"
-    row: dict[str, Any] = {"input": name, "model": model, "mode": mode, "mb": nbytes(texts) / 1e6}
-    for lib, factory in libs.items():
-        key = lib if lib in ("ours", "HF") else "other"
-        job = functools.partial(throughput, factory, texts, batched, repeats)
-        row[key], err = attempt(f"{lib} {model} {name} {mode}", job)
-        if err:
-            row[f"{lib}_error"] = err
-        if key == "other":
-            row["other_lib"] = lib
-    return row
-
-
-def yes_no(differ: int, total: int) -> str:
-    return "yes" if differ == 0 else f"no ({differ}/{total} texts differ)"
-
-
-def encode_cells(r: dict) -> list[str]:
-    other = r.get("other_lib")
-    return [
-        r["input"],
-        r["model"],
-        r["mode"],
-        f"{r['mb']:.2f}",
-        fmt(r["ours"]),
-        fmt(r["HF"]),
-        rate_ratio(r["ours"], r["HF"]),
-        other or "-",
-        fmt(r.get("other")) if other else "-",
-        rate_ratio(r["ours"], r.get("other")) if other else "-",
-    ]
+    return run(args, DATA, args.work)
 
 
 # ---------------------------------------------------------------- 3. peak memory
@@ -687,7 +467,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per cheap measurement (median)")
     parser.add_argument("--encode-mb", type=float, help="MB of each encode input (default 0.25, full: 2)")
     parser.add_argument("--profile", action="store_true", help="cProfile top 10 of our training, on stderr")
+    parser.add_argument("--memory", action="store_true", help="encode section: also peak RSS per engine")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "llmlab-bench-tokenizers",
+        help="folder for the encode section's vocabularies (built once, reused)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -701,6 +489,8 @@ def meta(args: argparse.Namespace) -> dict:
     import platform
     from importlib.metadata import version
 
+    from llmlab.tokenizer import core
+
     return {
         "threads": args.threads,
         "quick": args.quick,
@@ -710,6 +500,7 @@ def meta(args: argparse.Namespace) -> dict:
         "tokenizers": version("tokenizers"),
         "sentencepiece": version("sentencepiece"),
         "tiktoken": version("tiktoken"),
+        "llmlab engine": "core" if core._corelib is not None else "python",
     }
 
 
@@ -724,6 +515,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child:
         return child(args)
+    if args.memory_child:
+        from tokenizer_encode import memory_child
+
+        print(json.dumps(memory_child(args.memory_child, DATA, args.work, args.quick)))
+        return 0
     results: dict[str, Any] = {"meta": meta(args)}
     print(f"# llmlab tokenizers vs references: {json.dumps(results['meta'])}")
     corpora = training_corpora(args.quick)
@@ -731,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "train"):
         results["train"] = bench_train(args, corpora, cache)
     if args.only in (None, "encode"):
-        results["encode"] = bench_encode(args, corpora, cache)
+        results["encode"] = bench_encode(args)
     if args.only in (None, "memory"):
         results["memory"] = bench_memory(args, list(corpora))
     if args.json:

@@ -9,10 +9,17 @@ import sys
 import pytest
 
 from llmlab.cli import main
-from llmlab.demo_corpus import demo_corpus
+from llmlab.demo.corpus import demo_corpus
 
-COMMANDS = [[], ["demo"], ["tokenizer"], ["tokenizer", "train"], ["tokenizer", "encode"], ["tokenizer", "decode"],
-            ["tokenizer", "inspect"]]  # fmt: skip
+COMMANDS = [
+    [],
+    ["demo"],
+    ["tokenizer"],
+    ["tokenizer", "train"],
+    ["tokenizer", "encode"],
+    ["tokenizer", "decode"],
+    ["tokenizer", "inspect"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +139,19 @@ def test_non_utf8_corpus_names_file_and_offset(capsys, tmp_path):
     )
     assert_clean_failure(code, err, str(bad), "byte offset 20", "--errors replace")
     assert not out.exists()
-    code, _, err = run(capsys, "tokenizer", "train", "--vocab-size", "300", "--quiet", "--errors", "replace",
-                       "-o", str(out), str(bad))  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "tokenizer",
+        "train",
+        "--vocab-size",
+        "300",
+        "--quiet",
+        "--errors",
+        "replace",
+        "-o",
+        str(out),
+        str(bad),
+    )
     assert code == 0, err
     assert out.exists()
 
@@ -150,8 +168,19 @@ def test_empty_corpus(capsys, tmp_path):
 @pytest.mark.parametrize("model", ["wordpiece", "bpe", "unigram"])
 def test_vocab_smaller_than_alphabet(capsys, corpus, tmp_path, model):
     out = tmp_path / "tok.json"
-    code, _, err = run(capsys, "tokenizer", "train", "--model", model, "--vocab-size", "10", "--quiet",
-                       "-o", str(out), str(corpus))  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "tokenizer",
+        "train",
+        "--model",
+        model,
+        "--vocab-size",
+        "10",
+        "--quiet",
+        "-o",
+        str(out),
+        str(corpus),
+    )
     assert_clean_failure(code, err, "vocab")
     assert not out.exists()
 
@@ -183,8 +212,17 @@ def test_decode_rejects_non_ids(capsys, trained, tmp_path):
     src = tmp_path / "ids.txt"
     src.write_text("1 2 3\n4 x 5\n", encoding="utf-8")
     out = tmp_path / "text.txt"
-    code, _, err = run(capsys, "tokenizer", "decode", "--tokenizer", str(trained["bpe"]), "--input", str(src),
-                       "--output", str(out))  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "tokenizer",
+        "decode",
+        "--tokenizer",
+        str(trained["bpe"]),
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+    )
     assert_clean_failure(code, err, f"{src}:2", "integer ids")
     assert not out.exists()
 

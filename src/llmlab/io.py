@@ -1,19 +1,23 @@
-"""Files in and out: atomic writes, fingerprints, and strict UTF-8 reading with clear errors.
+"""Files in and out: atomic writes, fingerprints, and strict UTF-8 / JSON reading with clear errors.
 
 Atomic writes follow the usual POSIX recipe: write to a temporary file in the same folder, flush and fsync,
 then `os.replace` it over the target, so a reader sees either the old file or the new one, never half of one.
 A fingerprint is the sha256 of a canonical JSON serialisation (sorted keys, no whitespace), so two objects
-that mean the same thing have the same fingerprint whatever order their keys were built in.
+that mean the same thing have the same fingerprint whatever order their keys were built in; a data file's
+fingerprint is the sha256 of its bytes. JSON is read with a nesting limit (`MAX_JSON_DEPTH`), checked before
+parsing, so a hostile file nested 200,000 deep is a one-line error rather than a RecursionError.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,10 @@ from llmlab.errors import LlmlabError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask once: temp files are 0600, the final file gets the usual mode
+MAX_JSON_DEPTH = 64  # real files nest < 10 deep (an HF tokenizer.json: 5)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP_FOLDER = re.compile(r"step-\d+")
 
 
 @contextmanager
@@ -38,7 +46,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator:
     path = Path(path)
     if not path.parent.is_dir():
         raise LlmlabError(f"{path}: output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise LlmlabError(f"{path}: is a folder; give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise LlmlabError(f"{path}: cannot write: {e.strerror}") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
@@ -46,6 +59,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise LlmlabError(f"{path}: cannot write: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -77,21 +93,70 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks (a data file's fingerprint).
+
+    Raises:
+        LlmlabError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise LlmlabError(f"{path}: cannot read: {e.strerror}") from None
+    return digest.hexdigest()
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # cannot nest deeper than the limit: skip the scan
+    import numpy as np  # here: the command line starts without numpy (the demo pins its kernels first)
+
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
+    steps = np.where(np.isin(np.frombuffer(brackets, np.uint8), (ord("["), ord("{"))), 1, -1)
+    return int(np.cumsum(steps).max()) if len(steps) else 0
+
+
+def loads_json(text: str | bytes, where: str, what: str = "JSON") -> Any:
+    """Parse JSON text: UTF-8, nested at most MAX_JSON_DEPTH deep (NaN and Infinity parse, as in `json`).
+
+    Args:
+        text: the JSON (bytes are decoded as UTF-8).
+        where: the file (and line) named in errors.
+        what: what the text is, for errors ("tokenizer file").
+
+    Raises:
+        LlmlabError: not UTF-8, too deep, or not JSON; one line naming `where`.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LlmlabError(f"{where}: {what} is not UTF-8 (byte offset {e.start})") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise LlmlabError(f"{where}: {what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LlmlabError(
+            f"{where}: {what} is corrupt or truncated: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Load a JSON file, turning a missing, non-UTF-8, truncated or corrupt file into a one-line LlmlabError."""
+    """Load a JSON file, turning a missing, non-UTF-8, too deep, truncated or corrupt file into a one-line
+    LlmlabError (see `loads_json`)."""
     path = Path(path)
+    if path.is_dir():
+        raise LlmlabError(f"{path}: is a folder, expected a {what}")
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise LlmlabError(f"{path}: cannot read {what}: {e.strerror}") from None
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise LlmlabError(f"{path}: {what} is not UTF-8 (byte offset {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise LlmlabError(
-            f"{path}: {what} is corrupt or truncated: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
+    return loads_json(raw, str(path), what)
 
 
 def read_lines(path: str | os.PathLike, errors: str = "strict") -> Iterator[str]:
@@ -105,21 +170,132 @@ def read_lines(path: str | os.PathLike, errors: str = "strict") -> Iterator[str]
         LlmlabError: the file cannot be opened, or (strict) it is not UTF-8; the message gives the byte offset.
     """
     path = Path(path)
+    if path.is_dir():
+        raise LlmlabError(f"{path}: is a folder, expected a text file")
     try:
         f = path.open("rb")
     except OSError as e:
         raise LlmlabError(f"{path}: cannot read: {e.strerror}") from None
     with f:
-        offset = 0
-        for raw in f:
-            try:
-                line = raw.decode("utf-8", errors)
-            except UnicodeDecodeError as e:
-                raise LlmlabError(
-                    f"{path}: not UTF-8 at byte offset {offset + e.start} (use --errors replace to continue)"
-                ) from None
-            offset += len(raw)
-            yield line.rstrip("\r\n")
+        yield from decode_lines(f, path, errors)
+
+
+def decode_lines(
+    raw_lines: Iterable[bytes], path: str | os.PathLike, errors: str = "strict"
+) -> Iterator[str]:
+    """Decode a stream of raw UTF-8 lines (a binary file, or a decompressing reader) as `read_lines` does.
+
+    Raises:
+        LlmlabError: (strict) a line is not UTF-8; the message gives the byte offset in the (decompressed) text.
+    """
+    offset = 0
+    for raw in raw_lines:
+        try:
+            line = raw.decode("utf-8", errors)
+        except UnicodeDecodeError as e:
+            raise LlmlabError(
+                f"{path}: not UTF-8 at byte offset {offset + e.start} (use --errors replace to continue)"
+            ) from None
+        offset += len(raw)
+        yield line.rstrip("\r\n")
+
+
+@contextmanager
+def new_step_folder(root: Path, step: int) -> Iterator[Path]:
+    """Yield a hidden folder to write checkpoint `step` into; on success it becomes root/step-NNNNNN and is
+    committed (`commit_step_folder`), on error it vanishes: no empty or half-written step folder remains.
+
+    Raises:
+        LlmlabError: root cannot be written.
+    """
+    name = f"step-{step:06d}"
+    tmp = root / f".{name}.tmp"
+    try:
+        root.mkdir(exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the leftover of a save that crashed
+        tmp.mkdir()
+    except OSError as e:
+        raise LlmlabError(f"{root}: cannot write a checkpoint: {e.strerror}") from None
+    try:
+        yield tmp
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)  # a leftover of a save that crashed before its commit
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    commit_step_folder(root, folder, step)
+
+
+def csv_rows(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, str]]]:
+    """Stream the rows of a UTF-8 CSV file with a header (RFC 4180), strictly, as (line number, row).
+
+    Blank lines are skipped; a row's number is the line it starts on (a quoted field may span lines).
+
+    Raises:
+        LlmlabError: naming the file and line: not UTF-8, CR-only line ends, an empty or duplicated column
+            name, a row with more or fewer fields than the header, an unterminated quote, or bad quoting.
+    """
+    path = Path(path)
+    lines = _LineCounter(path)
+    reader = csv.reader((line for _, line in lines), strict=True)
+    header = _next_row(reader, lines, path)
+    if header is None:
+        raise LlmlabError(f"{path}: empty file, expected a CSV header")
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise LlmlabError(f"{path}: line 1: column {name!r} appears twice in the header")
+        seen.add(name)
+    while (row := _next_row(reader, lines, path)) is not None:
+        if row == []:
+            continue
+        if len(row) != len(header):
+            raise LlmlabError(
+                f"{path}: line {lines.start}: {len(row)} fields, but the header has {len(header)}"
+            )
+        yield lines.start, dict(zip(header, row, strict=True))
+
+
+class _LineCounter:
+    """The decoded lines of a file, counting them: `start` is the line the current CSV row began on."""
+
+    def __init__(self, path: Path):
+        if path.is_dir():
+            raise LlmlabError(f"{path}: is a folder, expected a CSV file")
+        try:
+            self.file = path.open("rb")
+        except OSError as e:
+            raise LlmlabError(f"{path}: cannot read: {e.strerror}") from None
+        self.path, self.number, self.start = path, 0, 1
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        with self.file:
+            for raw in self.file:
+                self.number += 1
+                try:
+                    line = raw.decode("utf-8-sig" if self.number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise LlmlabError(f"{self.path}: line {self.number} is not UTF-8") from None
+                if "\r" in line.removesuffix("\r\n") and self.number == 1:
+                    raise LlmlabError(
+                        f"{self.path}: line 1: CR-only line ends; save the file with LF or CRLF"
+                    )
+                yield self.number, line
+
+
+def _next_row(reader, lines: _LineCounter, path: Path) -> list[str] | None:
+    lines.start = lines.number + 1
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as e:
+        if lines.number >= lines.start and "unexpected end of data" in str(e):
+            raise LlmlabError(
+                f"{path}: line {lines.start}: unterminated quote (it runs to the end of the file)"
+            ) from None
+        raise LlmlabError(f"{path}: line {lines.number}: bad CSV: {e}") from None
 
 
 def commit_step_folder(root: Path, folder: Path, step: int) -> None:
@@ -135,6 +311,31 @@ def commit_step_folder(root: Path, folder: Path, step: int) -> None:
 
 
 def latest_step_folder(root: Path) -> Path | None:
-    """The folder root/latest.json names, or None when nothing was committed there."""
+    """The folder root/latest.json names, or None when nothing was committed there.
+
+    Raises:
+        LlmlabError: latest.json is corrupt, or names anything but a step-NNNNNN folder directly in `root`
+            (a hand-edited "../.." is refused, never followed).
+    """
     pointer = root / "latest.json"
-    return root / read_json(pointer, "checkpoint pointer")["folder"] if pointer.is_file() else None
+    if not pointer.is_file():
+        return None
+    data = read_json(pointer, "checkpoint pointer")
+    name = data.get("folder") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not _STEP_FOLDER.fullmatch(name):
+        raise LlmlabError(f'{pointer}: expected {{"folder": "step-NNNNNN"}} naming a folder beside it')
+    folder = root / name
+    if not folder.is_dir() or folder.resolve().parent != root.resolve():
+        raise LlmlabError(f"{pointer}: names {name}, which is not a checkpoint folder in {root}")
+    return folder
+
+
+def ensure_folder(directory: str | os.PathLike) -> Path:
+    """`directory` as a Path, created if missing; its parent must already exist (a typo stays a typo)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise LlmlabError(f"{directory}: exists and is not a folder")
+    if not directory.parent.is_dir():
+        raise LlmlabError(f"{directory}: parent folder {directory.parent} does not exist")
+    directory.mkdir(exist_ok=True)
+    return directory

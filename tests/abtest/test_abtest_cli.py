@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from llmlab import predictor
+from llmlab.abtest import compare_models
 from llmlab.abtest.analysis import analyse_experiment
 from llmlab.abtest.assign import assign_variant
 from llmlab.abtest.offline import compare_predictions
@@ -40,7 +40,7 @@ def two_models(tmp_path, monkeypatch):
         "weak": FakePredictor("weak", dict(zip(texts, np.c_[1 - weak, weak], strict=True))),
         "strong": FakePredictor("strong", dict(zip(texts, np.c_[1 - strong, strong], strict=True))),
     }
-    monkeypatch.setattr(predictor, "load_predictor", lambda path: models[str(path)])
+    monkeypatch.setattr(compare_models, "load_predictor", lambda path: models[str(path)])
     return data, y, np.c_[1 - weak, weak], np.c_[1 - strong, strong]
 
 
@@ -130,9 +130,13 @@ def test_report_end_to_end_on_sqlite(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     store = open_store(url)
     ref = analyse_experiment(
-        store.experiment("exp"), store.assignments("exp"), store.outcomes("exp"),
-        {f"u{u}": float(u % 7) for u in range(300)}, ("conversion", "outcome", "latency"), "bh",
-    )  # fmt: skip
+        store.experiment("exp"),
+        store.assignments("exp"),
+        store.outcomes("exp"),
+        {f"u{u}": float(u % 7) for u in range(300)},
+        ("conversion", "outcome", "latency"),
+        "bh",
+    )
     store.close()
     assert out == json.loads(json.dumps(ref))
     a, b = out["variants"]["A"], out["variants"]["B"]
@@ -184,8 +188,10 @@ def test_analysis_on_plain_event_lists():
         }
         for i in range(400)
     ]
-    outcomes = [{"request_id": f"r{i}", "user_id": f"u{i}", "variant": "AB"[i % 2], "value": 2.0, "created_at": i}
-                for i in range(0, 400, 3)]  # fmt: skip
+    outcomes = [
+        {"request_id": f"r{i}", "user_id": f"u{i}", "variant": "AB"[i % 2], "value": 2.0, "created_at": i}
+        for i in range(0, 400, 3)
+    ]
     out = analyse_experiment(config, assignments, outcomes)
     assert out["variants"]["A"]["outcomes"] == len([i for i in range(0, 400, 3) if i % 2 == 0])
     assert out["variants"]["A"]["mean_outcome"] == pytest.approx(2 * out["variants"]["A"]["conversion_rate"])

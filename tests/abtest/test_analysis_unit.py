@@ -32,12 +32,26 @@ def _events(visits: np.ndarray, outcome, seed: int = 0) -> tuple[list[dict], lis
         variant = "AB"[u % 2]
         for r in range(k):
             request_id = f"u{u}-{r}"
-            assignments.append({"request_id": request_id, "user_id": f"u{u}", "variant": variant,
-                                "latency_ms": float(rng.gamma(4, 5)), "created_at": float(rng.random())})  # fmt: skip
+            assignments.append(
+                {
+                    "request_id": request_id,
+                    "user_id": f"u{u}",
+                    "variant": variant,
+                    "latency_ms": float(rng.gamma(4, 5)),
+                    "created_at": float(rng.random()),
+                }
+            )
             value = outcome(rng, u, variant)
             if value is not None:
-                outcomes.append({"request_id": request_id, "user_id": f"u{u}", "variant": variant, "value": value,
-                                 "created_at": 0.0})  # fmt: skip
+                outcomes.append(
+                    {
+                        "request_id": request_id,
+                        "user_id": f"u{u}",
+                        "variant": variant,
+                        "value": value,
+                        "created_at": 0.0,
+                    }
+                )
     return assignments, outcomes
 
 
@@ -112,9 +126,13 @@ def test_correlated_repeat_visits_make_the_request_unit_overconfident():
 def test_user_table_keeps_a_switching_user_as_two_units_in_first_visit_order():
     assignments = [
         {"request_id": r, "user_id": u, "variant": v, "latency_ms": lat, "created_at": t}
-        for r, u, v, lat, t in [("1", "bob", "B", 10, 1), ("2", "al", "A", 20, 2), ("3", "bob", "B", 30, 3),
-                                ("4", "bob", "A", 40, 4)]
-    ]  # fmt: skip
+        for r, u, v, lat, t in [
+            ("1", "bob", "B", 10, 1),
+            ("2", "al", "A", 20, 2),
+            ("3", "bob", "B", 30, 3),
+            ("4", "bob", "A", 40, 4),
+        ]
+    ]
     outcomes = [{"request_id": "3", "value": -2.0}, {"request_id": "4", "value": 1.0}]
     table = user_table(request_table(assignments, outcomes))
     assert list(table["user"]) == ["bob", "al", "bob"] and list(table["variant"]) == ["B", "A", "A"]

@@ -49,9 +49,15 @@ def test_stats_payload_before_any_event():
     stats = stats_payload("e", {"B": 0.3, "A": 0.7}, {})
     assert list(stats["variants"]) == ["A", "B"] and stats["srm_p_value"] is None
     assert stats["variants"]["B"] == {
-        "share": 0.3, "users": 0, "assignments": 0, "outcomes": 0, "mean_outcome": None, "ci95": None,
-        "difference": None, "difference_ci95": None,
-    }  # fmt: skip
+        "share": 0.3,
+        "users": 0,
+        "assignments": 0,
+        "outcomes": 0,
+        "mean_outcome": None,
+        "ci95": None,
+        "difference": None,
+        "difference_ci95": None,
+    }
 
 
 def test_the_experiment_name_is_escaped():
@@ -83,10 +89,18 @@ class _Rows(HTMLParser):
 
 def _chromium(url: str, *args: str, user_dir) -> subprocess.CompletedProcess:
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={user_dir}", "--window-size=1200,800", "--virtual-time-budget=5000",
-    ]  # fmt: skip
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={user_dir}",
+        "--window-size=1200,800",
+        "--virtual-time-budget=5000",
+    ]
     return subprocess.run([CHROMIUM, *flags, *args, url], capture_output=True, timeout=120, text=True)
 
 

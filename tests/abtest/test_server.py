@@ -82,8 +82,9 @@ def test_a_user_keeps_the_variant_and_users_spread(client, store):
 def test_feedback_once_per_request(client, store):
     rid = client.post("/predict", json=GOOD).json()["request_id"]
     assert client.post("/feedback", json={"request_id": rid, "outcome": True}).json() == {
-        "request_id": rid, "outcome": 1.0,
-    }  # fmt: skip
+        "request_id": rid,
+        "outcome": 1.0,
+    }
     second = client.post("/feedback", json={"request_id": rid, "outcome": 0})
     assert second.status_code == 409 and "already has an outcome" in second.json()["error"]
     unknown = client.post("/feedback", json={"request_id": "feed" * 8, "outcome": 1})
@@ -213,7 +214,7 @@ def test_serve_command_errors(capsys, args, message):
 
 def test_a_real_baseline_through_load_predictor(tmp_path, store, shared_data):
     baseline = pytest.importorskip("llmlab.evaluation.baseline")
-    from llmlab.predictor import load_predictor
+    from llmlab.evaluation.predictor import load_predictor
 
     with (shared_data / "sst2" / "train.csv").open(encoding="utf-8", newline="") as f:
         rows = list(itertools.islice(csv.DictReader(f), 400))

@@ -113,9 +113,14 @@ def test_truth_comparison_and_events_on_hand_made_replies():
     assignments, outcomes = events_from_replies(replies)
     assert [a["request_id"] for a in assignments] == ["r1", "r2", "r3"]
     assert [(o["request_id"], o["value"]) for o in outcomes] == [("r1", 1.0), ("r2", 0.0)]
-    analysis = {"unit": "user", "control": "A", "tests": [
-        {"variant": "B", "metric": "conversion", "estimate": 0.1, "ci_low": 0.05, "ci_high": 0.2},
-        {"variant": "B", "metric": "latency", "estimate": 1.0, "ci_low": 0.0, "ci_high": 2.0}]}  # fmt: skip
+    analysis = {
+        "unit": "user",
+        "control": "A",
+        "tests": [
+            {"variant": "B", "metric": "conversion", "estimate": 0.1, "ci_low": 0.05, "ci_high": 0.2},
+            {"variant": "B", "metric": "latency", "estimate": 1.0, "ci_low": 0.0, "ci_high": 2.0},
+        ],
+    }
     truth = compare_with_truth(replies, {"A": 0.5, "B": 0.5}, visits=2, analysis=analysis)
     assert truth["variants"]["A"]["z"] == pytest.approx(1.0) and truth["variants"]["B"]["requests"] == 1
     assert [e["metric"] for e in truth["effects"]] == ["conversion"] and not truth["effects"][0]["covered"]

@@ -64,9 +64,12 @@ def test_assignments_and_outcomes_round_trip(store, name):
     rows = store.assignments(name)
     assert [r["request_id"] for r in rows] == a_ids + b_ids
     assert rows[3] == {
-        "request_id": b_ids[0], "user_id": "u3", "variant": "B", "latency_ms": 2.5,
+        "request_id": b_ids[0],
+        "user_id": "u3",
+        "variant": "B",
+        "latency_ms": 2.5,
         "created_at": rows[3]["created_at"],
-    }  # fmt: skip
+    }
     outcomes = store.outcomes(name)
     assert [(o["request_id"], o["user_id"], o["variant"], o["value"]) for o in outcomes] == [
         (a_ids[0], "u0", "A", 1.0),

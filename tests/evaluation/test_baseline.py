@@ -8,8 +8,8 @@ import pytest
 
 from llmlab.errors import LlmlabError
 from llmlab.evaluation.baseline import CONFIG_FILE, WEIGHTS_FILE, LinearBaseline, cjk_share
-from llmlab.finetune.data import read_examples
-from llmlab.predictor import load_predictor
+from llmlab.evaluation.predictor import load_predictor
+from llmlab.finetuning.data import read_examples
 
 
 def _data(shared_data, name, n_train):

@@ -13,7 +13,7 @@ from llmlab.cli import main
 from llmlab.errors import LlmlabError
 from llmlab.evaluation.diagnose import REMEDIES, Thresholds, diagnose, read_history
 from llmlab.evaluation.learning_curve import by_data_size, epoch_history
-from llmlab.finetune.data import read_examples
+from llmlab.finetuning.data import read_examples
 
 # name: (train rows, L2 alpha, epochs, max features, learning rate)
 RUNS = {
@@ -45,8 +45,10 @@ def test_constructed_runs_on_real_data_are_labelled_correctly(sst2, label, tmp_p
 
 
 def _run(train_loss, dev_loss, **extra):
-    return [{"step": i, "train_loss": t, "dev_loss": d, **{k: v[i] for k, v in extra.items()}}
-            for i, (t, d) in enumerate(zip(train_loss, dev_loss, strict=True))]  # fmt: skip
+    return [
+        {"step": i, "train_loss": t, "dev_loss": d, **{k: v[i] for k, v in extra.items()}}
+        for i, (t, d) in enumerate(zip(train_loss, dev_loss, strict=True))
+    ]
 
 
 def test_the_rule_on_hand_made_histories():
@@ -80,10 +82,10 @@ def test_learning_curve_by_data_size(sst2):
 
 @pytest.mark.slow
 def test_learning_curve_of_a_transformer_probe(shared_data, minilm_dir, tmp_path):
-    """The transformer path: a linear probe on MiniLM through llmlab.finetune.run.finetune."""
+    """The transformer path: a linear probe on MiniLM through llmlab.finetuning.run.finetune."""
     from llmlab.evaluation.learning_curve import finetune_fit
-    from llmlab.finetune.run import FinetuneSettings
-    from llmlab.finetune.trainer import TrainConfig
+    from llmlab.finetuning.run import FinetuneSettings
+    from llmlab.finetuning.trainer import TrainConfig
 
     dev = read_examples(shared_data / "sst2" / "dev.csv", max_examples=16)
     train = read_examples(shared_data / "sst2" / "train.csv", max_examples=32)

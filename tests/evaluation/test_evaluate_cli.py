@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 from llmlab.cli import main
 from llmlab.evaluation.baseline import LinearBaseline
 from llmlab.evaluation.predictions import read_predictions
-from llmlab.finetune.data import read_examples
+from llmlab.finetuning.data import read_examples
 
 
 def _subset(src, dst, rows, relabel=None):
@@ -86,8 +86,20 @@ def test_predictions_file_scores_the_same_from_predictions(files, tmp_path, caps
 def test_ensemble_averages_probabilities(files, tmp_path, capsys):
     root, _, dev = files
     out = tmp_path / "p.csv"
-    result = _json(capsys, ["evaluate", str(root / "b4"), str(root / "b05"), str(dev), "--json", "--n-boot", "20",
-                            "--predictions", str(out)])  # fmt: skip
+    result = _json(
+        capsys,
+        [
+            "evaluate",
+            str(root / "b4"),
+            str(root / "b05"),
+            str(dev),
+            "--json",
+            "--n-boot",
+            "20",
+            "--predictions",
+            str(out),
+        ],
+    )
     assert result["model"] == "ensemble(b4+b05)"
     texts = [e.text for e in read_examples(dev)]
     mean = (
@@ -103,8 +115,18 @@ def test_table_baseline_diagnosis_and_report(files, tmp_path, capsys):
     LinearBaseline.load(root / "b4").save(model)
     history = [{"step": i, "train_loss": 0.7 - 0.1 * i, "dev_loss": 0.7 - 0.05 * i} for i in range(4)]
     (model / "history.json").write_text(json.dumps({"history": history}), encoding="utf-8")
-    argv = ["evaluate", str(model), str(dev), "--n-boot", "30", "--baseline-train", str(train), "--learning-curve",
-            "--report", str(tmp_path / "r.html")]  # fmt: skip
+    argv = [
+        "evaluate",
+        str(model),
+        str(dev),
+        "--n-boot",
+        "30",
+        "--baseline-train",
+        str(train),
+        "--learning-curve",
+        "--report",
+        str(tmp_path / "r.html"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["metric", "model", "95%", "CI", "linear-baseline", "95%", "CI"]

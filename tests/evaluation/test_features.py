@@ -19,7 +19,7 @@ from llmlab.evaluation.features import (
     select_features,
     top_features,
 )
-from llmlab.finetune.data import read_examples
+from llmlab.finetuning.data import read_examples
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,24 @@ def test_baseline_command_with_rfe(shared_data, tmp_path, capsys):
     train = tmp_path / "train.csv"
     lines = (shared_data / "sst2" / "train.csv").read_text(encoding="utf-8").splitlines()[:1501]
     train.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code = main(["baseline", str(train), "--dev", str(shared_data / "sst2" / "dev.csv"), "-o",
-                 str(tmp_path / "b"), "--select", "rfe", "--top-n", "200", "--n-select", "50", "--step", "0.5"])  # fmt: skip
+    code = main(
+        [
+            "baseline",
+            str(train),
+            "--dev",
+            str(shared_data / "sst2" / "dev.csv"),
+            "-o",
+            str(tmp_path / "b"),
+            "--select",
+            "rfe",
+            "--top-n",
+            "200",
+            "--n-select",
+            "50",
+            "--step",
+            "0.5",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "50 features (selection rfe" in out and "dev accuracy:" in out and "class 1:" in out

@@ -20,7 +20,7 @@ TOL = 1e-12
 def real_predictions(shared_data):
     """(y, proba) of the linear baseline (trained on 10,000 SST-2 train rows) on SST-2 dev."""
     from llmlab.evaluation.baseline import LinearBaseline
-    from llmlab.finetune.data import read_examples
+    from llmlab.finetuning.data import read_examples
 
     train = read_examples(shared_data / "sst2" / "train.csv", max_examples=10000)
     dev = read_examples(shared_data / "sst2" / "dev.csv")
@@ -73,9 +73,12 @@ def _assert_matches(y: np.ndarray, proba: np.ndarray) -> dict:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    seed=st.integers(0, 10**6), n=st.integers(5, 60), k=st.integers(2, 4), one_class=st.booleans(),
+    seed=st.integers(0, 10**6),
+    n=st.integers(5, 60),
+    k=st.integers(2, 4),
+    one_class=st.booleans(),
     one_pred=st.booleans(),
-)  # fmt: skip
+)
 def test_every_metric_equals_sklearn_on_random_predictions(seed, n, k, one_class, one_pred):
     y, proba = _random_case(seed, n, k, one_class, one_pred)
     ours = _assert_matches(y, proba)

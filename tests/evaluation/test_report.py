@@ -8,7 +8,7 @@ import pytest
 from llmlab.errors import LlmlabError
 from llmlab.evaluation.baseline import LinearBaseline
 from llmlab.evaluation.report import evaluation_section
-from llmlab.finetune.data import Example, read_examples
+from llmlab.finetuning.data import Example, read_examples
 from llmlab.report.html import Report
 
 

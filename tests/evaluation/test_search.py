@@ -109,10 +109,23 @@ def sst2(shared_data) -> dict:
 
 
 def config(out: Path, settings: dict, **overrides) -> TuneConfig:
-    space = {"lr": ParamSpec("lr", "loguniform", 1e-3, 1.0), "max_features": ParamSpec("max_features", "int",
-                                                                                        300, 3000)}  # fmt: skip
-    return TuneConfig(**({"objective": "linear", "settings": settings, "space": space, "out": str(out),
-                          "trials": 6, "pruner": "none"} | overrides))  # fmt: skip
+    space = {
+        "lr": ParamSpec("lr", "loguniform", 1e-3, 1.0),
+        "max_features": ParamSpec("max_features", "int", 300, 3000),
+    }
+    return TuneConfig(
+        **(
+            {
+                "objective": "linear",
+                "settings": settings,
+                "space": space,
+                "out": str(out),
+                "trials": 6,
+                "pruner": "none",
+            }
+            | overrides
+        )
+    )
 
 
 def url(out: Path) -> str:

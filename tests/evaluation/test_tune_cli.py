@@ -39,8 +39,23 @@ def error_line(capsys) -> str:
 
 def test_linear_study_prints_best_against_default(tmp_path, sst2, capsys):
     out = tmp_path / "out"
-    args = ["tune", "--objective", "linear", *sst2, "-o", str(out), "--trials", "3", "--quiet",
-            "--pruner", "none", "--max-dev-examples", "300", "--param", "lr=loguniform:0.01:1"]  # fmt: skip
+    args = [
+        "tune",
+        "--objective",
+        "linear",
+        *sst2,
+        "-o",
+        str(out),
+        "--trials",
+        "3",
+        "--quiet",
+        "--pruner",
+        "none",
+        "--max-dev-examples",
+        "300",
+        "--param",
+        "lr=loguniform:0.01:1",
+    ]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     best = json.loads((out / "best.json").read_text())
@@ -95,8 +110,12 @@ def run_workers(storage: str, n: int) -> None:
         "--quiet",
     ]
     env = os.environ | {"PYTHONPATH": str(REPO / "src")}
-    workers = [subprocess.Popen([*command, "--seed", str(i)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for i in range(n)]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            [*command, "--seed", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(n)
+    ]
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
@@ -104,10 +123,15 @@ def run_workers(storage: str, n: int) -> None:
 
 @pytest.mark.slow
 def test_two_grid_workers_share_one_study_without_duplicates(tmp_path, shared_data):
-    settings = {"train_path": str(shared_data / "sst2" / "train.csv"), "dev_path": str(shared_data / "sst2" /
-                "dev.csv"), "max_train_examples": 300}  # fmt: skip
-    space = {"lr": ParamSpec("lr", "choice", choices=(0.01, 0.1, 0.5)),
-             "max_features": ParamSpec("max_features", "int", 500, 2000)}  # fmt: skip
+    settings = {
+        "train_path": str(shared_data / "sst2" / "train.csv"),
+        "dev_path": str(shared_data / "sst2" / "dev.csv"),
+        "max_train_examples": 300,
+    }
+    space = {
+        "lr": ParamSpec("lr", "choice", choices=(0.01, 0.1, 0.5)),
+        "max_features": ParamSpec("max_features", "int", 500, 2000),
+    }
     config = TuneConfig("linear", settings, space, str(tmp_path), sampler="grid", trials=20, pruner="none")
     storage = f"sqlite:///{tmp_path}/study.db"
     create_study(config, storage, "s")
@@ -139,9 +163,31 @@ def tiny_base(shared_data, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_finetune_objective_trains_each_trial_into_its_folder(tmp_path, sst2, tiny_base, capsys):
-    args = ["tune", "--base", str(tiny_base), "--method", "lora", *sst2[:4], "--max-train-examples", "64",
-            "--max-dev-examples", "48", "--max-steps", "4", "--eval-every", "2", "--trials", "3", "--quiet",
-            "--param", "lr=loguniform:1e-3:1e-1", "--param", "lora_rank=choice:2,4", "-o", str(tmp_path)]  # fmt: skip
+    args = [
+        "tune",
+        "--base",
+        str(tiny_base),
+        "--method",
+        "lora",
+        *sst2[:4],
+        "--max-train-examples",
+        "64",
+        "--max-dev-examples",
+        "48",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--trials",
+        "3",
+        "--quiet",
+        "--param",
+        "lr=loguniform:1e-3:1e-1",
+        "--param",
+        "lora_rank=choice:2,4",
+        "-o",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     study = optuna.load_study(study_name="tune", storage=f"sqlite:///{tmp_path}/study.db")
     assert study.trials[0].params == {"lr": 5e-5, "lora_rank": 8}  # the trainer's and LoRA's defaults

@@ -345,7 +345,8 @@ def encoder_settings():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"positional": "rope"}, "positional 'rope' has no GPT-2 or BERT equivalent"),
+        ({"positional": "rope"}, "norm_type='layer' cannot be exported: a causal RoPE model exports as Llama"),
+        ({"positional": "rope", "causal": False}, "positional 'rope' has no GPT-2 or BERT equivalent"),
         ({"positional": "alibi"}, "positional 'alibi' has no GPT-2 or BERT equivalent"),
         ({"bias": False}, "bias=false has no GPT-2 or BERT equivalent"),
         (
@@ -382,10 +383,10 @@ def test_a_failed_export_leaves_nothing_half_written(tmp_path, bpe, monkeypatch)
 
 
 def test_import_refuses_an_unsupported_model_type(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "falcon", "hidden_size": 64}))
     with pytest.raises(LlmlabError) as e:
         from_hf(tmp_path)
-    one_line(e, str(tmp_path / "config.json"), "unsupported model_type 'llama'")
+    one_line(e, str(tmp_path / "config.json"), "unsupported model_type 'falcon'")
 
 
 def test_import_refuses_relative_position_bert(tmp_path, minilm_dir):

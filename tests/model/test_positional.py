@@ -14,6 +14,7 @@ from llmlab.model import POSITIONAL, ModelConfig, PositionalEncoding, Transforme
 from llmlab.model.positional.absolute import Sinusoidal, sinusoidal_table
 from llmlab.model.positional.alibi import ALiBi, alibi_slopes
 from llmlab.model.positional.relative import ShawLayer, relative_position_bucket, shaw_relative_ids
+from llmlab.model.positional.rope_scaling import RopeScaling
 from llmlab.model.positional.rotary import Rotary
 from llmlab.model.transformer import AttentionContext
 
@@ -111,15 +112,16 @@ def test_rope_half_layout_matches_the_rotate_half_formula():
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
 def test_rope_linear_scaling_divides_positions_by_the_factor(layout):
     x, pos = torch.randn(2, 2, 6, 16, dtype=torch.float64), torch.arange(100, 106)
-    scaled, _ = Rotary(16, layout=layout, scaling="linear", factor=4.0).rotate(x, x, pos, pos)
+    scaled, _ = Rotary(16, layout=layout, scaling=RopeScaling("linear", 4.0)).rotate(x, x, pos, pos)
     plain, _ = Rotary(16, layout=layout).rotate(x, x, pos / 4, pos / 4)
     assert torch.allclose(scaled, plain, atol=1e-12)
 
 
 def test_rope_ntk_scaling_changes_the_base_and_stretches_the_slowest_frequency():
     D, s = 16, 8.0
-    ntk = Rotary(D, theta=10000.0, scaling="ntk", factor=s)
-    assert ntk.base == pytest.approx(10000.0 * s ** (D / (D - 2)))
+    ntk = Rotary(D, theta=10000.0, scaling=RopeScaling("ntk", s))
+    base = 10000.0 * s ** (D / (D - 2))
+    assert torch.allclose(ntk.inv_freq, base ** (-torch.arange(0, D, 2, dtype=torch.float64) / D))
     pos = torch.tensor([1000.0], dtype=torch.float64)
     plain_angles = Rotary(D).angles(pos, torch.float64)[0]
     ntk_angles = ntk.angles(pos, torch.float64)[0]

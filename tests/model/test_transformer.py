@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from llmlab.errors import LlmlabError
 from llmlab.model import POSITIONAL, KVCache, ModelConfig, Transformer
 from llmlab.model.config import ACTIVATIONS
-from llmlab.model.transformer import ACTIVATIONS as ACTIVATION_MODULES
+from llmlab.model.mlp import ACTIVATIONS as ACTIVATION_MODULES
 from llmlab.model.transformer import AttentionContext, build_mask
 
 NAMES = list(POSITIONAL)

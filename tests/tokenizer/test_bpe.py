@@ -18,9 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmlab.errors import LlmlabError
-from llmlab.tokenizer import bpe_pairs, bpe_train
-from llmlab.tokenizer.bpe import BPE, train_bpe
-from llmlab.tokenizer.pretokenize import BYTE_TO_UNICODE, UNICODE_TO_BYTE, ByteLevel
+from llmlab.tokenizer.bpe import pairs as bpe_pairs
+from llmlab.tokenizer.bpe import trainer as bpe_train
+from llmlab.tokenizer.bpe.model import BPE
+from llmlab.tokenizer.bpe.trainer import train_bpe
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, UNICODE_TO_BYTE
+from llmlab.tokenizer.pretokenize import ByteLevel
 
 hf = pytest.importorskip("tokenizers")
 
@@ -489,7 +492,7 @@ def test_bad_trainer_options(options, message):
         ({"vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "c"]]}, "'c' is not in the vocabulary"),
         ({"vocab": {"a": 0, "b": 1}, "merges": [["a", "b"]]}, "'ab' is not in the vocabulary"),
         ({"type": "WordPiece", "vocab": {}}, "BPE"),
-        ({"vocab": {"a": 0}, "dropout": 0.1}, "dropout"),
+        ({"vocab": {"a": 0}, "dropout": 1.5}, "dropout"),
         ("not a dict", "BPE"),
     ],
 )

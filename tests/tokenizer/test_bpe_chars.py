@@ -1,4 +1,4 @@
-"""Byte-level BPE on long words, starting from each character's bytes merged on their own (bpe_chars.py), gives
+"""Byte-level BPE on long words, starting from each character's bytes merged on their own (bpe/chars.py), gives
 the plain merge loop's tokens and HF's: on a table trained on Chinese, on random bytes, on tables it refuses."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmlab.tokenizer.bpe import BPE
-from llmlab.tokenizer.bpe_chars import CharMerges
-from llmlab.tokenizer.pretokenize import BYTE_TO_UNICODE, ByteLevel, to_byte_level
+from llmlab.tokenizer.bpe.chars import CharMerges
+from llmlab.tokenizer.bpe.model import BPE
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, to_byte_level
+from llmlab.tokenizer.pretokenize import ByteLevel
 
 hf = pytest.importorskip("tokenizers")
 

@@ -11,18 +11,21 @@ import pytest
 
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer import Tokenizer
-from llmlab.tokenizer.bpe import train_bpe
+from llmlab.tokenizer.bpe.trainer import train_bpe
+from llmlab.tokenizer.byte_level import bytes_to_unicode
 from llmlab.tokenizer.decoders import ByteLevel as ByteLevelDecoder
 from llmlab.tokenizer.decoders import Metaspace as MetaspaceDecoder
 from llmlab.tokenizer.hf_json import read_vocab_txt, write_vocab_txt
 from llmlab.tokenizer.normalize import UnicodeForm
 from llmlab.tokenizer.pipeline import AddedToken
 from llmlab.tokenizer.postprocess import ByteLevel as ByteLevelProcessor
-from llmlab.tokenizer.postprocess import TemplateProcessing
-from llmlab.tokenizer.pretokenize import ByteLevel, Metaspace, bytes_to_unicode
-from llmlab.tokenizer.unigram import train_unigram
+from llmlab.tokenizer.pretokenize import ByteLevel, Metaspace
+from llmlab.tokenizer.templates import TemplateProcessing
+from llmlab.tokenizer.unigram.trainer import train_unigram
 
 hf = pytest.importorskip("tokenizers")
+
+pytestmark = pytest.mark.usefixtures("engine")  # every test on the core and on pure Python
 
 
 def texts(path, limit=None):
@@ -76,7 +79,7 @@ def test_wordpiece_written_by_us_loads_in_hf(minilm_dir, real_lines):
 
 
 @pytest.fixture(scope="module")
-def our_bpe(shared_data):
+def our_bpe(shared_data, engine):
     """Byte-level BPE (GPT-2 style) trained by our trainer on English and Chinese text."""
     corpus = lines_of(shared_data / "gutenberg_en" / "train.txt", 3000) + texts(
         shared_data / "online_shopping_9cats" / "train.csv", 1000
@@ -90,7 +93,7 @@ def our_bpe(shared_data):
 
 
 @pytest.fixture(scope="module")
-def our_unigram(shared_data):
+def our_unigram(shared_data, engine):
     """SentencePiece-style Unigram (NFKC, Metaspace) trained by our trainer."""
     corpus = lines_of(shared_data / "gutenberg_en" / "train.txt", 3000) + texts(
         shared_data / "online_shopping_9cats" / "train.csv", 1000
@@ -304,9 +307,11 @@ def broken(good: str, how: str) -> str:
     elif how == "no model":
         del d["model"]
     elif how == "unsupported normalizer":
+        d["normalizer"] = {"type": "Foo"}
+    elif how == "bad charsmap":
         d["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": "AAAA"}
     elif how == "unsupported decoder":
-        d["decoder"] = {"type": "CTC"}
+        d["decoder"] = {"type": "Bar"}
     elif how == "not an object":
         d = [1, 2]
     return json.dumps(d)
@@ -319,8 +324,9 @@ def broken(good: str, how: str) -> str:
         ("truncated", r"tok.json: tokenizer file is corrupt or truncated"),
         ("unknown model", r"unknown model type 'Foo' in .*tok.json; expected one of WordPiece, BPE, Unigram"),
         ("no model", r"tok.json: no \"model\" in the tokenizer file"),
-        ("unsupported normalizer", r"tok.json: unsupported normalizer 'Precompiled'"),
-        ("unsupported decoder", r"tok.json: unsupported decoder 'CTC'"),
+        ("unsupported normalizer", r"tok.json: unsupported normalizer 'Foo'"),
+        ("bad charsmap", r"tok.json: Precompiled: precompiled_charsmap of 3 bytes is too short"),
+        ("unsupported decoder", r"tok.json: unsupported decoder 'Bar'"),
         ("not an object", r"tok.json: not a tokenizer file"),
     ],
 )

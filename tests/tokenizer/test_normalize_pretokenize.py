@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer import normalize as N
 from llmlab.tokenizer import pretokenize as P
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, UNICODE_TO_BYTE
+from llmlab.tokenizer.normalize_sp import normalizer_from_hf
+from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
 
 hf_n = pytest.importorskip("tokenizers.normalizers")
 hf_p = pytest.importorskip("tokenizers.pre_tokenizers")
@@ -146,8 +149,8 @@ def test_isolating_cjk_equals_splitting_bert_spaced_text(text):
 
 
 def test_byte_level_map_is_a_bijection_on_bytes():
-    assert len(P.BYTE_TO_UNICODE) == 256 and len(set(P.BYTE_TO_UNICODE.values())) == 256
-    assert P.BYTE_TO_UNICODE[ord(" ")] == "Ġ" and P.BYTE_TO_UNICODE[ord("A")] == "A"
+    assert len(BYTE_TO_UNICODE) == 256 and len(set(BYTE_TO_UNICODE.values())) == 256
+    assert BYTE_TO_UNICODE[ord(" ")] == "Ġ" and BYTE_TO_UNICODE[ord("A")] == "A"
     assert P.ByteLevel.alphabet() == set(hf_p.ByteLevel.alphabet())
 
 
@@ -155,7 +158,7 @@ def test_byte_level_map_is_a_bijection_on_bytes():
 @given(st.text(max_size=40))
 def test_byte_level_pieces_reassemble_the_text(text):
     pieces = P.ByteLevel().split(text)
-    raw = bytes(P.UNICODE_TO_BYTE[c] for piece, _, _ in pieces for c in piece)
+    raw = bytes(UNICODE_TO_BYTE[c] for piece, _, _ in pieces for c in piece)
     assert raw.decode("utf-8") == text
 
 
@@ -168,9 +171,11 @@ def test_byte_level_span_maps_bytes_to_characters():
 
 
 def test_unknown_components_are_clear_errors():
-    with pytest.raises(LlmlabError, match="unsupported normalizer 'Precompiled'"):
-        N.normalizer_from_hf({"type": "Precompiled"})
-    with pytest.raises(LlmlabError, match="unsupported pre_tokenizer 'Digits'"):
-        P.pretokenizer_from_hf({"type": "Digits"})
+    with pytest.raises(LlmlabError, match="unsupported normalizer 'Accents'"):
+        normalizer_from_hf({"type": "Accents"})
+    with pytest.raises(LlmlabError, match="malformed normalizer 'Precompiled'"):
+        normalizer_from_hf({"type": "Precompiled"})
+    with pytest.raises(LlmlabError, match="unsupported pre_tokenizer 'Numbers'"):
+        pretokenizer_from_hf({"type": "Numbers"})
     with pytest.raises(LlmlabError, match="malformed normalizer"):
-        N.normalizer_from_hf({"type": "BertNormalizer"})
+        normalizer_from_hf({"type": "BertNormalizer"})

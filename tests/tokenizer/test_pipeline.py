@@ -13,13 +13,16 @@ from hypothesis import strategies as st
 
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer import Tokenizer, check_fingerprint
-from llmlab.tokenizer.bpe import train_bpe
+from llmlab.tokenizer.bpe.trainer import train_bpe
+from llmlab.tokenizer.byte_level import bytes_to_unicode
 from llmlab.tokenizer.decoders import ByteLevel as ByteLevelDecoder
 from llmlab.tokenizer.pipeline import AddedToken
 from llmlab.tokenizer.postprocess import ByteLevel as ByteLevelProcessor
-from llmlab.tokenizer.pretokenize import ByteLevel, bytes_to_unicode
+from llmlab.tokenizer.pretokenize import ByteLevel
 
 hf = pytest.importorskip("tokenizers")
+
+pytestmark = pytest.mark.usefixtures("engine")  # every test on the core and on pure Python
 
 SENTIMENT = {
     "sst2": ("train", "dev", "test"),
@@ -194,7 +197,7 @@ def test_encode_batch_equals_encode_one_by_one(minilm, sample):
 
 
 @pytest.fixture(scope="module")
-def minilm_plain(minilm_dir):
+def minilm_plain(minilm_dir, engine):
     """(ours, HF's) from the MiniLM tokenizer.json without truncation and padding, shared by generated tests."""
     tok, ref = (
         Tokenizer.load(minilm_dir / "tokenizer.json"),
@@ -308,7 +311,7 @@ def test_check_fingerprint_names_both():
 
 
 @pytest.fixture(scope="module")
-def byte_bpe(shared_data):
+def byte_bpe(shared_data, engine):
     lines = texts(shared_data / "sst2" / "dev.csv") + texts(shared_data / "chnsenticorp_htl" / "dev.csv", 300)
     pre = ByteLevel(add_prefix_space=False)
     counts: dict[str, int] = {}

@@ -14,8 +14,8 @@ import json
 
 import pytest
 
-from llmlab.tokenizer.normalize import normalizer_from_hf
-from llmlab.tokenizer.pretokenize import pretokenizer_from_hf
+from llmlab.tokenizer.normalize_sp import normalizer_from_hf
+from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
 from llmlab.tokenizer.train import count_words, pipeline_sections, train_tokenizer
 
 hf = pytest.importorskip("tokenizers")

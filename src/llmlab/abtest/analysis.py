@@ -16,11 +16,13 @@ The control is the first variant by name; every other variant is compared with i
 4. Holm or Benjamini-Hochberg adjustment across all (variant, metric) tests;
 5. the latency guardrail: a bootstrap of the p99 ratio of requests (`stats.latency_guardrail`), whatever the
    unit, since the 99th percentile that users feel is one of requests.
+Whatever an older log holds, the report stands: outcomes that are not finite numbers within the store's range
+(`store.OUTCOME_LIMIT`) are left out with a warning, as are assignments to variants the split does not name.
 """
 
 from __future__ import annotations
 
-import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,9 @@ from llmlab.abtest.stats import (
     two_proportion_ztest,
     welch_ttest,
 )
+from llmlab.abtest.store import OUTCOME_LIMIT
 from llmlab.errors import LlmlabError
+from llmlab.io import csv_rows
 
 METRICS = ("conversion", "outcome", "latency")
 UNITS = ("user", "request")
@@ -52,17 +56,44 @@ def read_covariates(path: str | Path) -> dict[str, float]:
         LlmlabError: the file is missing, lacks the columns, or has a value that is not a number.
     """
     path = Path(path)
+    values = {}
+    for line, row in csv_rows(path):
+        if not {"user_id", "value"} <= set(row):
+            raise LlmlabError(f"{path}: expected a CSV with columns user_id,value")
+        try:
+            value = float(row["value"])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise LlmlabError(f"{path}: line {line}: value {row['value'][:30]!r} is not a finite number")
+        values[row["user_id"]] = value
+    if not values:
+        raise LlmlabError(f"{path}: expected a CSV with columns user_id,value and at least one row")
+    return values
+
+
+def usable_events(
+    split: dict[str, float], assignments: list[dict], outcomes: list[dict]
+) -> tuple[list[dict], list[dict], list[str]]:
+    """The events an analysis can use, and warnings naming what an (older) log held beyond them: outcomes
+    that are not finite numbers within +-OUTCOME_LIMIT, and assignments to variants not in the split."""
+    warnings = []
+    known = [a for a in assignments if a["variant"] in split]
+    if len(known) < len(assignments):
+        warnings.append(f"{len(assignments) - len(known)} assignments to variants outside the split left out")
+    good = [o for o in outcomes if _usable(o["value"])]
+    if len(good) < len(outcomes):
+        warnings.append(
+            f"{len(outcomes) - len(good)} outcomes that are not finite numbers within +-{OUTCOME_LIMIT:g} left out"
+        )
+    return known, good, warnings
+
+
+def _usable(value) -> bool:
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise LlmlabError(f"{path}: cannot read covariates: {e.strerror}") from None
-    if not rows or not {"user_id", "value"} <= set(rows[0]):
-        raise LlmlabError(f"{path}: expected a CSV with columns user_id,value")
-    try:
-        return {r["user_id"]: float(r["value"]) for r in rows}
+        return abs(float(value)) <= OUTCOME_LIMIT  # False for NaN and inf
     except (TypeError, ValueError):
-        raise LlmlabError(f"{path}: a value is not a number") from None
+        return False
 
 
 def request_table(assignments: list[dict], outcomes: list[dict]) -> dict[str, np.ndarray]:
@@ -108,7 +139,8 @@ def user_table(requests: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def variant_summary(requests: dict[str, np.ndarray], units: dict[str, np.ndarray], variant: str) -> dict:
     """Counts of one variant's requests, and its conversion rate and mean outcome over the analysis units."""
     mine, unit_mine = requests["variant"] == variant, units["variant"] == variant
-    latency, n = requests["latency_ms"][mine], int(unit_mine.sum())
+    latency = requests["latency_ms"][mine]
+    n = int(unit_mine.sum())
     return {
         "assignments": int(mine.sum()),
         "users": len(set(requests["user"][mine])),
@@ -160,6 +192,7 @@ def analyse_experiment(
         raise LlmlabError(f"--metrics: unknown {sorted(unknown)}; choose from {', '.join(METRICS)}")
     if unit not in UNITS:
         raise LlmlabError(f"--unit: unknown {unit!r}; choose from {', '.join(UNITS)}")
+    assignments, outcomes, warnings = usable_events(config["split"], assignments, outcomes)
     requests = request_table(assignments, outcomes)
     table = user_table(requests) if unit == "user" else requests
     names = sorted(config["split"])
@@ -168,7 +201,10 @@ def analyse_experiment(
     if empty:
         raise LlmlabError(f"experiment {config['name']!r}: variants {empty} have fewer than 2 {unit}s")
     srm = srm_check({v: s["users"] for v, s in variants.items()}, config["split"])
-    control, warnings, tests, cuped, guardrail = names[0], [], [], {}, {}
+    control = names[0]
+    tests = []
+    cuped = {}
+    guardrail = {}
     if srm["mismatch"]:
         warnings.append(
             f"SAMPLE RATIO MISMATCH: users per variant do not follow the split {config['split']} "
@@ -234,13 +270,14 @@ def format_analysis(r: dict, alpha: float) -> str:
         lines.append(
             f"guardrail {v}: p99 {g['latency_b']:.1f} ms vs {g['latency_a']:.1f} ms ({g['increase']:+.1%}, one-sided {1 - alpha:.0%} bootstrap [{g['lower']:+.1%}, {g['upper']:+.1%}], limit +{g['max_increase']:.0%}): {g['status']}"
         )
-    return "\n".join(lines)  # fmt: skip
+    return "\n".join(lines)
 
 
 def _metric_test(metric, sub, is_b, variants, control, v, covariates, alpha, cuped):
     """(TestResult, the per-unit values the sequential test streams) of one metric, B = v."""
     if metric == "conversion":
-        a, b = variants[control], variants[v]
+        a = variants[control]
+        b = variants[v]
         test = two_proportion_ztest(a["conversions"], a["units"], b["conversions"], b["units"], alpha)
         return test, sub["converted"].astype(float)
     if metric == "latency":

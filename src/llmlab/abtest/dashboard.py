@@ -5,6 +5,8 @@ normal-approximation 95% interval, and the difference from the control (the firs
 Welch interval; plus the sample-ratio-mismatch check (Pearson chi-square of users per variant against the
 split, as in Fabijan et al., "Diagnosing Sample Ratio Mismatch in Online Controlled Experiments", KDD 2019).
 These are the quick live figures; `llmlab abtest report` does the careful analysis from the same log.
+Whatever an old log holds, `/stats` answers 200 with finite numbers or null: outcomes beyond the store's
+range are left out and reported in "warnings".
 The page is plain HTML with inline JavaScript that fetches `/stats` every few seconds (no CDN, works offline).
 """
 
@@ -46,9 +48,16 @@ def stats_payload(experiment: str, split: dict[str, float], summary: dict[str, d
 
     Returns:
         {"experiment", "control", "srm_p_value", "variants": {name: {"share", "users", "assignments",
-        "outcomes", "mean_outcome", "ci95", "difference", "difference_ci95"}}}.
+        "outcomes", "mean_outcome", "ci95", "difference", "difference_ci95"}}, "warnings"}.
     """
-    empty = {"assignments": 0, "users": 0, "outcomes": 0, "total": 0.0, "total_sq": 0.0}
+    empty = {
+        "assignments": 0,
+        "users": 0,
+        "outcomes": 0,
+        "total": 0.0,
+        "total_sq": 0.0,
+        "skipped_outcomes": 0,
+    }
     rows = {name: summary.get(name, empty) for name in sorted(split)}
     control = next(iter(rows))
     c_mean, c_var = _moments(rows[control])
@@ -69,12 +78,26 @@ def stats_payload(experiment: str, split: dict[str, float], summary: dict[str, d
             "difference_ci95": _interval(diff, diff_se2),
         }
     users = {name: row["users"] for name, row in rows.items()}
-    return {
-        "experiment": experiment,
-        "control": control,
-        "srm_p_value": srm_p_value(users, split),
-        "variants": variants,
-    }
+    skipped = sum(row.get("skipped_outcomes") or 0 for row in rows.values())
+    warnings = [f"{skipped} logged outcomes are not finite numbers within range; left out"] if skipped else []
+    return _finite(
+        {
+            "experiment": experiment,
+            "control": control,
+            "srm_p_value": srm_p_value(users, split),
+            "variants": variants,
+            "warnings": warnings,
+        }
+    )
+
+
+def _finite(obj):
+    """`obj` with every NaN or infinite float as None, so that the JSON is valid whatever the log holds."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
 def srm_p_value(users: dict[str, int], split: dict[str, float]) -> float | None:

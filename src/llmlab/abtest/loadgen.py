@@ -152,10 +152,15 @@ def latency_summary(replies: Sequence[Reply], wall_s: float) -> dict:
     client = np.array([r.latency_s * 1000 for r in ok])
     server = np.array([r.body["latency_ms"] for r in ok])
     return {
-        "requests": len(replies), "answered": len(ok), "wall_s": wall_s, "throughput_rps": len(ok) / wall_s,
-        "p50_ms": float(np.percentile(client, 50)), "p99_ms": float(np.percentile(client, 99)),
-        "model_p50_ms": float(np.percentile(server, 50)), "model_p99_ms": float(np.percentile(server, 99)),
-    }  # fmt: skip
+        "requests": len(replies),
+        "answered": len(ok),
+        "wall_s": wall_s,
+        "throughput_rps": len(ok) / wall_s,
+        "p50_ms": float(np.percentile(client, 50)),
+        "p99_ms": float(np.percentile(client, 99)),
+        "model_p50_ms": float(np.percentile(server, 50)),
+        "model_p99_ms": float(np.percentile(server, 99)),
+    }
 
 
 def audit(store: EventStore, experiment: str, replies: Sequence[Reply], split: dict[str, float]) -> dict:
@@ -181,13 +186,16 @@ def audit(store: EventStore, experiment: str, replies: Sequence[Reply], split: d
     for seen in variants.values():
         users[min(seen)] += 1
     return {
-        "acknowledged": len(acked), "logged": len(logged_ids),
-        "missing": len(set(acked) - set(logged_ids)), "duplicates": len(logged_ids) - len(set(logged_ids)),
+        "acknowledged": len(acked),
+        "logged": len(logged_ids),
+        "missing": len(set(acked) - set(logged_ids)),
+        "duplicates": len(logged_ids) - len(set(logged_ids)),
         "unacknowledged": len(set(logged_ids) - set(acked)),
         "unstable_users": sum(len(seen) > 1 for seen in variants.values()),
-        "users": users, "srm_p_value": srm_p_value(users, split),
+        "users": users,
+        "srm_p_value": srm_p_value(users, split),
         **_audit_outcomes(store, experiment, replies),
-    }  # fmt: skip
+    }
 
 
 def _audit_outcomes(store: EventStore, experiment: str, replies: Sequence[Reply]) -> dict:

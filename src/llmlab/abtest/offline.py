@@ -39,8 +39,10 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
         {"table": [[both right, only A right], [only B right, both wrong]], "exact_pvalue",
          "chi2_statistic", "chi2_pvalue"} (chi-square with continuity correction; p = 1 without discordants).
     """
-    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    a = np.asarray(correct_a, bool)
+    b = np.asarray(correct_b, bool)
+    only_a = int((a & ~b).sum())
+    only_b = int((~a & b).sum())
     discordant = only_a + only_b
     exact = min(1.0, 2 * float(stats.binom.cdf(min(only_a, only_b), discordant, 0.5)))
     chi2 = (abs(only_a - only_b) - 1) ** 2 / discordant if discordant else 0.0
@@ -84,7 +86,8 @@ def _weighted_auc(w: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.
     order = np.argsort(score, kind="stable")
     s = score[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first row of each group of equal scores
-    ws, pos = w[:, order], positive[order]
+    ws = w[:, order]
+    pos = positive[order]
     n_pos = np.add.reduceat(ws * pos, starts, axis=1)  # (R, G) positive weight per score group
     n_neg = np.add.reduceat(ws * ~pos, starts, axis=1)
     below = np.cumsum(n_neg, axis=1) - n_neg  # negative weight strictly below each group
@@ -118,13 +121,15 @@ def paired_bootstrap(
     point = [weighted_metrics(np.ones((1, y.size)), y, p) for p in (proba_a, proba_b)]
     diffs: dict[str, list] = {m: [] for m in METRICS}
     for counts in bootstrap_counts(y.size, n_boot, np.random.default_rng(seed)):
-        ma, mb = weighted_metrics(counts, y, proba_a), weighted_metrics(counts, y, proba_b)
+        ma = weighted_metrics(counts, y, proba_a)
+        mb = weighted_metrics(counts, y, proba_b)
         for m in METRICS:
             diffs[m].append(mb[m] - ma[m])
     out = {}
     for m in METRICS:
         low, high = np.nanquantile(np.concatenate(diffs[m]), [alpha / 2, 1 - alpha / 2])
-        a, b = float(point[0][m][0]), float(point[1][m][0])
+        a = float(point[0][m][0])
+        b = float(point[1][m][0])
         out[m] = {"a": a, "b": b, "diff": b - a, "ci_low": float(low), "ci_high": float(high)}
     return out
 
@@ -142,12 +147,14 @@ def delong_test(
         LlmlabError: one class is missing.
     """
     y = np.asarray(y_true).astype(bool)
-    m, k = int(y.sum()), int((~y).sum())
+    m = int(y.sum())
+    k = int((~y).sum())
     if m < 2 or k < 2:
         raise LlmlabError(f"DeLong: need 2+ rows of each class (got {m} positive, {k} negative)")
     scores = np.vstack([score_a, score_b]).astype(float)  # (2, N)
     x, z = scores[:, y], scores[:, ~y]  # (2, m) positives, (2, k) negatives
-    tx, tz = stats.rankdata(x, axis=1), stats.rankdata(z, axis=1)
+    tx = stats.rankdata(x, axis=1)
+    tz = stats.rankdata(z, axis=1)
     t_all = stats.rankdata(np.hstack([x, z]), axis=1)  # midranks among all rows
     auc = (t_all[:, :m].sum(1) - m * (m + 1) / 2) / (m * k)  # (2,)
     v10 = (t_all[:, :m] - tx) / k  # (2, m) per positive: share of negatives below it
@@ -184,8 +191,10 @@ def permutation_test(
 
 def effect_sizes(correct_a: np.ndarray, correct_b: np.ndarray, alpha: float = 0.05) -> dict:
     """Cohen's h between the accuracies, and the discordant-pair odds ratio with its exact interval."""
-    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    a = np.asarray(correct_a, bool)
+    b = np.asarray(correct_b, bool)
+    only_a = int((a & ~b).sum())
+    only_b = int((~a & b).sum())
     out = {"cohens_h": cohens_h(float(a.mean()), float(b.mean())), "odds_ratio": None}
     if only_a + only_b:
         ci = stats.binomtest(only_b, only_a + only_b).proportion_ci(1 - alpha, method="exact")
@@ -225,7 +234,9 @@ def compare_predictions(
     Raises:
         LlmlabError: the shapes disagree.
     """
-    y, pa, pb = np.asarray(y_true), np.asarray(proba_a, float), np.asarray(proba_b, float)
+    y = np.asarray(y_true)
+    pa = np.asarray(proba_a, float)
+    pb = np.asarray(proba_b, float)
     if pa.shape != pb.shape or pa.shape[0] != y.size:
         raise LlmlabError(f"compare: labels {y.shape}, probabilities {pa.shape} and {pb.shape} disagree")
     correct_a, correct_b = pa.argmax(1) == y, pb.argmax(1) == y

@@ -66,7 +66,8 @@ def sample_size_pooled(
     """
     _check_plan(p_a, p_b, alpha, power)
     std_null, std_alt = _pooled_stds(p_a, p_b, ratio)
-    z_alpha, z_beta = stats.norm.isf(alpha / 2), stats.norm.ppf(power)
+    z_alpha = stats.norm.isf(alpha / 2)
+    z_beta = stats.norm.ppf(power)
     return float((max(z_alpha * std_null + z_beta * std_alt, 0.0) / (p_b - p_a)) ** 2)
 
 

@@ -99,7 +99,8 @@ def always_valid_test(
 def _running_moments(y: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, sample variance (ddof 1) and count of one arm after each prefix of the stream; each (N,)."""
     n = np.cumsum(member)
-    s, ss = np.cumsum(y), np.cumsum(y * y)
+    s = np.cumsum(y)
+    ss = np.cumsum(y * y)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = s / n
         var = np.maximum(ss - n * mean**2, 0.0) / (n - 1)

@@ -7,14 +7,17 @@ An ASGI app on Starlette (run by uvicorn). `POST /predict` hashes the user onto 
 serving, and both are batched opportunistically (`Batcher`): whatever arrived while the previous batch was
 busy goes in the next one, the way dynamic batching in model servers works (e.g. NVIDIA Triton), without the
 wait: a lone request is never delayed. Batched log writes share one transaction, that is one fsync (group
-commit, as databases do for their own logs). Bad input gets a 4xx JSON `{"error": ...}` and changes nothing.
+commit, as databases do for their own logs). Bad input gets a 4xx JSON `{"error": ...}` and changes nothing:
+a body that is not UTF-8 or not JSON, nested more than `llmlab.io.MAX_JSON_DEPTH` deep, or holding a string
+with a lone surrogate (not encodable as UTF-8) is 400, as is an outcome that is not a finite number within
++-`store.OUTCOME_LIMIT`; over `MAX_BODY_BYTES` is 413.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,11 +33,13 @@ from starlette.routing import Route
 
 from llmlab.abtest.assign import assign_variant, check_split
 from llmlab.abtest.dashboard import render_page, stats_payload
-from llmlab.abtest.store import DuplicateOutcome, EventStore, UnknownRequest
-from llmlab.errors import LlmlabError
-from llmlab.predictor import Predictor
+from llmlab.abtest.store import OUTCOME_LIMIT, DuplicateOutcome, EventStore, UnknownRequest
+from llmlab.errors import LlmlabError, mask_secrets
+from llmlab.evaluation.predictor import Predictor
+from llmlab.io import loads_json
 
 MAX_BODY_BYTES = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Batcher:
@@ -63,7 +68,8 @@ class Batcher:
                 try:
                     results = await run_in_threadpool(self.fn, [item for item, _ in batch])
                 except Exception as e:  # every caller of the batch gets the error
-                    results, error = [None] * len(batch), e
+                    results = [None] * len(batch)
+                    error = e
                 else:
                     error = None
                 for (_, future), result in zip(batch, results, strict=True):
@@ -96,12 +102,28 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict:
         if len(body) > limit:
             raise _fail(413, f"request body is over the limit of {limit} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        data = loads_json(bytes(body), "request body", "JSON")
+    except LlmlabError as e:
+        raise _fail(400, str(e)) from None
+    except ValueError as e:  # an integer of more than 4300 digits
         raise _fail(400, f"request body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise _fail(400, f"request body must be a JSON object, not {type(data).__name__}")
+    _check_strings(data)
     return data
+
+
+def _check_strings(value: Any) -> None:
+    """400 for a string holding a lone surrogate ("\\ud800" is valid JSON but not encodable as UTF-8)."""
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise _fail(400, "request body holds a string with a lone surrogate (not valid Unicode text)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key)
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
 
 
 def _field(data: dict, name: str, types: tuple[type, ...], what: str) -> Any:
@@ -121,9 +143,12 @@ def _user_id(data: dict) -> str:
 
 
 def _outcome(data: dict) -> float:
-    value = float(_field(data, "outcome", (int, float, bool), "a number or a boolean"))
-    if not math.isfinite(value):
-        raise _fail(400, f"field 'outcome' must be finite, not {value}")
+    raw = _field(data, "outcome", (int, float, bool), "a number or a boolean")
+    value = float(raw) if isinstance(raw, float) or abs(raw) <= OUTCOME_LIMIT else math.inf
+    if not math.isfinite(value) or abs(value) > OUTCOME_LIMIT:
+        raise _fail(
+            400, f"field 'outcome' must be a finite number within +-{OUTCOME_LIMIT:g}, not {str(raw)[:30]}"
+        )
     return value
 
 
@@ -182,7 +207,8 @@ def create_app(
 
     async def predict(request: Request) -> JSONResponse:
         data = await read_json(request, max_body_bytes)
-        user_id, text = _user_id(data), _field(data, "text", (str,), "a string")
+        user_id = _user_id(data)
+        text = _field(data, "text", (str,), "a string")
         start = time.perf_counter()
         variant = assign_variant(experiment, user_id, split)
         prediction = await predictors[variant].submit(text)
@@ -231,4 +257,5 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+    message = mask_secrets(f"internal error: {type(exc).__name__}: {exc}")
+    return JSONResponse({"error": message}, status_code=500)

@@ -66,18 +66,20 @@ def simulate_peeking(
 def format_peeking(null: dict, alt: dict) -> str:
     """The text `llmlab abtest simulate` prints for the A/A and A/B runs of `simulate_peeking`."""
     s = null["settings"]
-    return "\n".join([
-        f"{s['experiments']} experiments per scenario, {s['peeks']} peeks of {s['batch']} users per variant, "
-        f"baseline {s['p_a']}, alpha {s['alpha']}, mSPRT tau {s['tau']:.4g}, seed {s['seed']}",
-        f"A/A false-positive rate (standard error {null['standard_error']:.3f}):",
-        f"  fixed-horizon z-test, one look at the end: {null['fixed_once']:.3f}",
-        f"  fixed-horizon z-test, peeking every batch: {null['fixed_every_peek']:.3f}",
-        f"  sequential mSPRT, peeking every batch:     {null['sequential_every_peek']:.3f}",
-        f"A/B power (B = {alt['settings']['p_b']:.4g}):",
-        f"  fixed-horizon z-test, one look at the end: {alt['fixed_once']:.3f}",
-        f"  fixed-horizon z-test, peeking every batch: {alt['fixed_every_peek']:.3f} (not a valid test)",
-        f"  sequential mSPRT, peeking every batch:     {alt['sequential_every_peek']:.3f}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"{s['experiments']} experiments per scenario, {s['peeks']} peeks of {s['batch']} users per variant, "
+            f"baseline {s['p_a']}, alpha {s['alpha']}, mSPRT tau {s['tau']:.4g}, seed {s['seed']}",
+            f"A/A false-positive rate (standard error {null['standard_error']:.3f}):",
+            f"  fixed-horizon z-test, one look at the end: {null['fixed_once']:.3f}",
+            f"  fixed-horizon z-test, peeking every batch: {null['fixed_every_peek']:.3f}",
+            f"  sequential mSPRT, peeking every batch:     {null['sequential_every_peek']:.3f}",
+            f"A/B power (B = {alt['settings']['p_b']:.4g}):",
+            f"  fixed-horizon z-test, one look at the end: {alt['fixed_once']:.3f}",
+            f"  fixed-horizon z-test, peeking every batch: {alt['fixed_every_peek']:.3f} (not a valid test)",
+            f"  sequential mSPRT, peeking every batch:     {alt['sequential_every_peek']:.3f}",
+        ]
+    )
 
 
 def peek_pvalues(conversions: np.ndarray, n: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray]:

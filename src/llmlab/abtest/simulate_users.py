@@ -30,7 +30,7 @@ import numpy as np
 from llmlab.abtest.analysis import analyse_experiment
 from llmlab.abtest.loadgen import Connection, OutcomeFn, Reply, audit, run_load
 from llmlab.abtest.store import open_store
-from llmlab.errors import LlmlabError
+from llmlab.errors import LlmlabError, mask_secrets
 from llmlab.progress import progress_bar
 
 TOLERANCE_Z = 3.0  # |observed - true| within 3 binomial standard errors
@@ -67,7 +67,9 @@ def parse_url(url: str) -> tuple[str, int]:
     except ValueError:
         port = None
     if parts.scheme != "http" or not parts.hostname or port is None:
-        raise LlmlabError(f"--url {url!r}: expected http://HOST:PORT of a running `llmlab serve`")
+        raise LlmlabError(
+            f"--url {mask_secrets(url)!r}: expected http://HOST:PORT of a running `llmlab serve`"
+        )
     return parts.hostname, port
 
 
@@ -138,7 +140,7 @@ def run_users(
     async def simulate() -> list[Reply]:
         replies: list[Reply] = []
         load = asyncio.ensure_future(run_load(host, port, requests, clients, outcome, replies))
-        with progress_bar(f"simulated users -> {url}", progress) as show:
+        with progress_bar(f"simulated users -> {mask_secrets(url)}", progress) as show:
             while not load.done():
                 show(len(replies), len(requests))
                 await asyncio.wait([load], timeout=0.2)
@@ -147,7 +149,9 @@ def run_users(
 
     replies = asyncio.run(simulate())
     if not any(r.status == 200 for r in replies):
-        raise LlmlabError(f"{url}: no request was answered (statuses {sorted({r.status for r in replies})})")
+        raise LlmlabError(
+            f"{mask_secrets(url)}: no request was answered (statuses {sorted({r.status for r in replies})})"
+        )
     return config, replies, asyncio.run(get_json(host, port, "/stats"))
 
 
@@ -187,16 +191,17 @@ def simulate_against_server(
     if store is None:
         assignments, outcomes = events_from_replies(replies)
     else:
-        log = open_store(store)
+        log = open_store(store, create=False)
         try:
             config = log.experiment(config["name"])
-            assignments, outcomes = log.assignments(config["name"]), log.outcomes(config["name"])
+            assignments = log.assignments(config["name"])
+            outcomes = log.outcomes(config["name"])
             audit_result = audit(log, config["name"], replies, config["split"])
         finally:
             log.close()
     analysis = analyse_experiment(config, assignments, outcomes, alpha=alpha, seed=seed, unit=unit)
     settings = {
-        "url": url,
+        "url": mask_secrets(url),
         "rates": rates,
         "users": users,
         "visits": visits,
@@ -204,27 +209,42 @@ def simulate_against_server(
         "seed": seed,
     }
     return {
-        "settings": settings, "experiment": config["name"], "unit": unit,
+        "settings": settings,
+        "experiment": config["name"],
+        "unit": unit,
         "answered": sum(r.status == 200 for r in replies),
         "feedback_acknowledged": sum(r.feedback_status == 200 for r in replies),
         "server": {k: sum(v[k] for v in after["variants"].values()) for k in ("assignments", "outcomes")},
-        "audit": audit_result, "truth": compare_with_truth(replies, rates, visits, analysis), "analysis": analysis,
-    }  # fmt: skip
+        "audit": audit_result,
+        "truth": compare_with_truth(replies, rates, visits, analysis),
+        "analysis": analysis,
+    }
 
 
 def events_from_replies(replies: Sequence[Reply]) -> tuple[list[dict], list[dict]]:
     """The events the server acknowledged, in the shapes of EventStore.assignments / outcomes."""
     answered = [r for r in replies if r.status == 200]
     assignments = [
-        {"request_id": r.body["request_id"], "user_id": r.user_id, "variant": r.body["variant"],
-         "latency_ms": r.body["latency_ms"], "created_at": float(t)}
+        {
+            "request_id": r.body["request_id"],
+            "user_id": r.user_id,
+            "variant": r.body["variant"],
+            "latency_ms": r.body["latency_ms"],
+            "created_at": float(t),
+        }
         for t, r in enumerate(answered)
-    ]  # fmt: skip
+    ]
     outcomes = [
-        {"request_id": a["request_id"], "user_id": a["user_id"], "variant": a["variant"], "value": r.outcome,
-         "created_at": a["created_at"]}
-        for a, r in zip(assignments, answered, strict=True) if r.feedback_status == 200
-    ]  # fmt: skip
+        {
+            "request_id": a["request_id"],
+            "user_id": a["user_id"],
+            "variant": a["variant"],
+            "value": r.outcome,
+            "created_at": a["created_at"],
+        }
+        for a, r in zip(assignments, answered, strict=True)
+        if r.feedback_status == 200
+    ]
     return assignments, outcomes
 
 
@@ -249,11 +269,18 @@ def compare_with_truth(
     variants = {}
     for v, p in rates.items():
         sent = [r.outcome for r in replies if r.feedback_status == 200 and r.body["variant"] == v]
-        n, k = len(sent), int(sum(sent))
+        n = len(sent)
+        k = int(sum(sent))
         se = math.sqrt(p * (1 - p) / n) if n else math.nan
         z = (k / n - p) / se if n and se > 0 else (0.0 if n and k / n == p else math.nan)
-        variants[v] = {"true_rate": p, "requests": n, "conversions": k, "observed_rate": k / n if n else None,
-                       "z": z, "within_tolerance": bool(abs(z) <= TOLERANCE_Z)}  # fmt: skip
+        variants[v] = {
+            "true_rate": p,
+            "requests": n,
+            "conversions": k,
+            "observed_rate": k / n if n else None,
+            "z": z,
+            "within_tolerance": bool(abs(z) <= TOLERANCE_Z),
+        }
     effects = []
     for t in analysis["tests"]:
         truth = true_effect(
@@ -261,14 +288,20 @@ def compare_with_truth(
         )
         if truth is not None:
             covered = bool(t["ci_low"] <= truth <= t["ci_high"])
-            effects.append({**{k: t[k] for k in ("variant", "metric", "estimate", "ci_low", "ci_high")},
-                            "true": truth, "covered": covered})  # fmt: skip
+            effects.append(
+                {
+                    **{k: t[k] for k in ("variant", "metric", "estimate", "ci_low", "ci_high")},
+                    "true": truth,
+                    "covered": covered,
+                }
+            )
     return {"variants": variants, "effects": effects}
 
 
 def format_truth(result: dict) -> str:
     """The simulation's own lines, printed after the report's."""
-    s, truth = result["settings"], result["truth"]
+    s = result["settings"]
+    truth = result["truth"]
     lines = [
         f"simulated {s['users']} users x {s['visits']} visits against {s['url']} (seed {s['seed']}): "
         f"{result['answered']} answered, {result['feedback_acknowledged']} outcomes acknowledged",
@@ -284,7 +317,8 @@ def format_truth(result: dict) -> str:
             f"true effect of {e['variant']} on {e['metric']} per {result['unit']}: {e['true']:+.4g}; estimate "
             f"{e['estimate']:+.4g} [{e['ci_low']:+.4g}, {e['ci_high']:+.4g}] {'covers' if e['covered'] else 'MISSES'} it"
         )
-    server, audit = result["server"], result["audit"]
+    server = result["server"]
+    audit = result["audit"]
     lines.append(
         f"server /stats: {server['assignments']} requests and {server['outcomes']} outcomes in the experiment "
         f"(this run: {result['answered']} and {result['feedback_acknowledged']})"

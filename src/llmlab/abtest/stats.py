@@ -14,6 +14,7 @@ Every difference is B minus A (treatment minus control).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -55,8 +56,11 @@ def two_proportion_ztest(count_a: int, n_a: int, count_b: int, n_b: int, alpha: 
     """
     if min(n_a, n_b) <= 0:
         raise LlmlabError(f"z-test: both groups need observations (got {n_a} and {n_b})")
-    p_a, p_b = count_a / n_a, count_b / n_b
+    p_a = count_a / n_a
+    p_b = count_b / n_b
     pooled = (count_a + count_b) / (n_a + n_b)
+    if pooled in (0, 1):  # no variance at all: both groups all 0 or all 1, so no difference (p = 1)
+        return TestResult("two-proportion z", 0.0, 0.0, 0.0, 0.0, 1.0)
     z = (p_b - p_a) / np.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     half = stats.norm.isf(alpha / 2) * np.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
     return TestResult("two-proportion z", p_b - p_a, p_b - p_a - half, p_b - p_a + half, z, _two_sided_z(z))
@@ -71,8 +75,14 @@ def welch_ttest(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> TestResult
     a, b = np.asarray(a, float), np.asarray(b, float)
     if min(a.size, b.size) < 2:
         raise LlmlabError(f"Welch t-test: each group needs 2+ observations (got {a.size} and {b.size})")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    diff, se = b.mean() - a.mean(), np.sqrt(va + vb)
+    va = a.var(ddof=1) / a.size
+    vb = b.var(ddof=1) / b.size
+    diff = b.mean() - a.mean()
+    se = np.sqrt(va + vb)
+    if se == 0:  # both groups constant: the difference is exact (p = 1 when none, 0 otherwise)
+        return TestResult(
+            "Welch t", diff, diff, diff, 0.0 if diff == 0 else math.copysign(math.inf, diff), float(diff == 0)
+        )
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     t = diff / se
     half = stats.t.isf(alpha / 2, df) * se
@@ -125,7 +135,8 @@ def multipletests(pvalues, method: str = "holm", alpha: float = 0.05) -> tuple[n
     """
     p = np.asarray(pvalues, float)
     order = np.argsort(p)
-    sorted_p, m = p[order], p.size
+    sorted_p = p[order]
+    m = p.size
     if method == "holm":
         adjusted = np.maximum.accumulate(sorted_p * np.arange(m, 0, -1))
         passes = sorted_p <= alpha / np.arange(m, 0, -1)  # step down: reject until the first failure
@@ -137,7 +148,8 @@ def multipletests(pvalues, method: str = "holm", alpha: float = 0.05) -> tuple[n
         reject = np.arange(m) <= (passes[-1] if passes.size else -1)
     else:
         raise LlmlabError(f"correction {method!r}: expected 'holm' or 'bh'")
-    out, rejected = np.empty(m), np.empty(m, bool)
+    out = np.empty(m)
+    rejected = np.empty(m, bool)
     out[order], rejected[order] = np.minimum(adjusted, 1.0), reject
     return rejected, out
 
@@ -161,12 +173,14 @@ def latency_guardrail(
     Returns:
         {"quantile", "latency_a", "latency_b", "increase", "lower", "upper", "max_increase", "status"}.
     """
-    a, b = np.asarray(latency_a, float), np.asarray(latency_b, float)
+    a = np.asarray(latency_a, float)
+    b = np.asarray(latency_b, float)
     rng = np.random.default_rng(seed)
     boot = _bootstrap_quantile(b, quantile, n_boot, rng) / _bootstrap_quantile(a, quantile, n_boot, rng) - 1
     lower, upper = np.quantile(boot, [alpha, 1 - alpha])
     status = "flagged" if lower > max_increase else "ok" if upper < max_increase else "inconclusive"
-    point_a, point_b = np.quantile(a, quantile), np.quantile(b, quantile)
+    point_a = np.quantile(a, quantile)
+    point_b = np.quantile(b, quantile)
     return {
         "quantile": quantile,
         "latency_a": float(point_a),

@@ -6,6 +6,9 @@ Every event is committed before the server answers, so an acknowledged request i
 - PostgreSQL through psycopg 3 (several servers sharing one experiment): each batch is one transaction.
 An outcome is keyed by its request id (primary key), so a second outcome for a request is refused and
 nothing is counted twice. Both back ends run the same SQL; only the placeholder style differs.
+Outcomes are finite numbers within +-OUTCOME_LIMIT (the server answers 400 otherwise); an older log holding
+values beyond it is still readable: `summary` leaves them out and counts them (`skipped_outcomes`).
+Messages name a store by its URL with any password masked (`llmlab.errors.mask_secrets`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from llmlab.errors import LlmlabError
+from llmlab.errors import LlmlabError, mask_secrets, require_extra
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS experiments (name TEXT PRIMARY KEY, config TEXT NOT NULL)",
@@ -31,6 +34,8 @@ SCHEMA = (
     " value DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL)",
 )
 _OUTCOME_COLUMNS = "o.request_id, a.user_id, a.variant, o.value, o.created_at"
+OUTCOME_LIMIT = 1e9  # |outcome| at most this: sums of squares stay finite for 1e9 events
+_IN_RANGE = f"o.value BETWEEN {-OUTCOME_LIMIT:.0f} AND {OUTCOME_LIMIT:.0f}"  # NaN and inf are outside
 
 
 class UnknownRequest(LlmlabError):
@@ -49,6 +54,7 @@ class EventStore:
 
     def __init__(self, url: str, pool_size: int):
         self.url = url
+        self.name = mask_secrets(url)  # what messages show
         self._pool: queue.Queue = queue.Queue()
         for _ in range(pool_size):
             self._pool.put(self._connect())
@@ -99,7 +105,7 @@ class EventStore:
         stored = self.experiment(name)
         if json.dumps({"split": stored["split"], "paths": stored["paths"]}, sort_keys=True) != config:
             raise LlmlabError(
-                f"{self.url}: experiment {name!r} already exists with split {stored['split']} and models "
+                f"{self.name}: experiment {name!r} already exists with split {stored['split']} and models "
                 f"{stored['paths']}; choose a new --experiment name to change them"
             )
 
@@ -111,7 +117,7 @@ class EventStore:
         """
         rows = self._rows("SELECT config FROM experiments WHERE name = ?", (name,), ["config"])
         if not rows:
-            raise LlmlabError(f"{self.url}: no experiment named {name!r}")
+            raise LlmlabError(f"{self.name}: no experiment named {name!r}")
         return {"name": name, **json.loads(rows[0]["config"])}
 
     def log_assignment(
@@ -176,11 +182,15 @@ class EventStore:
         )
 
     def summary(self, experiment: str) -> dict[str, dict]:
-        """Per variant: assignments, users, outcomes, and the sum and sum of squares of outcome values."""
-        columns = ["variant", "assignments", "users", "outcomes", "total", "total_sq"]
+        """Per variant: assignments, users, outcomes, the sum and sum of squares of outcome values, and the
+        outcomes left out for being beyond +-OUTCOME_LIMIT (skipped_outcomes; written by older servers)."""
+        columns = ["variant", "assignments", "users", "outcomes", "total", "total_sq", "skipped_outcomes"]
         statement = (
-            "SELECT a.variant, COUNT(*), COUNT(DISTINCT a.user_id), COUNT(o.value),"
-            " COALESCE(SUM(o.value), 0), COALESCE(SUM(o.value * o.value), 0)"
+            "SELECT a.variant, COUNT(*), COUNT(DISTINCT a.user_id),"
+            f" SUM(CASE WHEN {_IN_RANGE} THEN 1 ELSE 0 END),"
+            f" COALESCE(SUM(CASE WHEN {_IN_RANGE} THEN o.value END), 0),"
+            f" COALESCE(SUM(CASE WHEN {_IN_RANGE} THEN o.value * o.value END), 0),"
+            f" SUM(CASE WHEN o.request_id IS NOT NULL AND NOT ({_IN_RANGE}) THEN 1 ELSE 0 END)"
             " FROM assignments a LEFT JOIN outcomes o ON o.request_id = a.request_id"
             " WHERE a.experiment = ? GROUP BY a.variant"
         )
@@ -195,8 +205,10 @@ class EventStore:
 class SqliteStore(EventStore):
     """One SQLite file in WAL mode, fsynced on every commit; one connection (SQLite has one writer anyway)."""
 
-    def __init__(self, url: str, path: Path):
+    def __init__(self, url: str, path: Path, create: bool = True):
         self.path = path
+        if not create:
+            _check_log(path)
         super().__init__(url, pool_size=1)
 
     def _connect(self) -> sqlite3.Connection:
@@ -204,6 +216,17 @@ class SqliteStore(EventStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return conn
+
+
+def _check_log(path: Path) -> None:
+    """Refuse (read-only, changing nothing) an SQLite file that is not an event log."""
+    conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+    if not {"experiments", "assignments", "outcomes"} <= tables:
+        raise LlmlabError(f"{path}: not an llmlab event log (it has no experiments table)")
 
 
 class PostgresStore(EventStore):
@@ -214,31 +237,43 @@ class PostgresStore(EventStore):
     _SCHEMA_LOCK = ("SELECT pg_advisory_xact_lock(20240607)",)
 
     def _connect(self) -> Any:
-        import psycopg
+        psycopg = require_extra("psycopg", "postgres", "a postgresql:// store")
 
         try:
             return psycopg.connect(self.url)
-        except psycopg.OperationalError as e:
-            raise LlmlabError(f"{self.url}: cannot connect: {str(e).strip().splitlines()[0]}") from None
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as e:  # unreachable, refused, a bad URL
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise LlmlabError(mask_secrets(f"{self.name}: cannot connect: {reason}")) from None
 
 
-def open_store(url: str | Path) -> EventStore:
+def open_store(url: str | Path, create: bool = True) -> EventStore:
     """Open (creating the tables if needed) the event log at `url`.
 
     Args:
         url: "postgresql://..." (or "postgres://..."), "sqlite:///relative.db" or "sqlite:////absolute.db"
             (SQLAlchemy's convention), or a plain file path.
+        create: make a new SQLite file when there is none (the server); False for readers (`abtest report`),
+            which must not leave an empty database behind a typo.
 
     Raises:
-        LlmlabError: the SQLite file's folder does not exist, or PostgreSQL cannot be reached.
+        LlmlabError: the SQLite file's folder (or, without `create`, the file) does not exist, or PostgreSQL
+            cannot be reached.
     """
     url = str(url)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url, pool_size=4)
+    if "://" in url and not url.startswith("sqlite:///"):
+        raise LlmlabError(
+            f"{mask_secrets(url)}: unknown store; give a file path, sqlite:///FILE or postgresql://..."
+        )
     path = Path(url.removeprefix("sqlite:///"))
     if not path.parent.is_dir():
         raise LlmlabError(f"{path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise LlmlabError(f"{path}: is a folder, expected an SQLite event log file")
+    if not create and not path.is_file():
+        raise LlmlabError(f"{path}: no such event log (a server writes it: `llmlab serve --store {url}`)")
     try:
-        return SqliteStore(url, path)
+        return SqliteStore(url, path, create)
     except sqlite3.DatabaseError as e:
         raise LlmlabError(f"{path}: not a usable SQLite event log: {e}") from None

@@ -3,7 +3,7 @@
 The classic strong text-classification baseline (e.g. Wang & Manning 2012, "Baselines and Bigrams"; the
 scikit-learn text tutorial): `TfidfVectorizer` (word 1-2 grams, or character 1-3 grams for Chinese text,
 detected by the share of CJK ideographs) and `LogisticRegression` (L2, lbfgs, seeded). It is a `Predictor`
-(`llmlab.predictor`), so `llmlab evaluate`, serving and A/B tests use it like a fine-tuned model.
+(`llmlab.evaluation.predictor`), so `llmlab evaluate`, serving and A/B tests use it like a fine-tuned model.
 
 Saved folder: `baseline.json` (settings, class names, the vocabulary in column order) and
 `weights.safetensors` (idf (F,), coef (K', F), intercept (K',)). Why not a pickle / joblib file: unpickling
@@ -24,7 +24,7 @@ from safetensors.numpy import load_file, save
 from llmlab.errors import LlmlabError
 from llmlab.io import atomic_write_bytes, atomic_write_json, read_json
 
-CONFIG_FILE = "baseline.json"  # the name llmlab.predictor looks for
+CONFIG_FILE = "baseline.json"  # the name llmlab.evaluation.predictor looks for
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "llmlab-linear-baseline/1"
 _CJK_SHARE = 0.2  # texts whose characters are at least this share CJK ideographs are "Chinese"
@@ -58,9 +58,13 @@ class LinearBaseline:
 
         ngrams = (1, 3) if self.analyzer == "char" else (1, 2)
         return TfidfVectorizer(
-            analyzer=self.analyzer, ngram_range=ngrams, min_df=1 if vocabulary is not None else self.min_df,
-            sublinear_tf=True, vocabulary=vocabulary, dtype=np.float64,
-        )  # fmt: skip
+            analyzer=self.analyzer,
+            ngram_range=ngrams,
+            min_df=1 if vocabulary is not None else self.min_df,
+            sublinear_tf=True,
+            vocabulary=vocabulary,
+            dtype=np.float64,
+        )
 
     def fit(
         self, texts: Sequence[str], labels: Sequence[int], vocabulary: Sequence[str] | None = None
@@ -82,7 +86,10 @@ class LinearBaseline:
             )
         self.analyzer = self.analyzer or ("char" if cjk_share(texts) >= _CJK_SHARE else "word")
         self.vectorizer = self._vectorizer(vocabulary)
-        x = self.vectorizer.fit_transform(texts)  # (N, F) sparse
+        try:
+            x = self.vectorizer.fit_transform(texts)  # (N, F) sparse
+        except ValueError as e:  # "empty vocabulary": punctuation only, or every n-gram below min_df
+            raise LlmlabError(f"baseline: no usable features in the training texts ({e})") from None
         with threadpool_limits(1):  # BLAS threads only contend on a sparse problem (7 s vs 0.2 s on 2 cores)
             self.classifier = LogisticRegression(C=self.c, max_iter=1000, random_state=self.seed).fit(x, y)
         self.labels = [str(i) for i in range(k)]
@@ -121,8 +128,15 @@ class LinearBaseline:
         tensors = {"idf": self.vectorizer.idf_, "coef": clf.coef_, "intercept": clf.intercept_}
         data = save({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()})
         atomic_write_bytes(directory / WEIGHTS_FILE, data)
-        config = {"format": FORMAT, "labels": self.labels, "c": self.c, "min_df": self.min_df,
-                  "analyzer": self.analyzer, "seed": self.seed, "vocabulary": self.terms.tolist()}  # fmt: skip
+        config = {
+            "format": FORMAT,
+            "labels": self.labels,
+            "c": self.c,
+            "min_df": self.min_df,
+            "analyzer": self.analyzer,
+            "seed": self.seed,
+            "vocabulary": self.terms.tolist(),
+        }
         atomic_write_json(directory / CONFIG_FILE, config)  # last: a folder with baseline.json is complete
 
     @classmethod
@@ -142,6 +156,7 @@ class LinearBaseline:
             weights = load_file(str(directory / WEIGHTS_FILE))
         except Exception as e:  # safetensors raises several types for missing / corrupt files
             raise LlmlabError(f"{directory / WEIGHTS_FILE}: cannot read baseline weights: {e}") from None
+        _check_saved(directory, config, weights)
         model = cls(config["c"], config["min_df"], config["analyzer"], config["seed"])
         model.labels, model.name = list(config["labels"]), directory.name
         model.vectorizer = model._vectorizer(config["vocabulary"])
@@ -150,3 +165,34 @@ class LinearBaseline:
         model.classifier.coef_, model.classifier.intercept_ = weights["coef"], weights["intercept"]
         model.classifier.classes_ = np.arange(len(model.labels))
         return model
+
+
+_CONFIG_TYPES = {
+    "labels": list,
+    "c": (int, float),
+    "min_df": int,
+    "analyzer": str,
+    "seed": int,
+    "vocabulary": list,
+}
+
+
+def _check_saved(directory: Path, config: dict, weights: dict[str, np.ndarray]) -> None:
+    """Refuse a hand-edited baseline.json (wrong types, an unknown analyzer) or weights that do not fit it."""
+    where = directory / CONFIG_FILE
+    for key, kind in _CONFIG_TYPES.items():
+        if not isinstance(config.get(key), kind) or isinstance(config.get(key), bool):
+            raise LlmlabError(f"{where}: field {key!r} is missing or of the wrong type")
+    if config["analyzer"] not in ("word", "char") or not all(
+        isinstance(t, str) for t in config["vocabulary"]
+    ):
+        raise LlmlabError(f"{where}: analyzer must be word or char, and the vocabulary a list of strings")
+    k, f = len(config["labels"]), len(config["vocabulary"])
+    shapes = {"idf": (f,), "coef": (1 if k == 2 else k, f), "intercept": (1 if k == 2 else k,)}
+    for name, shape in shapes.items():
+        if name not in weights or weights[name].shape != shape:
+            raise LlmlabError(
+                f"{directory / WEIGHTS_FILE}: {name} should have shape {shape} for {k} labels and {f} features"
+            )
+    if k < 2:
+        raise LlmlabError(f"{where}: needs at least two labels")

@@ -31,7 +31,8 @@ def importance(model: LinearBaseline) -> np.ndarray:
 
 def top_features(model: LinearBaseline, n: int = 10) -> dict[str, list[tuple[str, float]]]:
     """The `n` n-grams with the largest coefficient for each class: {class name: [(term, weight), ...]}."""
-    weights, terms = importance(model), model.terms
+    weights = importance(model)
+    terms = model.terms
     return {
         name: [(str(terms[j]), float(weights[k, j])) for j in np.argsort(-weights[k], kind="stable")[:n]]
         for k, name in enumerate(model.labels)
@@ -109,7 +110,8 @@ def select_features(
     info = {"method": method, "features_before": len(model.terms)}
     if method == "none":
         return model, {**info, "features_after": len(model.terms)}
-    x, columns = model.features(texts), ranked_columns(model, top_n)
+    x = model.features(texts)
+    columns = ranked_columns(model, top_n)
     if method == "corr":
         kept, info = (
             correlation_prune(x, columns, threshold),

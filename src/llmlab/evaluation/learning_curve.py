@@ -20,7 +20,7 @@ import numpy as np
 
 from llmlab.evaluation.baseline import LinearBaseline
 from llmlab.evaluation.metrics import accuracy, log_loss
-from llmlab.predictor import Predictor
+from llmlab.evaluation.predictor import Predictor
 
 FRACTIONS = (0.1, 0.3, 1.0)
 FitFn = Callable[[Sequence[str], Sequence[int]], Predictor]
@@ -51,11 +51,13 @@ def by_data_size(
     Returns:
         [{"fraction", "n", "train", "dev"}] in the order of `fractions`.
     """
-    dev_texts, dev_y = [e.text for e in dev], np.array([e.label for e in dev])
+    dev_texts = [e.text for e in dev]
+    dev_y = np.array([e.label for e in dev])
     points = []
     for fraction in fractions:
         rows = [train[i] for i in _subset(len(train), fraction, seed)]
-        texts, y = [e.text for e in rows], np.array([e.label for e in rows])
+        texts = [e.text for e in rows]
+        y = np.array([e.label for e in rows])
         model = fit(texts, y)
         scores = [accuracy(yy, model.predict_proba(tt)) for tt, yy in ((texts, y), (dev_texts, dev_y))]
         points.append({"fraction": fraction, "n": len(rows), "train": scores[0], "dev": scores[1]})
@@ -63,7 +65,7 @@ def by_data_size(
 
 
 def finetune_fit(settings, work_dir: str | os.PathLike) -> FitFn:
-    """A fit function that fine-tunes a transformer with `llmlab.finetune.run.finetune`.
+    """A fit function that fine-tunes a transformer with `llmlab.finetuning.run.finetune`.
 
     Args:
         settings: a `FinetuneSettings` template; its train_path and out_dir are replaced per subset.
@@ -72,8 +74,8 @@ def finetune_fit(settings, work_dir: str | os.PathLike) -> FitFn:
     import csv
     import dataclasses
 
-    from llmlab.finetune.methods import load_classifier
-    from llmlab.finetune.run import finetune
+    from llmlab.finetuning.methods import load_classifier
+    from llmlab.finetuning.run import finetune
     from llmlab.io import atomic_open
 
     def fit(texts: Sequence[str], labels: Sequence[int]) -> Predictor:
@@ -112,7 +114,8 @@ def epoch_history(
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), max_features=max_features, sublinear_tf=True)
     x_train = vectorizer.fit_transform([e.text for e in train])  # (N, F)
     x_dev = vectorizer.transform([e.text for e in dev])
-    y_train, y_dev = np.array([e.label for e in train]), np.array([e.label for e in dev])
+    y_train = np.array([e.label for e in train])
+    y_dev = np.array([e.label for e in dev])
     classes = np.arange(int(max(y_train.max(), y_dev.max())) + 1)
     clf = SGDClassifier(loss="log_loss", alpha=alpha, learning_rate="constant", eta0=eta0, random_state=seed)
     uniform = np.full((1, len(classes)), 1 / len(classes))
@@ -136,7 +139,10 @@ def epoch_history(
 
 def _record(epoch: int, step: int, y_train, p_train, y_dev, p_dev) -> dict:
     return {
-        "step": step, "epoch": epoch,
-        "train_loss": log_loss(y_train, p_train), "dev_loss": log_loss(y_dev, p_dev),
-        "train_accuracy": accuracy(y_train, p_train), "dev_accuracy": accuracy(y_dev, p_dev),
-    }  # fmt: skip
+        "step": step,
+        "epoch": epoch,
+        "train_loss": log_loss(y_train, p_train),
+        "dev_loss": log_loss(y_dev, p_dev),
+        "train_accuracy": accuracy(y_train, p_train),
+        "dev_accuracy": accuracy(y_dev, p_dev),
+    }

@@ -51,9 +51,12 @@ def prf(y: np.ndarray, proba: np.ndarray, average: str) -> tuple[float, float, f
     """(precision, recall, F1) with `average` in AVERAGES; zero_division=0."""
     k = proba.shape[1]
     p, r, f, _ = skm.precision_recall_fscore_support(
-        y, predictions(proba), labels=None if average == "binary" else list(range(k)),
-        average=average, zero_division=0,
-    )  # fmt: skip
+        y,
+        predictions(proba),
+        labels=None if average == "binary" else list(range(k)),
+        average=average,
+        zero_division=0,
+    )
     return float(p), float(r), float(f)
 
 

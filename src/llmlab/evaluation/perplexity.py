@@ -1,6 +1,6 @@
 """Language-model evaluation: perplexity and bits per character of a text file.
 
-The text is tokenized exactly as pretraining tokenizes it (`llmlab.model.pretrain_data.token_array`: line by
+The text is tokenized exactly as pretraining tokenizes it (`llmlab.pretraining.data.token_array`: line by
 line, newlines kept) and scored by `pretrain_data.evaluate_loss`: the mean next-token negative log-likelihood
 (nats) over non-overlapping windows of `context` tokens. Then
     perplexity = exp(mean NLL),
@@ -10,7 +10,7 @@ character, which, unlike perplexity, does not depend on the tokenizer). Deviatio
 window is not scored; bpc counts it at the mean NLL (tokens and characters are those of the whole file).
 
 A model folder is an llmlab causal-LM checkpoint (`llmlab.model.checkpoint`) or a fine-tuned folder whose
-task is "lm" (`llmlab.finetune.methods.load_finetuned`).
+task is "lm" (`llmlab.finetuning.methods.load_finetuned`).
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def load_language_model(model_dir: str | os.PathLike):
     Raises:
         LlmlabError: the folder is a classifier, an encoder without causal attention, or unreadable.
     """
-    from llmlab.finetune.adapter import ADAPTER_META, FULL_META
+    from llmlab.finetuning.adapter import ADAPTER_META, FULL_META
 
     path = Path(model_dir)
     if (path / ADAPTER_META).is_file() or (path / FULL_META).is_file():
-        from llmlab.finetune.methods import load_finetuned
+        from llmlab.finetuning.methods import load_finetuned
 
         ft = load_finetuned(path)
         if ft.task != "lm":
@@ -77,7 +77,7 @@ def lm_metrics(
     Raises:
         LlmlabError: an unreadable model or text, or a text shorter than one window.
     """
-    from llmlab.model.pretrain_data import evaluate_loss, token_array
+    from llmlab.pretraining.data import evaluate_loss, token_array
 
     model, tokenizer, longest = load_language_model(model_dir)
     context = min(context or 512, longest)
@@ -90,7 +90,12 @@ def lm_metrics(
         tokens = token_array([text_path], tokenizer, Path(cache))
     nll = evaluate_loss(model, tokens, context, max_tokens=len(tokens))
     return {
-        "model": Path(model_dir).name, "data": str(text_path), "tokens": int(len(tokens)),
-        "characters": characters, "context": context, "nll": nll, "perplexity": math.exp(nll),
+        "model": Path(model_dir).name,
+        "data": str(text_path),
+        "tokens": int(len(tokens)),
+        "characters": characters,
+        "context": context,
+        "nll": nll,
+        "perplexity": math.exp(nll),
         "bpc": nll * len(tokens) / (characters * math.log(2)),
-    }  # fmt: skip
+    }

@@ -69,9 +69,15 @@ def score(
 
 
 def evaluation_section(
-    report: Report, predictor, examples: Sequence, baseline=None, *, source: str = "data", n_boot: int = 1000,
+    report: Report,
+    predictor,
+    examples: Sequence,
+    baseline=None,
+    *,
+    source: str = "data",
+    n_boot: int = 1000,
     seed: int = 0,
-) -> dict:  # fmt: skip
+) -> dict:
     """Score `predictor` (and `baseline`, a Predictor, when given) on `examples` and add the section.
 
     Returns:
@@ -123,8 +129,10 @@ def add_scored(report: Report, scored: Sequence[Scored], source: str) -> None:
     )
     headers = ["metric", *(h for s in scored for h in (s.name, "95% CI"))]
     report.table(headers, metric_rows(scored))
-    models = {f"{s.name}" + (f" #{i + 1}" if s.name in {t.name for t in scored[:i]} else ""): (s.y, s.proba)
-              for i, s in enumerate(scored)}  # fmt: skip
+    models = {
+        f"{s.name}" + (f" #{i + 1}" if s.name in {t.name for t in scored[:i]} else ""): (s.y, s.proba)
+        for i, s in enumerate(scored)
+    }
     labels = main.metrics["labels"]
     report.figure(plots.roc_figure(models, labels), "ROC curves (baseline beside the model)")
     report.figure(plots.pr_figure(models, labels), "Precision-recall curves, average precision")
@@ -132,8 +140,10 @@ def add_scored(report: Report, scored: Sequence[Scored], source: str) -> None:
         plots.confusion_figure(main.metrics["confusion_matrix"], labels), f"Confusion matrix of {main.name}"
     )
     r = top_label(main.y, main.proba)
-    report.figure(plots.reliability_figure(r.confidence, r.accuracy, r.count, main.metrics["ece"], r.n_bins),
-                  "Reliability diagram: top-label confidence against accuracy")  # fmt: skip
+    report.figure(
+        plots.reliability_figure(r.confidence, r.accuracy, r.count, main.metrics["ece"], r.n_bins),
+        "Reliability diagram: top-label confidence against accuracy",
+    )
     per_class = main.metrics["per_class"]
     rows = [
         [

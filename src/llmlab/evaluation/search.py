@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llmlab.errors import LlmlabError
+from llmlab.errors import LlmlabError, mask_secrets, require_extra
 from llmlab.evaluation.search_objectives import OBJECTIVES, Objective
 from llmlab.evaluation.search_report import summarise, write_outputs
 from llmlab.evaluation.search_space import ParamSpec, include_defaults, space_from_dict, space_to_dict
@@ -120,9 +120,12 @@ def shown_url(url: str) -> str:
     import sqlalchemy
 
     try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise LlmlabError(f"--storage {url!r}: not a database URL (e.g. sqlite:///study.db)") from None
+        raise LlmlabError(
+            f"--storage {mask_secrets(url)!r}: not a database URL (e.g. sqlite:///study.db)"
+        ) from None
+    return mask_secrets(url)
 
 
 def make_sampler(config: TuneConfig, seed: int):
@@ -163,9 +166,13 @@ def create_study(config: TuneConfig, storage_url: str, name: str):
     objective = OBJECTIVES[config.objective](config.settings)
     config = dataclasses.replace(config, space=include_defaults(config.space, objective.defaults))
     study = optuna.create_study(
-        storage=storage, study_name=name, direction=objective.direction, load_if_exists=True,
-        sampler=make_sampler(config, config.seed), pruner=make_pruner(config),
-    )  # fmt: skip
+        storage=storage,
+        study_name=name,
+        direction=objective.direction,
+        load_if_exists=True,
+        sampler=make_sampler(config, config.seed),
+        pruner=make_pruner(config),
+    )
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
@@ -272,9 +279,13 @@ def _decided_earlier(trial) -> list:
 
 
 def tune(
-    config: TuneConfig | None, storage_url: str, name: str, worker_seed: int | None = None,
-    progress: bool = True, evaluate: Callable | None = None,
-) -> dict:  # fmt: skip
+    config: TuneConfig | None,
+    storage_url: str,
+    name: str,
+    worker_seed: int | None = None,
+    progress: bool = True,
+    evaluate: Callable | None = None,
+) -> dict:
     """Create (config given) or join (config None: a worker) a study, run its trials, write the outputs.
 
     Args:
@@ -291,6 +302,7 @@ def tune(
     Raises:
         LlmlabError: bad storage, unknown or mismatched study, bad settings.
     """
+    require_extra("optuna", "tune", "llmlab tune")
     if config is None:
         study, config, objective = join_study(storage_url, name, worker_seed)
     else:

@@ -5,7 +5,7 @@ An `Objective` is a function `evaluate(params, trial_dir, report) -> dev score` 
 value)` is called after each dev evaluation; it raises `optuna.TrialPruned` when the pruner says so, and the
 objective lets it propagate (the trainer's `on_eval` contract).
 
-- "finetune": `llmlab.finetune.run.finetune` with a TrainConfig and MethodSettings built from the parameters;
+- "finetune": `llmlab.finetuning.run.finetune` with a TrainConfig and MethodSettings built from the parameters;
   the score is `TrainResult.best_metric` (maximised, or minimised for the loss).
 - "linear": TF-IDF features and a logistic regression trained by SGD, one `partial_fit` epoch per evaluation
   step (sklearn.linear_model.SGDClassifier(loss="log_loss")). Seconds per trial: the cheap objective of the
@@ -28,10 +28,27 @@ from llmlab.io import atomic_open, read_json
 Report = Callable[[int, float], None]
 Evaluate = Callable[[dict[str, Any], Path, Report], float]
 
-TRAIN_TUNABLE = ("lr", "weight_decay", "batch_size", "grad_accum", "epochs", "warmup_ratio", "schedule",
-                 "max_grad_norm", "label_smoothing", "augment_rate")  # fmt: skip
-METHOD_TUNABLE = ("num_virtual_tokens", "prompt_init", "prefix_projection", "prefix_hidden", "lora_rank",
-                  "lora_alpha", "lora_dropout")  # fmt: skip
+TRAIN_TUNABLE = (
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "grad_accum",
+    "epochs",
+    "warmup_ratio",
+    "schedule",
+    "max_grad_norm",
+    "label_smoothing",
+    "augment_rate",
+)
+METHOD_TUNABLE = (
+    "num_virtual_tokens",
+    "prompt_init",
+    "prefix_projection",
+    "prefix_hidden",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+)
 
 
 @dataclass(frozen=True)
@@ -54,9 +71,9 @@ def finetune_objective(settings: dict[str, Any]) -> Objective:
     Raises:
         LlmlabError: no base, an unknown method, or invalid training settings.
     """
-    from llmlab.finetune.methods import MethodSettings
-    from llmlab.finetune.run import FinetuneSettings, finetune
-    from llmlab.finetune.trainer import TrainConfig
+    from llmlab.finetuning.methods import MethodSettings
+    from llmlab.finetuning.run import FinetuneSettings, finetune
+    from llmlab.finetuning.trainer import TrainConfig
 
     if not settings.get("base"):
         raise LlmlabError(
@@ -73,11 +90,16 @@ def finetune_objective(settings: dict[str, Any]) -> Objective:
         train = dataclasses.replace(fixed, **{k: v for k, v in params.items() if k in TRAIN_TUNABLE})
         method = MethodSettings(**{k: v for k, v in params.items() if k in METHOD_TUNABLE})
         run = FinetuneSettings(
-            base=settings["base"], method=settings["method"], train_path=settings["train_path"],
-            dev_path=settings["dev_path"], out_dir=trial_dir, train=train, method_settings=method,
+            base=settings["base"],
+            method=settings["method"],
+            train_path=settings["train_path"],
+            dev_path=settings["dev_path"],
+            out_dir=trial_dir,
+            train=train,
+            method_settings=method,
             max_train_examples=settings.get("max_train_examples"),
             dropout=None if params["dropout"] == base_dropout else params["dropout"],
-        )  # fmt: skip
+        )
         result = finetune(run, progress=False, on_eval=lambda r: report(r["step"], r[f"dev_{metric}"]))
         return result.best_metric
 
@@ -100,7 +122,7 @@ def linear_objective(settings: dict[str, Any]) -> Objective:
     Args:
         settings: train_path, dev_path, max_train_examples, seed.
     """
-    from llmlab.finetune.data import read_examples
+    from llmlab.finetuning.data import read_examples
 
     train = read_examples(settings["train_path"], settings.get("max_train_examples"))
     dev = read_examples(settings["dev_path"])
@@ -111,9 +133,15 @@ def linear_objective(settings: dict[str, Any]) -> Objective:
 
         vectorizer = TfidfVectorizer(max_features=params["max_features"]).fit([e.text for e in train])
         x, y = vectorizer.transform([e.text for e in train]), [e.label for e in train]  # (N, F), (N,)
-        x_dev, y_dev = vectorizer.transform([e.text for e in dev]), [e.label for e in dev]
-        model = SGDClassifier(loss="log_loss", alpha=params["weight_decay"], learning_rate="constant",
-                              eta0=params["lr"], random_state=settings.get("seed", 0))  # fmt: skip
+        x_dev = vectorizer.transform([e.text for e in dev])
+        y_dev = [e.label for e in dev]
+        model = SGDClassifier(
+            loss="log_loss",
+            alpha=params["weight_decay"],
+            learning_rate="constant",
+            eta0=params["lr"],
+            random_state=settings.get("seed", 0),
+        )
         best = 0.0
         for epoch in range(1, params["epochs"] + 1):
             model.partial_fit(x, y, classes=sorted(set(y)))
@@ -121,9 +149,11 @@ def linear_objective(settings: dict[str, Any]) -> Objective:
             report(epoch, best)
         return best
 
-    space = {"lr": ParamSpec("lr", "loguniform", 1e-3, 1.0),
-             "weight_decay": ParamSpec("weight_decay", "loguniform", 1e-6, 1e-2),
-             "max_features": ParamSpec("max_features", "int", 200, 8000)}  # fmt: skip
+    space = {
+        "lr": ParamSpec("lr", "loguniform", 1e-3, 1.0),
+        "weight_decay": ParamSpec("weight_decay", "loguniform", 1e-6, 1e-2),
+        "max_features": ParamSpec("max_features", "int", 200, 8000),
+    }
     return Objective(evaluate, dict(LINEAR_DEFAULTS), "maximize", space)
 
 
@@ -137,9 +167,9 @@ def write_subset(source: Path, max_examples: int, target: Path) -> Path:
     """Copy the first `max_examples` examples of a CSV/JSONL file to a CSV (a dev subset for every trial).
 
     Raises:
-        LlmlabError: the source cannot be read (see llmlab.finetune.data.read_examples).
+        LlmlabError: the source cannot be read (see llmlab.finetuning.data.read_examples).
     """
-    from llmlab.finetune.data import read_examples
+    from llmlab.finetuning.data import read_examples
 
     examples = read_examples(source, max_examples)
     if any(e.label is None for e in examples):

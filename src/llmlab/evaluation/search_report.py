@@ -67,9 +67,10 @@ def write_outputs(study, summary: dict, out: Path) -> None:
     default = summary["default_value"] if summary["default_value"] is not None else "-"
     best = (f"best (trial {summary['best_trial']})", summary["best_value"])
     report.table(["settings", "dev score"], [("default (trial 0)", default), best])
-    report.table(["parameter", "default", "best"], [
-        (k, (summary["default_params"] or {}).get(k, "-"), v) for k, v in summary["best_params"].items()
-    ])  # fmt: skip
+    report.table(
+        ["parameter", "default", "best"],
+        [(k, (summary["default_params"] or {}).get(k, "-"), v) for k, v in summary["best_params"].items()],
+    )
     report.section("Parameter importance (fANOVA)")
     report.table(["parameter", "importance"], list(summary["importance"].items()))
     report.section("Optimisation history")
@@ -95,11 +96,13 @@ def _params(params: dict) -> str:
 def format_summary(summary: dict, out: Path) -> str:
     """The lines `llmlab tune` prints: best against default, the best parameters, importance, the files."""
     default = summary["default_value"]
-    return "\n".join([
-        f"best {summary['best_value']:.4f} (trial {summary['best_trial']}), default settings "
-        + (f"{default:.4f} (trial 0)" if default is not None else "not evaluated"),
-        "best parameters: " + _params(summary["best_params"]),
-        "importance: " + (", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items()) or "-"),
-        "trials: " + ", ".join(f"{n} {state}" for state, n in summary["trials"].items()),
-        f"best.json: {out / 'best.json'}  report: {out / 'report.html'}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"best {summary['best_value']:.4f} (trial {summary['best_trial']}), default settings "
+            + (f"{default:.4f} (trial 0)" if default is not None else "not evaluated"),
+            "best parameters: " + _params(summary["best_params"]),
+            "importance: " + (", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items()) or "-"),
+            "trials: " + ", ".join(f"{n} {state}" for state, n in summary["trials"].items()),
+            f"best.json: {out / 'best.json'}  report: {out / 'report.html'}",
+        ]
+    )

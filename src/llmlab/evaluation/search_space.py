@@ -19,8 +19,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from llmlab.errors import LlmlabError
 
 KINDS = ("loguniform", "uniform", "int", "choice")
@@ -59,6 +57,8 @@ class ParamSpec:
 
     def grid(self, points: int) -> list:
         """Finite values for a grid search: the choices, or `points` evenly spaced values of the range."""
+        import numpy as np  # here, so that the command line starts without it
+
         if self.kind == "choice":
             return list(self.choices)
         if self.kind == "int":
@@ -123,9 +123,12 @@ def include_defaults(space: dict[str, ParamSpec], defaults: dict[str, Any]) -> d
     Optuna stores one categorical distribution per parameter and study; a default outside the choices could not
     be recorded in the same study.
     """
-    return {name: dataclasses.replace(spec, choices=(*spec.choices, defaults[name]))
-            if spec.kind == "choice" and defaults[name] not in spec.choices else spec
-            for name, spec in space.items()}  # fmt: skip
+    return {
+        name: dataclasses.replace(spec, choices=(*spec.choices, defaults[name]))
+        if spec.kind == "choice" and defaults[name] not in spec.choices
+        else spec
+        for name, spec in space.items()
+    }
 
 
 def _number(text: str, number: type, where: str) -> float | int:

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from torch import Tensor
 
 from llmlab.errors import LlmlabError
-from llmlab.io import atomic_write_bytes
+from llmlab.io import atomic_write_bytes, ensure_folder
 from llmlab.model.config import ModelConfig
 from llmlab.model.transformer import Transformer
 from llmlab.tokenizer.pipeline import Tokenizer, check_fingerprint
@@ -83,17 +83,6 @@ def load_model(
     model = Transformer(config)
     load_weights(model, read_safetensors(_existing(directory / WEIGHTS_FILE)), directory / WEIGHTS_FILE)
     return model.eval(), _checked_tokenizer(directory, config, tokenizer)
-
-
-def ensure_folder(directory: str | os.PathLike) -> Path:
-    """`directory` as a Path, created if missing; its parent must already exist (a typo stays a typo)."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise LlmlabError(f"{directory}: exists and is not a folder")
-    if not directory.parent.is_dir():
-        raise LlmlabError(f"{directory}: parent folder {directory.parent} does not exist")
-    directory.mkdir(exist_ok=True)
-    return directory
 
 
 def check_vocab_fits(tokenizer: Tokenizer, vocab_size: int, where: str | os.PathLike) -> None:

@@ -1,14 +1,18 @@
 """ModelConfig: every setting of the Transformer, validated when it is built, saved as JSON beside the weights.
 
-One config describes both a decoder-only language model (GPT-2, Llama-like: `causal=True`, pre-LN) and a
-bidirectional encoder (BERT: `causal=False`, `norm="post"`, `embedding_norm=True`, `final_norm=False`,
-`type_vocab_size=2`). The positional encoding is picked by name from `llmlab.model.positional.POSITIONAL`.
+One config describes a decoder-only language model (GPT-2: `causal=True`, pre-LN), a Llama-architecture
+one (`norm_type="rms"`, `gated_mlp=True` with `activation="silu"` for SwiGLU, `n_kv_heads` for grouped-query
+attention, `bias=False`, `positional="rope"`) and a bidirectional encoder (BERT: `causal=False`,
+`norm="post"`, `embedding_norm=True`, `final_norm=False`, `type_vocab_size=2`). The positional encoding is
+picked by name from `llmlab.model.positional.POSITIONAL`.
 
 Rules worth knowing (each is checked, none is silent):
 - `d_ff=None` means 4 * d_model; read the resolved size from `ff_dim`.
 - The LM head exists when `causal` or `tie_embeddings`: an encoder with untied embeddings has no head
   (logits None), like a plain `BertModel`.
-- `rope_scaling` only makes sense with `positional="rope"`, and `rope_scaling_factor` only with a scaling.
+- `n_kv_heads=None` means n_heads (multi-head attention); otherwise it must divide n_heads.
+- `rope_scaling` only makes sense with `positional="rope"`, and each `rope_*` parameter only with a scaling
+  type that reads it (positional/rope_scaling.py says which, and checks them).
 - `max_seq_len` bounds only the learned position table; the other encodings run at any length.
 """
 
@@ -23,11 +27,13 @@ from typing import Any
 from llmlab.errors import LlmlabError
 from llmlab.io import atomic_write_json, read_json
 from llmlab.model.positional import POSITIONAL
+from llmlab.model.positional.rope_scaling import SCALINGS, scaling_problem
 
 NORMS = ("pre", "post")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 ROPE_LAYOUTS = ("half", "interleaved")
-ROPE_SCALINGS = (None, "linear", "ntk")
+NORM_TYPES = ("layer", "rms")
+ROPE_SCALINGS = (None, *SCALINGS)
 
 
 @dataclass
@@ -38,12 +44,15 @@ class ModelConfig:
     d_model: int = 256
     n_layers: int = 4
     n_heads: int = 4
+    n_kv_heads: int | None = None  # grouped-query attention (Ainslie et al. 2023); None: n_heads
     d_ff: int | None = None  # None: 4 * d_model
     max_seq_len: int = 512  # size of the learned position table
     positional: str = "rope"  # a key of POSITIONAL
     causal: bool = True  # decoder-only LM (True) or bidirectional encoder (False)
     norm: str = "pre"  # "pre" (GPT-2, Llama) or "post" (original Transformer, BERT)
+    norm_type: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm, Zhang & Sennrich 2019; Llama)
     activation: str = "gelu"  # gelu (erf), gelu_tanh (GPT-2 "gelu_new"), relu, silu
+    gated_mlp: bool = False  # act(gate(x)) * fc(x) (Shazeer 2020, "GLU Variants"; SwiGLU with silu)
     layer_norm_eps: float = 1e-5
     dropout: float = 0.0
     attn_dropout: float = 0.0
@@ -55,8 +64,14 @@ class ModelConfig:
     pad_token_id: int | None = None  # recorded for collation and export; the model reads attention_mask
     rope_theta: float = 10000.0
     rope_layout: str = "half"  # "half" (HF Llama / GPT-NeoX) or "interleaved" (GPT-J / Meta Llama)
-    rope_scaling: str | None = None  # None, "linear" (position interpolation) or "ntk" (base change)
-    rope_scaling_factor: float = 1.0
+    rope_scaling: str | None = None  # None, linear, ntk, dynamic, yarn, llama3 (positional/rope_scaling.py)
+    rope_scaling_factor: float = 1.0  # s
+    rope_original_max_position: int | None = None  # L0, the trained length (dynamic, yarn, llama3)
+    rope_beta_fast: float = 32.0  # yarn
+    rope_beta_slow: float = 1.0  # yarn
+    rope_attention_factor: float | None = None  # yarn; None: 0.1 ln(s) + 1
+    rope_low_freq_factor: float = 1.0  # llama3
+    rope_high_freq_factor: float = 4.0  # llama3
     relative_max_distance: int = 16  # Shaw et al.: distances clipped to ±k
     t5_num_buckets: int = 32
     t5_max_distance: int = 128
@@ -71,6 +86,11 @@ class ModelConfig:
     def head_dim(self) -> int:
         """Size D of one attention head: d_model / n_heads."""
         return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: `n_kv_heads`, or n_heads when it is None."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
 
     @property
     def ff_dim(self) -> int:
@@ -88,14 +108,18 @@ class ModelConfig:
         pad = self.pad_token_id
         if pad is not None and (not _is_int(pad) or not 0 <= pad < self.vocab_size):
             return f"pad_token_id={pad!r} must be None or a token id below vocab_size={self.vocab_size}"
-        for name in ["causal", "bias", "tie_embeddings", "embedding_norm", "final_norm"]:
+        for name in ["causal", "bias", "tie_embeddings", "embedding_norm", "final_norm", "gated_mlp"]:
             if not isinstance(getattr(self, name), bool):
                 return f"{name}={getattr(self, name)!r} must be true or false"
         if self.d_model % self.n_heads:
             return f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}"
+        kv = self.n_kv_heads
+        if kv is not None and (not _is_int(kv) or kv < 1 or self.n_heads % kv):
+            return f"n_kv_heads={kv!r} must be None or a positive integer dividing n_heads={self.n_heads}"
         choices = [
             ("positional", tuple(POSITIONAL)),
             ("norm", NORMS),
+            ("norm_type", NORM_TYPES),
             ("activation", ACTIVATIONS),
             ("rope_layout", ROPE_LAYOUTS),
             ("rope_scaling", ROPE_SCALINGS),
@@ -124,10 +148,9 @@ class ModelConfig:
             return f"rope_theta={self.rope_theta!r} must be a number above 1"
         if not _is_number(self.rope_scaling_factor) or self.rope_scaling_factor <= 0:
             return f"rope_scaling_factor={self.rope_scaling_factor!r} must be a positive number"
-        if self.rope_scaling is not None and self.positional != "rope":
-            return f"rope_scaling={self.rope_scaling!r} needs positional='rope', not {self.positional!r}"
-        if self.rope_scaling is None and self.rope_scaling_factor != 1.0:
-            return f"rope_scaling_factor={self.rope_scaling_factor} has no effect without rope_scaling"
+        problem = scaling_problem(self)
+        if problem:
+            return problem
         if self.positional == "rope" and (self.head_dim % 2 or self.head_dim < 4):
             return f"rope needs an even head size of at least 4; d_model / n_heads = {self.head_dim}"
         if not _is_int(self.t5_num_buckets) or self.t5_num_buckets < 4:

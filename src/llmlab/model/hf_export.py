@@ -1,19 +1,22 @@
-"""Export to Hugging Face BERT / GPT-2 folders, and `convert` between the two checkpoint formats.
+"""Export to Hugging Face BERT / GPT-2 / Llama folders, and `convert` between the two checkpoint formats.
 
 Spec: the folder `transformers`' `save_pretrained` writes (config.json, model.safetensors) plus the
 tokenizer files (tokenizer.json, tokenizer_config.json, and vocab.txt for WordPiece). Reference: the output
-loads in `transformers.AutoModel` / `GPT2LMHeadModel.from_pretrained` and gives our hidden states and logits
-within 1e-4 (tests/model/test_hf_interop.py); the names are hf_import.py's tables run backwards.
+loads in `transformers.AutoModel` / `GPT2LMHeadModel` / `LlamaForCausalLM.from_pretrained` and gives our
+hidden states and logits within 1e-4 (tests/model/test_hf_interop.py, test_llama.py: 1e-5); the names are
+hf_import.py's and hf_llama.py's tables run backwards.
 
 Exportable configs are the ones with an exact HF equivalent:
 - causal, pre-LN, final norm, no embedding norm or token types  ->  GPT-2 (`GPT2LMHeadModel`);
-- bidirectional, post-LN, embedding norm, no final norm         ->  BERT (`BertModel`).
+- bidirectional, post-LN, embedding norm, no final norm         ->  BERT (`BertModel`);
+- causal with RoPE ("half" layout), pre-RMSNorm, gated MLP      ->  Llama (`LlamaForCausalLM`), any
+  n_kv_heads, biases or not, every RoPE scaling (hf_llama.py).
 BertModel has no LM head: an encoder's tied head is left out (its weight is the word embedding, so no tensor
 is lost, but it comes back from `from_hf` without a head), and BertModel's pooler is not written
 (`transformers` reports it as newly initialised; `pooler_output` means nothing). An encoder without token
 types gets one all-zero type row, which adds nothing.
-Both need learned absolute positions and biases; anything else (RoPE, ALiBi, T5 or Shaw relative positions,
-sinusoids, bias=False, ...) raises an LlmlabError saying why. A failed export leaves nothing behind: every
+GPT-2 and BERT need learned absolute positions and biases; anything else (ALiBi, T5 or Shaw relative
+positions, sinusoids, bias=False, ...) raises an LlmlabError saying why. A failed export leaves nothing behind: every
 file is written into a hidden sibling folder first and moved into place only when all are there.
 """
 
@@ -36,6 +39,7 @@ from llmlab.io import atomic_write_bytes, atomic_write_json
 from llmlab.model.checkpoint import check_vocab_fits, load_model, model_tensors, save_model
 from llmlab.model.config import ModelConfig
 from llmlab.model.hf_import import GPT2_CONV1D, bert_names, from_hf, gpt2_names
+from llmlab.model.hf_llama import LLAMA_SHAPE, llama_config, llama_names
 from llmlab.model.transformer import Transformer
 from llmlab.tokenizer.hf_json import write_vocab_txt
 from llmlab.tokenizer.pipeline import Tokenizer
@@ -66,6 +70,11 @@ def to_hf(model: Transformer, tokenizer: Tokenizer, out_dir: str | os.PathLike) 
     check_vocab_fits(tokenizer, model.config.vocab_size, out_dir / "tokenizer.json")
     if kind == "bert":
         hf_config, tensors = bert_config(model.config), to_bert_tensors(model)
+    elif kind == "llama":
+        hf_config = llama_config(model.config, HF_ACTIVATIONS[model.config.activation]) | _special_ids(
+            tokenizer
+        )
+        tensors = to_llama_tensors(model)
     else:
         hf_config, tensors = gpt2_config(model.config, tokenizer), to_gpt2_tensors(model)
     with staged_folder(out_dir) as tmp:
@@ -105,28 +114,35 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, direction: Direction
 
 
 def hf_architecture(config: ModelConfig) -> str:
-    """ "gpt2" or "bert": the HF architecture `config` is exactly equivalent to.
+    """ "gpt2", "bert" or "llama": the HF architecture `config` is exactly equivalent to.
 
     Raises:
         LlmlabError: no exact equivalent; the message names the first setting in the way and why.
     """
+    if config.causal and config.positional == "rope":
+        _check_shape(config, LLAMA_SHAPE, "a causal RoPE model exports as Llama")
+        return "llama"
     if config.positional != "learned":
         raise LlmlabError(
             f"model config: positional {config.positional!r} has no GPT-2 or BERT equivalent "
-            "(both add a learned absolute position table, positional='learned')"
+            "(both add a learned absolute position table, positional='learned'), nor a Llama one (causal, 'rope')"
         )
     if not config.bias:
         raise LlmlabError(
             "model config: bias=false has no GPT-2 or BERT equivalent (both use biases everywhere)"
         )
     kind, shape = ("gpt2", GPT2_SHAPE) if config.causal else ("bert", BERT_SHAPE)
+    role = "a causal model exports as GPT-2" if config.causal else "an encoder exports as BERT"
+    _check_shape(config, shape | {"n_kv_heads": None, "norm_type": "layer", "gated_mlp": False}, role)
+    return kind
+
+
+def _check_shape(config: ModelConfig, shape: dict[str, Any], role: str) -> None:
     for name, want in shape.items():
         if getattr(config, name) != want:
-            role = "a causal model exports as GPT-2" if config.causal else "an encoder exports as BERT"
             raise LlmlabError(
                 f"model config: {name}={getattr(config, name)!r} cannot be exported: {role}, which has {name}={want!r}"
             )
-    return kind
 
 
 def gpt2_config(config: ModelConfig, tokenizer: Tokenizer) -> dict[str, Any]:
@@ -216,6 +232,24 @@ def to_gpt2_tensors(model: Transformer) -> dict[str, Tensor]:
     if not model.config.tie_embeddings:
         hf["lm_head.weight"] = ours["lm_head.weight"]
     return hf
+
+
+def to_llama_tensors(model: Transformer) -> dict[str, Tensor]:
+    """LlamaForCausalLM's state dict from ours: a renaming (no lm_head.weight when tied)."""
+    ours, names = model_tensors(model), llama_names(model.config.n_layers, model.config.tie_embeddings)
+    return {theirs: ours[name] for name, theirs in names.items() if name in ours}
+
+
+def _special_ids(tokenizer: Tokenizer) -> dict[str, int | None]:
+    """bos/eos ids for a Llama config.json: Llama's own tokens when the vocabulary has them, else GPT-2's."""
+    ids = {}
+    for role, names in [
+        ("bos_token_id", ("<s>", "<|begin_of_text|>")),
+        ("eos_token_id", ("</s>", "<|end_of_text|>")),
+    ]:
+        found = [tokenizer.token_to_id(n) for n in (*names, "<|endoftext|>")]
+        ids[role] = next((i for i in found if i is not None), None)
+    return ids
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Import Hugging Face BERT and GPT-2 checkpoints: config.json + weights + tokenizer -> (Transformer, Tokenizer).
+"""Import Hugging Face BERT, GPT-2 and Llama checkpoints: config.json + weights + tokenizer -> (Transformer, Tokenizer).
 
 Spec: the checkpoint layouts of HF `transformers` (models/bert/modeling_bert.py, models/gpt2/modeling_gpt2.py)
 and their config classes (`BertConfig`, `GPT2Config`, whose defaults fill keys a config.json leaves out).
@@ -11,6 +11,8 @@ Reference implementation, tested against: `transformers.AutoModel` / `GPT2LMHead
 - GPT-2 (`model_type` "gpt2"): pre-LN, learned positions, final `ln_f`. Its Conv1D layers store weights as
   (in, out), so they are transposed into `nn.Linear`'s (out, in); the fused `c_attn` is split into q, k, v;
   a tied `lm_head` is `wte`.
+- Llama (`model_type` "llama", LlamaForCausalLM): RMSNorm, SwiGLU, RoPE (every scaling type), grouped-query
+  attention; the config and name mapping live in hf_llama.py.
 
 The name tables here serve both directions: hf_export.py writes the same names back.
 Deliberate deviation: GPT-2's `embd_pdrop` and `resid_pdrop` become our single `dropout` (resid_pdrop's
@@ -30,6 +32,7 @@ from llmlab.errors import LlmlabError
 from llmlab.io import read_json
 from llmlab.model.checkpoint import check_vocab_fits, load_weights, read_safetensors, short_list
 from llmlab.model.config import ModelConfig
+from llmlab.model.hf_llama import LLAMA_DEFAULTS, LLAMA_IGNORED, llama_names, llama_settings
 from llmlab.model.transformer import Transformer
 from llmlab.tokenizer.hf_json import read_vocab_txt
 from llmlab.tokenizer.pipeline import Tokenizer
@@ -73,6 +76,7 @@ GPT2_DEFAULTS: dict[str, Any] = {  # transformers.GPT2Config()
     "tie_word_embeddings": True,
     "pad_token_id": None,
 }
+DEFAULTS = {"bert": BERT_DEFAULTS, "gpt2": GPT2_DEFAULTS, "llama": LLAMA_DEFAULTS}
 BERT_LAYER = {  # our block part -> BertLayer part
     "attn.q": "attention.self.query",
     "attn.k": "attention.self.key",
@@ -88,11 +92,12 @@ GPT2_NORMS = {"ln1": "ln_1", "ln2": "ln_2"}
 IGNORED = {  # HF tensors with no llmlab counterpart: buffers, the pooler, task heads
     "bert": ("embeddings.position_ids", "pooler.", "cls.", "classifier.", "qa_outputs."),
     "gpt2": (".attn.bias", ".attn.masked_bias"),
+    "llama": LLAMA_IGNORED,
 }
 
 
 def from_hf(hf_dir: str | os.PathLike) -> tuple[Transformer, Tokenizer]:
-    """Load an HF BERT or GPT-2 checkpoint folder as an llmlab model and tokenizer.
+    """Load an HF BERT, GPT-2 or Llama checkpoint folder as an llmlab model and tokenizer.
 
     Args:
         hf_dir: a folder with config.json, model.safetensors (or pytorch_model.bin) and tokenizer.json
@@ -121,26 +126,32 @@ def from_hf(hf_dir: str | os.PathLike) -> tuple[Transformer, Tokenizer]:
 
 
 def model_type(hf_config: Any, source: Path) -> str:
-    """The config's `model_type`, "bert" or "gpt2"; anything else is an LlmlabError naming it."""
+    """The config's `model_type`, "bert", "gpt2" or "llama"; anything else is an LlmlabError naming it."""
     kind = hf_config.get("model_type") if isinstance(hf_config, dict) else None
-    if kind not in ("bert", "gpt2"):
-        raise LlmlabError(f"{source}: unsupported model_type {kind!r}; llmlab imports 'bert' and 'gpt2'")
+    if kind not in ("bert", "gpt2", "llama"):
+        raise LlmlabError(
+            f"{source}: unsupported model_type {kind!r}; llmlab imports 'bert', 'gpt2' and 'llama'"
+        )
     return kind
 
 
 def llmlab_config(hf_config: dict, kind: str, source: Path) -> ModelConfig:
-    """The ModelConfig equivalent to an HF BERT or GPT-2 config.json (missing keys take HF's defaults)."""
-    c = (BERT_DEFAULTS if kind == "bert" else GPT2_DEFAULTS) | hf_config
-    activation_key = "hidden_act" if kind == "bert" else "activation_function"
+    """The ModelConfig equivalent to an HF BERT, GPT-2 or Llama config.json (missing keys: HF's defaults)."""
+    c = DEFAULTS[kind] | hf_config
+    activation_key = "activation_function" if kind == "gpt2" else "hidden_act"
     if c[activation_key] not in ACTIVATIONS:
         raise LlmlabError(f"{source}: unsupported {activation_key} {c[activation_key]!r}")
+    settings = _settings(c, kind, source) | {"activation": ACTIVATIONS[c[activation_key]]}
+    return ModelConfig.from_dict(settings, str(source))
+
+
+def _settings(c: dict, kind: str, source: Path) -> dict[str, Any]:
+    if kind == "llama":
+        return llama_settings(c, source)
     problem = _bert_problem(c) if kind == "bert" else _gpt2_problem(c)
     if problem:
         raise LlmlabError(f"{source}: {problem}, which llmlab's Transformer does not implement")
-    settings = _bert_settings(c) if kind == "bert" else _gpt2_settings(c)
-    return ModelConfig.from_dict(
-        settings | {"activation": ACTIVATIONS[c[activation_key]], "positional": "learned"}, str(source)
-    )
+    return (_bert_settings(c) if kind == "bert" else _gpt2_settings(c)) | {"positional": "learned"}
 
 
 def _bert_problem(c: dict) -> str | None:
@@ -246,10 +257,17 @@ def to_llmlab_tensors(
             c_attn whose width is not 3 * d_model.
     """
     hf = _normalised(hf, kind)
-    if kind == "bert":
-        ours = {name: hf.pop(theirs) for name, theirs in bert_names(config.n_layers).items() if theirs in hf}
-    else:
+    if kind == "gpt2":
         ours = _gpt2_to_llmlab(hf, config, source)
+    else:
+        names = (
+            bert_names(config.n_layers)
+            if kind == "bert"
+            else llama_names(config.n_layers, config.tie_embeddings)
+        )
+        ours = {name: hf.pop(theirs) for name, theirs in names.items() if theirs in hf}
+        if kind == "llama" and config.tie_embeddings:
+            hf.pop("lm_head.weight", None)  # some tied checkpoints store the shared matrix twice
     unknown = [n for n in hf if not _ignored(n, kind)]
     if unknown:
         raise LlmlabError(
@@ -315,7 +333,7 @@ def _gpt2_to_llmlab(hf: dict[str, Tensor], config: ModelConfig, source: Path) ->
 
 def _normalised(hf: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
     """A copy with the task model's prefix (`bert.`, `transformer.`) dropped and old gamma/beta renamed."""
-    prefix = "bert." if kind == "bert" else "transformer."
+    prefix = {"bert": "bert.", "gpt2": "transformer."}.get(kind, "")
     out = {}
     for name, t in hf.items():
         name = name.removeprefix(prefix)

@@ -1,11 +1,14 @@
 """The Transformer: one stack of blocks for a causal language model and for a bidirectional encoder.
 
 Papers: Vaswani et al. (2017), "Attention Is All You Need"; the decoder-only LM of GPT-2 (Radford et al. 2019,
-pre-LN) and the encoder of BERT (Devlin et al. 2019, post-LN, token types, embedding LayerNorm).
+pre-LN), the encoder of BERT (Devlin et al. 2019, post-LN, token types, embedding LayerNorm) and Llama
+(Touvron et al. 2023: RMSNorm, SwiGLU, RoPE; grouped-query attention, Ainslie et al. 2023, "GQA").
 Reference implementations: nanoGPT `model.py` (layout, weight init with the 1/√(2·n_layers) residual scale)
-and HF GPT-2 / BERT, whose parts map one to one onto ours (tok_emb, pos, type_emb, emb_norm,
-blocks[i].attn.{q,k,v,o}, blocks[i].ln1/ln2, blocks[i].mlp.{fc,proj}, ln_f, lm_head), and whose
+and HF GPT-2 / BERT / Llama, whose parts map one to one onto ours (tok_emb, pos, type_emb, emb_norm,
+blocks[i].attn.{q,k,v,o}, blocks[i].ln1/ln2, blocks[i].mlp.{fc,gate,proj}, ln_f, lm_head), and whose
 `hidden_states` convention we keep: embeddings output, then each block, the last one after ln_f.
+Grouped-query attention: k and v have n_kv_heads heads (the cache keeps that many); query head h reads
+key/value head h // (H / H_kv), as HF's `repeat_kv`.
 
 Attention runs through `scaled_dot_product_attention`; the causal/padding mask and any positional score bias
 are added into one float `attn_mask`, and a plain causal pass with no bias uses `is_causal` instead. Only an
@@ -15,14 +18,14 @@ visible to every query, and never enter the cache (pass them on every call).
 
 Dimensions:
     B batch, T new tokens (queries), L tokens already in the KV cache, S = L + T positional keys,
-    P prefix-tuning keys, C d_model, H heads, D head size (C / H), F MLP hidden size, V vocabulary.
+    P prefix-tuning keys, C d_model, H heads, Hkv key/value heads, D head size (C / H), F MLP hidden size,
+    V vocabulary.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,17 +34,11 @@ from torch import Tensor, nn
 
 from llmlab.errors import LlmlabError
 from llmlab.model.config import ModelConfig
+from llmlab.model.mlp import MLP, build_norm
 from llmlab.model.positional import PositionalEncoding, build_positional
 
 if TYPE_CHECKING:
     from llmlab.model.generate import KVCache
-
-ACTIVATIONS = {  # the names of config.ACTIVATIONS -> module class
-    "gelu": nn.GELU,
-    "gelu_tanh": partial(nn.GELU, approximate="tanh"),  # GPT-2's "gelu_new"
-    "relu": nn.ReLU,
-    "silu": nn.SiLU,
-}
 
 
 @dataclass
@@ -91,11 +88,12 @@ class Attention(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        C = config.d_model
-        self.n_heads = config.n_heads
+        C, kv_width = config.d_model, config.kv_heads * config.head_dim
+        self.n_heads, self.n_kv_heads = config.n_heads, config.kv_heads
+        self.n_rep = config.n_heads // config.kv_heads  # query heads per key/value head
         self.q = nn.Linear(C, C, bias=config.bias)
-        self.k = nn.Linear(C, C, bias=config.bias)
-        self.v = nn.Linear(C, C, bias=config.bias)
+        self.k = nn.Linear(C, kv_width, bias=config.bias)
+        self.v = nn.Linear(C, kv_width, bias=config.bias)
         self.o = nn.Linear(C, C, bias=config.bias)
         self.attn_dropout = config.attn_dropout
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -111,10 +109,12 @@ class Attention(nn.Module):
     ) -> Tensor:
         """x (B, T, C) -> (B, T, C); prefix: (B|1, H, P, D) keys and values; cache: this layer is `layer`."""
         B, T, C = x.shape
-        q, k, v = (self._split_heads(proj(x)) for proj in (self.q, self.k, self.v))  # (B, H, T, D)
+        q = self._split_heads(self.q(x), self.n_heads)  # (B, H, T, D)
+        k, v = (self._split_heads(proj(x), self.n_kv_heads) for proj in (self.k, self.v))  # (B, Hkv, T, D)
         q, k = pos.rotate(q, k, ctx.q_pos, ctx.q_pos)  # the new keys sit at the new positions
         if cache is not None:
-            k, v = cache.append(layer, k, v)  # (B, H, S, D)
+            k, v = cache.append(layer, k, v)  # (B, Hkv, S, D)
+        k, v = _repeat_kv(k, self.n_rep), _repeat_kv(v, self.n_rep)  # (B, H, S, D)
         bias = pos.bias(q, ctx.q_pos, ctx.k_pos)  # (B|1, H|1, T, S) or None
         if prefix is not None:
             k, v, bias = _prepend(prefix, k, v, bias)  # (B, H, P + S, D)
@@ -122,9 +122,10 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H, D) -> (B, T, C)
         return self.resid_dropout(self.o(y))
 
-    def _split_heads(self, x: Tensor) -> Tensor:
-        B, T, C = x.shape
-        return x.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, D)
+    @staticmethod
+    def _split_heads(x: Tensor, heads: int) -> Tensor:
+        B, T, width = x.shape
+        return x.view(B, T, heads, width // heads).transpose(1, 2)  # (B, heads, T, D)
 
     def _attend(self, q, k, v, bias, pos: PositionalEncoding, ctx: AttentionContext) -> Tensor:
         """softmax(q·k/√D + bias + mask) v, through SDPA unless the encoding needs the probabilities."""
@@ -144,6 +145,11 @@ class Attention(nn.Module):
         return y if extra is None else y + extra
 
 
+def _repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    """(B, Hkv, S, D) -> (B, Hkv * n_rep, S, D): each key/value head serves n_rep query heads in a row."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
 def _prepend(prefix: tuple[Tensor, Tensor], k: Tensor, v: Tensor, bias: Tensor | None):
     """Put prefix-tuning keys/values (B|1, H, P, D) in front; they have no position, so a zero bias."""
     B, P = k.shape[0], prefix[0].shape[2]
@@ -159,27 +165,15 @@ def _add(bias: Tensor | None, mask: Tensor | None, dtype: torch.dtype) -> Tensor
     return (bias if mask is None else bias + mask).to(dtype)
 
 
-class MLP(nn.Module):
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.fc = nn.Linear(config.d_model, config.ff_dim, bias=config.bias)
-        self.act = ACTIVATIONS[config.activation]()
-        self.proj = nn.Linear(config.ff_dim, config.d_model, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.proj(self.act(self.fc(x))))  # (B, T, C) -> (B, T, F) -> (B, T, C)
-
-
 class Block(nn.Module):
-    """Attention then MLP, each with a residual; LayerNorm before each (pre) or after each sum (post, BERT)."""
+    """Attention then MLP, each with a residual; a norm before each (pre) or after each sum (post, BERT)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.pre_norm = config.norm == "pre"
-        self.ln1 = _layer_norm(config)
+        self.ln1 = build_norm(config)
         self.attn = Attention(config)
-        self.ln2 = _layer_norm(config)
+        self.ln2 = build_norm(config)
         self.mlp = MLP(config)
 
     def forward(
@@ -192,10 +186,6 @@ class Block(nn.Module):
         return self.ln2(x + self.mlp(x))
 
 
-def _layer_norm(config: ModelConfig) -> nn.LayerNorm:
-    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
-
-
 class Transformer(nn.Module):
     """Token (+ type) embeddings, a positional encoding, `n_layers` blocks, a final norm and an LM head."""
 
@@ -206,10 +196,10 @@ class Transformer(nn.Module):
         self.tok_emb = nn.Embedding(V, C)
         self.pos = build_positional(config)
         self.type_emb = nn.Embedding(config.type_vocab_size, C) if config.type_vocab_size else None
-        self.emb_norm = _layer_norm(config) if config.embedding_norm else None
+        self.emb_norm = build_norm(config) if config.embedding_norm else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_f = _layer_norm(config) if config.final_norm else None
+        self.ln_f = build_norm(config) if config.final_norm else None
         has_head = config.causal or config.tie_embeddings
         self.lm_head = nn.Linear(C, V, bias=False) if has_head else None
         self.apply(_init_weights)

@@ -81,8 +81,13 @@ def reliability_figure(
         confidence, accuracy, s=10 + 200 * count / max(count.max(), 1), alpha=0.7, label="bins (size = rows)"
     )
     ax.plot(confidence, accuracy, lw=1)
-    ax.set(xlabel="mean confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
-           title=f"Reliability ({n_bins} equal-width bins, ECE {ece:.3f})")  # fmt: skip
+    ax.set(
+        xlabel="mean confidence",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=f"Reliability ({n_bins} equal-width bins, ECE {ece:.3f})",
+    )
     ax.legend(fontsize=7)
     return fig
 

@@ -3,9 +3,9 @@
 `MODELS` is the CLI registry: model name → model class (its `from_hf` reads the tokenizer.json "model").
 """
 
-from llmlab.tokenizer.bpe import BPE
+from llmlab.tokenizer.bpe.model import BPE
 from llmlab.tokenizer.pipeline import AddedToken, Encoding, Tokenizer, check_fingerprint
-from llmlab.tokenizer.unigram import Unigram
+from llmlab.tokenizer.unigram.model import Unigram
 from llmlab.tokenizer.wordpiece import WordPiece
 
 MODELS = {"wordpiece": WordPiece, "bpe": BPE, "unigram": Unigram}

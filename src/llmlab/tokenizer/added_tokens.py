@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import regex
 
-__all__ = ["AddedToken", "AddedTokenMatcher", "AddedVocabulary", "next_added_id"]
+__all__ = ["SPACE_CHAR", "WORD_CHAR", "AddedToken", "AddedTokenMatcher", "AddedVocabulary", "next_added_id"]
 
-_WORD_CHAR = regex.compile(r"[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]")  # Rust regex's \w
+WORD_CHAR = regex.compile(r"[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]")  # Rust regex's \w
+SPACE_CHAR = regex.compile(r"\p{White_Space}")  # what lstrip / rstrip swallow
 _SPACES_BEFORE = regex.compile(r"\p{White_Space}*\Z")
 _SPACES_AFTER = regex.compile(r"\p{White_Space}*")
 
@@ -78,8 +79,8 @@ class AddedTokenMatcher:
             start, stop = m.span()
             tok = self.tokens[m.group()]
             if tok.single_word and (
-                (start > 0 and _WORD_CHAR.match(text, start - 1))
-                or (stop < len(text) and _WORD_CHAR.match(text, stop))
+                (start > 0 and WORD_CHAR.match(text, start - 1))
+                or (stop < len(text) and WORD_CHAR.match(text, stop))
             ):
                 continue
             if tok.lstrip:

@@ -13,16 +13,22 @@ strings (so decoders can be chained by `Sequence`), and `decode` joins the final
 - `Metaspace`: '▁' → ' ' (SentencePiece, Kudo & Richardson 2018); in the first token the '▁'s are dropped
   unless `prepend_scheme` is "never".
 - `ByteFallback`: runs of "<0xXX>" tokens → their bytes as UTF-8, or one U+FFFD per byte if invalid.
-- `Fuse` (join into one), `Strip` (drop up to n copies of a character at each end), `Replace` (literal),
-  `BPEDecoder` (end-of-word suffix → space), `Sequence`.
+- `CTC`: speech models' output (wav2vec2): repeated tokens collapse into one, the pad token goes, and with
+  `cleanup` the word delimiter becomes a space (after WordPiece's clean-up).
+- `Fuse` (join into one), `Strip` (drop up to n copies of a character at each end), `Replace` (a literal
+  string or a regex, in each token), `BPEDecoder` (end-of-word suffix → space), `Sequence`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence as SequenceOf
+from itertools import groupby
 
 from llmlab.errors import LlmlabError
-from llmlab.tokenizer.pretokenize import UNICODE_TO_BYTE, check_prepend_scheme
+from llmlab.tokenizer.byte_level import UNICODE_TO_BYTE
+from llmlab.tokenizer.normalize_sp import Replace as ReplaceNormalizer
+from llmlab.tokenizer.normalize_sp import pattern_from_hf
+from llmlab.tokenizer.pretokenize import check_prepend_scheme
 
 _CLEANUP = (
     (" .", "."),
@@ -203,17 +209,43 @@ class Strip(Decoder):
 
 
 class Replace(Decoder):
-    """Replace every occurrence of a literal string in each token."""
+    """Replace every match of a literal string or a regex in each token (HF's Replace normalizer, per token)."""
 
-    def __init__(self, pattern: str, content: str):
-        self.pattern = pattern
-        self.content = content
+    def __init__(self, pattern: str, content: str, is_regex: bool = False):
+        self.replace = ReplaceNormalizer(pattern, content, is_regex)
 
     def decode_chain(self, tokens: list[str]) -> list[str]:
-        return [token.replace(self.pattern, self.content) for token in tokens]
+        return list(map(self.replace.normalize, tokens))
 
     def to_hf(self) -> dict:
-        return {"type": "Replace", "pattern": {"String": self.pattern}, "content": self.content}
+        return self.replace.to_hf()
+
+
+class CTC(Decoder):
+    """CTC output: repeats collapse, the pad token goes, the word delimiter becomes a space."""
+
+    def __init__(self, pad_token: str = "<pad>", word_delimiter_token: str = "|", cleanup: bool = True):
+        self.pad_token = pad_token
+        self.word_delimiter_token = word_delimiter_token
+        self.cleanup = cleanup
+
+    def decode_chain(self, tokens: list[str]) -> list[str]:
+        out = []
+        for token, _ in groupby(tokens):
+            token = token.replace(self.pad_token, "")
+            if self.cleanup:
+                token = cleanup(token).replace(self.word_delimiter_token, " ")
+            if token:
+                out.append(token)
+        return out
+
+    def to_hf(self) -> dict:
+        return {
+            "type": "CTC",
+            "pad_token": self.pad_token,
+            "word_delimiter_token": self.word_delimiter_token,
+            "cleanup": self.cleanup,
+        }
 
 
 class BPEDecoder(Decoder):
@@ -270,12 +302,17 @@ def decoder_from_hf(d: dict | None) -> Decoder | None:
             return Fuse()
         if kind == "Strip":
             return Strip(d["content"], d["start"], d["stop"])
-        if kind == "Replace" and "String" in d["pattern"]:
-            return Replace(d["pattern"]["String"], d["content"])
+        if kind == "Replace":
+            pattern, is_regex = pattern_from_hf(d["pattern"], "Replace")
+            return Replace(pattern, d["content"], is_regex)
+        if kind == "CTC":
+            return CTC(
+                d.get("pad_token", "<pad>"), d.get("word_delimiter_token", "|"), d.get("cleanup", True)
+            )
         if kind == "BPEDecoder":
             return BPEDecoder(d.get("suffix", "</w>"))
         if kind == "Sequence":
             return Sequence([decoder_from_hf(x) for x in d["decoders"]])
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise LlmlabError(f"malformed decoder {kind!r}: missing or bad field {e}") from None
     raise LlmlabError(f"unsupported decoder {kind!r}")

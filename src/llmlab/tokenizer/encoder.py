@@ -27,8 +27,8 @@ from operator import is_not, itemgetter, ne, or_, sub
 from llmlab.tokenizer.added_tokens import AddedTokenMatcher
 from llmlab.tokenizer.encoding import Encoding
 from llmlab.tokenizer.normalize import BertNormalizer, Normalizer
-from llmlab.tokenizer.pretokenize import BertPreTokenizer, Metaspace, PreTokenizer
-from llmlab.tokenizer.unigram import Unigram
+from llmlab.tokenizer.pretokenize import BertPreTokenizer, ByteLevel, Metaspace, PreTokenizer
+from llmlab.tokenizer.unigram.model import Unigram
 
 __all__ = ["SequenceEncoder"]
 
@@ -74,6 +74,12 @@ class SequenceEncoder:
         self._prepends = pre_tokenizer is not None and pre_tokenizer.prepends
         self._unk_as_text = model.unk_id if isinstance(model, Unigram) else None  # HF reads it as its text
         self._memo = _Memo(self._split_word)  # keyed by the words before the pre-tokenizer maps them
+        # a Sequence whose pieces are not substrings (ByteLevel or Metaspace after a split) goes the general way
+        self._aligned = (
+            pre_tokenizer is not None
+            and not pre_tokenizer.substring
+            and not isinstance(pre_tokenizer, (Metaspace, ByteLevel))
+        )
         identity_map = pre_tokenizer is None or type(pre_tokenizer).map_word is PreTokenizer.map_word
         self._map_word = None if identity_map else pre_tokenizer.map_word
 
@@ -125,6 +131,9 @@ class SequenceEncoder:
         pre = self.pre_tokenizer
         if pre is None:
             pieces, spans = ([text], [(0, len(text))]) if text else ([], [])
+        elif self._aligned:
+            self._encode_aligned(text, shift, ids, tokens, offsets, first)
+            return
         elif isinstance(pre, Metaspace):
             pieces, spans = pre.split_spans(text, first)
         else:
@@ -153,6 +162,20 @@ class SequenceEncoder:
                 offsets += self._word_offsets(splits[i], pieces[i], text, start - shift, end - shift, shift)
             done = i + 1
         offsets += spans[done:]
+
+    def _encode_aligned(
+        self, text: str, shift: int, ids: list, tokens: list, offsets: list, first: bool
+    ) -> None:
+        """`_encode_words` for a pre-tokenizer that says, character by character, where its pieces come from."""
+        for piece, align in self.pre_tokenizer.split_aligned([(text, list(range(len(text))))], first):
+            split = self._memo[piece]
+            ids += split[0]
+            tokens += split[1]
+            spans = split[2] or ((0, len(piece)),)
+            offsets += [
+                (shift + align[a], shift + align[b - 1] + 1) if b > a else (shift + align[a],) * 2
+                for a, b in spans
+            ]
 
     def _word_offsets(
         self, split: WordSplit, word: str, text: str, start: int, end: int, shift: int

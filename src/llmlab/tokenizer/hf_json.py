@@ -20,14 +20,18 @@ from pathlib import Path
 
 from llmlab.errors import LlmlabError
 from llmlab.io import atomic_write_text
-from llmlab.tokenizer.bpe import BPE
+from llmlab.tokenizer.bpe.model import BPE
 from llmlab.tokenizer.decoders import WordPiece as WordPieceDecoder
 from llmlab.tokenizer.decoders import decoder_from_hf
-from llmlab.tokenizer.normalize import BertNormalizer, normalizer_from_hf
+from llmlab.tokenizer.encoding import Padding, Truncation
+from llmlab.tokenizer.normalize import BertNormalizer
+from llmlab.tokenizer.normalize_sp import normalizer_from_hf
 from llmlab.tokenizer.pipeline import AddedToken, Tokenizer, next_added_id
-from llmlab.tokenizer.postprocess import Padding, TemplateProcessing, Truncation, postprocessor_from_hf
-from llmlab.tokenizer.pretokenize import BertPreTokenizer, pretokenizer_from_hf
-from llmlab.tokenizer.unigram import Unigram
+from llmlab.tokenizer.postprocess import postprocessor_from_hf
+from llmlab.tokenizer.pretokenize import BertPreTokenizer
+from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
+from llmlab.tokenizer.templates import TemplateProcessing
+from llmlab.tokenizer.unigram.model import Unigram
 from llmlab.tokenizer.wordpiece import WordPiece
 
 MODELS = {"WordPiece": WordPiece, "BPE": BPE, "Unigram": Unigram}

@@ -8,24 +8,27 @@ dropping non-spacing marks (Mn); lowercasing is per character, as in HF (so a fi
 'σ', not Python's context-sensitive 'ς').
 
 Offsets need to know which original character each normalized character came from. `normalize_aligned`
-returns that alignment, as HF's alignments are per character: the text is normalized character by character
-(each character's form computed once), and each output character points to the character it came from.
-`None` means the identity (the text is unchanged, or every character became exactly one character in
-place: lowercasing, say). Where normalizing character by character does not rebuild the text (NFC/NFKC
-compose a character with the marks after it), the graphemes that compose map to their first character, as
-HF aligns a composed character; should even that not rebuild it (a normalizer acting across graphemes, such
-as a multi-character `Replace`), positions are only approximate.
+returns that alignment exactly as HF computes it (`alignment.py`): a normalizer that acts character by
+character (most do) aligns each output character to the character it came from, computed once per distinct
+character; NFC/NFKC composition, NFD reordering of marks, Precompiled, Replace, Strip and Prepend follow HF's
+positional rules (`alignment.py`, `precompiled.py`). `None` means the identity (the text is unchanged, or every
+character became exactly one character in place: lowercasing, say).
+
+The SentencePiece-style normalizers (Nmt, Strip, Prepend, ByteLevel, Replace, Precompiled) and the
+tokenizer.json reader of all normalizers (`normalizer_from_hf`) are in `normalize_sp.py`.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from collections.abc import Sequence as SequenceOf
 from itertools import chain, repeat
 
 import regex
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer.alignment import compose_alignments, unicode_form_aligned
 
 CJK_RANGES = (  # BERT's CJK ideographs (Google BERT `_is_chinese_char`)
     "\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff"
@@ -36,7 +39,6 @@ _CONTROL = regex.compile(r"[\x00\ufffd\p{Cc}\p{Cf}\p{Cn}\p{Co}\p{Cs}--[\t\n\r]]"
 _SPACE = regex.compile(r"[\t\n\r\p{Zs}\u2028\u2029]")
 _MARK = regex.compile(r"\p{Mn}")
 _ANY_MARK = regex.compile(r"\p{M}")
-_GRAPHEME = regex.compile(r"\X", regex.DOTALL)
 _ASCII_CLEAN = {i: None for i in range(32) if chr(i) not in "\t\n\r"} | {9: " ", 10: " ", 13: " ", 127: None}
 
 
@@ -60,14 +62,14 @@ class Normalizer:
         out = self.normalize(text)
         if out == text:
             return out, None
-        chars = self._char_forms()
-        parts = list(map(chars.__getitem__, text))
-        if "".join(parts) != out:
-            return out, self._grapheme_alignment(text, out)
-        lengths = list(map(len, parts))
-        if lengths.count(1) == len(lengths):
-            return out, None
-        return out, list(chain.from_iterable(map(repeat, range(len(text)), lengths)))
+        parts = list(map(self._char_forms().__getitem__, text))
+        if "".join(parts) != out:  # characters acted on each other (composition, reordering, ...)
+            return self._aligned_across(text)
+        return out, _expand(parts)
+
+    def _aligned_across(self, text: str) -> tuple[str, list[int] | None]:
+        """`normalize_aligned` where normalizing character by character does not rebuild the text."""
+        raise NotImplementedError(f"{type(self).__name__} acts across characters but has no alignment")
 
     def _char_forms(self) -> _CharForms:
         """character -> its normalized form, remembered (a normalizer's settings are not changed after use)."""
@@ -76,18 +78,19 @@ class Normalizer:
             forms = self.__dict__["_forms"] = _CharForms(self.normalize)
         return forms
 
-    def _grapheme_alignment(self, text: str, out: str) -> list[int]:
-        """The alignment grapheme by grapheme: one that composes maps wholly to its first character."""
-        chars, starts = self._char_forms(), []
-        for m in _GRAPHEME.finditer(text):
-            grapheme, at = m.group(), m.start()
-            normalized = self.normalize(grapheme)
-            parts = [chars[c] for c in grapheme]
-            if "".join(parts) == normalized:
-                starts += chain.from_iterable(map(repeat, range(at, m.end()), map(len, parts)))
-            else:
-                starts += [at] * len(normalized)
-        return starts if len(starts) == len(out) else [min(i, len(text) - 1) for i in range(len(out))]
+
+def _expand(parts: list[str]) -> list[int] | None:
+    """The alignment of a text whose i-th character became parts[i] (None when each is one character)."""
+    lengths = list(map(len, parts))
+    if lengths.count(1) == len(lengths):
+        return None
+    return list(chain.from_iterable(map(repeat, range(len(parts)), lengths)))
+
+
+def local_aligned(normalize: Callable[[str], str], text: str) -> tuple[str, list[int] | None]:
+    """Normalize character by character with `normalize`: the text and its alignment."""
+    parts = list(map(normalize, text))
+    return "".join(parts), _expand(parts)
 
 
 class _CharForms(dict):
@@ -134,6 +137,17 @@ class BertNormalizer(Normalizer):
             if len(out) == len(text):
                 return out, None
         return super().normalize_aligned(text)
+
+    def _aligned_across(self, text: str) -> tuple[str, list[int] | None]:
+        """HF's steps one after the other: NFD (to strip accents) reorders marks across characters."""
+        local = BertNormalizer(self.clean_text, self.handle_chinese_chars, False, False)
+        text, align = local_aligned(local.normalize, text)
+        text, nfd = unicode_form_aligned("NFD", text)
+        align = compose_alignments(align, nfd)
+        text, rest = local_aligned(
+            lambda c: lowercase(_MARK.sub("", c)) if self.lowercase else _MARK.sub("", c), text
+        )
+        return text, compose_alignments(align, rest)
 
     def without_cjk_spaces(self) -> BertNormalizer:
         """The same normalizer without the spaces around CJK ideographs (for a split that isolates them)."""
@@ -200,22 +214,11 @@ class UnicodeForm(Normalizer):
     def normalize(self, text: str) -> str:
         return text if text.isascii() else unicodedata.normalize(self.form, text)
 
+    def _aligned_across(self, text: str) -> tuple[str, list[int] | None]:
+        return unicode_form_aligned(self.form, text)
+
     def to_hf(self) -> dict:
         return {"type": self.form}
-
-
-class Replace(Normalizer):
-    """Replace every occurrence of a literal string (HF `Replace` with a String pattern)."""
-
-    def __init__(self, pattern: str, content: str):
-        self.pattern = pattern
-        self.content = content
-
-    def normalize(self, text: str) -> str:
-        return text.replace(self.pattern, self.content)
-
-    def to_hf(self) -> dict:
-        return {"type": "Replace", "pattern": {"String": self.pattern}, "content": self.content}
 
 
 class Sequence(Normalizer):
@@ -229,34 +232,12 @@ class Sequence(Normalizer):
             text = n.normalize(text)
         return text
 
+    def normalize_aligned(self, text: str) -> tuple[str, list[int] | None]:
+        align = None
+        for n in self.normalizers:
+            text, step = n.normalize_aligned(text)
+            align = compose_alignments(align, step)
+        return text, align
+
     def to_hf(self) -> dict:
         return {"type": "Sequence", "normalizers": [n.to_hf() for n in self.normalizers]}
-
-
-def normalizer_from_hf(d: dict | None) -> Normalizer | None:
-    """Build a normalizer from the `normalizer` object of an HF tokenizer.json (None stays None).
-
-    Raises:
-        LlmlabError: an unknown or malformed normalizer.
-    """
-    if d is None:
-        return None
-    kind = d.get("type") if isinstance(d, dict) else None
-    try:
-        if kind == "BertNormalizer":
-            return BertNormalizer(
-                d["clean_text"], d["handle_chinese_chars"], d["strip_accents"], d["lowercase"]
-            )
-        if kind in ("NFC", "NFD", "NFKC", "NFKD"):
-            return UnicodeForm(kind)
-        if kind == "Lowercase":
-            return Lowercase()
-        if kind == "StripAccents":
-            return StripAccents()
-        if kind == "Replace" and "String" in d["pattern"]:
-            return Replace(d["pattern"]["String"], d["content"])
-        if kind == "Sequence":
-            return Sequence([normalizer_from_hf(n) for n in d["normalizers"]])
-    except (KeyError, TypeError) as e:
-        raise LlmlabError(f"malformed normalizer {kind!r}: missing or bad field {e}") from None
-    raise LlmlabError(f"unsupported normalizer {kind!r}")

@@ -8,6 +8,8 @@ utils/padding.rs) and is tested against it id for id, offset for offset, on real
 2. Truncation (room left for the special tokens), post-processing (special tokens, type ids), padding
    (`encoding.py`, `postprocess.py`).
 3. Decoding: ids back to tokens (special ones skipped on request), then the decoder.
+The standard pipelines run on the compiled core (`core.py`, sources in `_core/`) when it is built: the same
+results (tests run both paths), the Python code here being their reference and fallback.
 Deviation: `max_length` below the number of special tokens is an error (HF's unsigned subtraction wraps
 around there and nothing is truncated).
 
@@ -21,10 +23,19 @@ import os
 from collections.abc import Iterable
 
 from llmlab.errors import LlmlabError
-from llmlab.io import atomic_write_json, fingerprint, read_json
+from llmlab.io import atomic_write_json, fingerprint
+from llmlab.tokenizer import core
 from llmlab.tokenizer.added_tokens import AddedToken, AddedVocabulary, next_added_id
 from llmlab.tokenizer.encoder import SequenceEncoder
-from llmlab.tokenizer.encoding import Encoding, Padding, Truncation, merge, pad_encodings, truncate_pair
+from llmlab.tokenizer.encoding import (
+    Encoding,
+    Padding,
+    Truncation,
+    merge,
+    merge_all,
+    pad_encodings,
+    truncate_pair,
+)
 from llmlab.tokenizer.normalize import Normalizer
 from llmlab.tokenizer.postprocess import PostProcessor
 from llmlab.tokenizer.pretokenize import PreTokenizer
@@ -55,10 +66,8 @@ class Tokenizer:
             truncation, padding: runtime settings (see `enable_truncation`, `enable_padding`).
         """
         self._model, self._normalizer, self._pre_tokenizer = model, normalizer, pre_tokenizer
-        self.post_processor = post_processor
-        self.decoder = decoder
-        self.truncation = truncation
-        self.padding = padding
+        self._post_processor, self._decoder = post_processor, decoder
+        self._truncation, self._padding = truncation, padding
         self._added = AddedVocabulary(added_tokens)
         self._refresh()
 
@@ -72,10 +81,51 @@ class Tokenizer:
     pre_tokenizer = property(
         lambda self: self._pre_tokenizer, lambda self, stage: self._set("_pre_tokenizer", stage)
     )
+    post_processor = property(
+        lambda self: self._post_processor, lambda self, stage: self._set("_post_processor", stage)
+    )
+    decoder = property(lambda self: self._decoder, lambda self, stage: self._set("_decoder", stage))
 
     def _set(self, attribute: str, stage) -> None:
         setattr(self, attribute, stage)
         self._refresh()
+
+    @property
+    def truncation(self) -> Truncation | None:
+        return self._truncation
+
+    @truncation.setter
+    def truncation(self, value: Truncation | None) -> None:
+        self._truncation = value
+        self._push_runtime()
+
+    @property
+    def padding(self) -> Padding | None:
+        return self._padding
+
+    @padding.setter
+    def padding(self, value: Padding | None) -> None:
+        self._padding = value
+        self._push_runtime()
+
+    @property
+    def engine(self) -> str:
+        """ "core" when encoding runs on the compiled core, "python" otherwise (see `core.py`)."""
+        return "python" if self._core is None else "core"
+
+    def _push_runtime(self) -> None:
+        if self._core is not None:
+            truncation, padding = core.runtime(self._truncation, self._padding)
+            self._core.set_truncation(truncation)
+            self._core.set_padding(padding)
+
+    def __getstate__(self) -> dict:
+        """Stages, settings and the compiled core's state; the Python encoder is rebuilt on loading."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "_encoder_matchers")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build_encoder()
 
     @property
     def model_type(self) -> str:
@@ -90,13 +140,32 @@ class Tokenizer:
         return self._added.tokens
 
     def _refresh(self) -> None:
-        """Rebuild the lookups and the encoder after a stage or the added tokens changed."""
+        """Rebuild the lookups, the encoder and the core after a stage or the added tokens changed."""
         norm = self.normalizer.normalize if self.normalizer else str
         self._specials = {t.content for t in self.added_tokens if t.special}
         self._added_ids = self._added.ids()
         # as HF: a normalized added token reads back in its normalized form (and is then not "special" by name)
         self._id_to_token = {i: t for t, i in self.model.vocab.items()} | self._added.read_back(norm)
-        raw, normalized = self._added.matchers(norm)
+        self._build_encoder()
+        self._core = None if self.encode_special_tokens else core.build_core(self)
+        self._push_runtime()
+
+    @property
+    def encode_special_tokens(self) -> bool:
+        """True: special tokens in the text are not split off but encoded as text (HF's setting of that name)."""
+        return self.__dict__.get("_encode_special_tokens", False)
+
+    @encode_special_tokens.setter
+    def encode_special_tokens(self, value: bool) -> None:
+        self._encode_special_tokens = bool(value)
+        self._refresh()
+
+    def _build_encoder(self) -> None:
+        norm = self.normalizer.normalize if self.normalizer else str
+        added = self._added
+        if self.encode_special_tokens:
+            added = AddedVocabulary([t for t in added.tokens if not t.special])
+        self._encoder_matchers = raw, normalized = added.matchers(norm)
         self._encoder = SequenceEncoder(
             self.model, self.normalizer, self.pre_tokenizer, raw, normalized, self._id_to_token
         )
@@ -142,13 +211,21 @@ class Tokenizer:
 
     # ---- encoding --------------------------------------------------------------------------------------
 
-    def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> Encoding:
+    def encode(
+        self,
+        text: str | list[str],
+        pair: str | list[str] | None = None,
+        add_special_tokens: bool = True,
+        is_pretokenized: bool = False,
+    ) -> Encoding:
         """Tokenize one text (or a pair of texts) into an `Encoding`.
 
         Args:
             text: the (first) text.
             pair: the second text of a pair (e.g. question and context), or None.
             add_special_tokens: let the post-processor add its special tokens ([CLS], [SEP], ...).
+            is_pretokenized: `text` (and `pair`) are lists of words, each encoded on its own (through the
+                whole pipeline, as HF does); offsets are then within each word.
 
         Returns:
             The encoding, truncated and padded as configured; `overflowing` holds the cut-off windows.
@@ -156,6 +233,13 @@ class Tokenizer:
         Raises:
             LlmlabError: the truncation settings cannot be met (stride too large, sequence too short).
         """
+        if is_pretokenized:
+            return self._encode_words(text, pair, add_special_tokens)
+        if self._core is not None:
+            enc = self._core.encode(text, pair, add_special_tokens)
+            if enc is not None:
+                return enc
+        text, pair = _as_text(text), None if pair is None else _as_text(pair)
         enc = self._post_process(
             self._encoder.encode(text, 0),
             None if pair is None else self._encoder.encode(pair, 1),
@@ -164,9 +248,17 @@ class Tokenizer:
         return pad_encodings([enc], self.padding)[0] if self.padding else enc
 
     def encode_batch(
-        self, inputs: list[str] | list[tuple[str, str]], add_special_tokens: bool = True
+        self,
+        inputs: list[str] | list[tuple[str, str]],
+        add_special_tokens: bool = True,
+        num_threads: int | None = None,
     ) -> list[Encoding]:
-        """Encode many texts or (text, pair) tuples; batch-longest padding pads to the longest of the batch."""
+        """Encode many texts or (text, pair) tuples; batch-longest padding pads to the longest of the batch.
+
+        `num_threads`: threads of the compiled core (default: LLMLAB_NUM_THREADS, else every CPU).
+        """
+        if self._core is not None:
+            return self._encode_batch_core(list(inputs), add_special_tokens, num_threads)
         # A batch allocates tens of thousands of small lists that all survive until it is returned; letting
         # the collector run meanwhile only re-scans them (and the whole heap) in vain: no cycles are made here.
         enabled = gc.isenabled()
@@ -178,11 +270,34 @@ class Tokenizer:
             if enabled:
                 gc.enable()
 
+    def _encode_batch_core(self, inputs: list, add_special_tokens: bool, num_threads: int | None) -> list:
+        """The core's batch; the inputs it leaves (see core.py) are encoded here, then the batch padded."""
+        threads = num_threads or int(os.environ.get("LLMLAB_NUM_THREADS", 0)) or os.cpu_count() or 1
+        encs, missing = self._core.encode_batch(inputs, add_special_tokens, threads)
+        for i in missing:
+            encs[i] = self._encode_input(inputs[i], add_special_tokens)
+        return pad_encodings(encs, self.padding) if missing and self.padding else encs
+
     def _encode_input(self, x: str | tuple[str, str], add_special_tokens: bool) -> Encoding:
-        if isinstance(x, str):
-            return self._post_process(self._encoder.encode(x, 0), None, add_special_tokens)
-        a, b = x
+        if isinstance(x, (str, bytes)):
+            return self._post_process(self._encoder.encode(_as_text(x), 0), None, add_special_tokens)
+        a, b = map(_as_text, x)
         return self._post_process(self._encoder.encode(a, 0), self._encoder.encode(b, 1), add_special_tokens)
+
+    def _encode_words(self, words: list[str], pair: list[str] | None, add_special_tokens: bool) -> Encoding:
+        """`encode` of pre-tokenized input: each word through the pipeline alone, its offsets within it."""
+
+        def sequence(items: list[str], type_id: int) -> Encoding:
+            if isinstance(items, str):
+                raise LlmlabError("is_pretokenized: give a list of words, not a string")
+            return merge_all(
+                [self._encoder.encode(w, type_id) for w in items] or [Encoding([], [], [], [], [], [], [])]
+            )
+
+        enc = self._post_process(
+            sequence(words, 0), None if pair is None else sequence(pair, 1), add_special_tokens
+        )
+        return pad_encodings([enc], self.padding)[0] if self.padding else enc
 
     def _post_process(self, a: Encoding, b: Encoding | None, add_special_tokens: bool) -> Encoding:
         """HF's post_process: truncate (leaving room for special tokens), then add the special tokens."""
@@ -205,6 +320,10 @@ class Tokenizer:
         Returns:
             The text.
         """
+        if self._core is not None:
+            text = self._core.decode(ids, skip_special_tokens)
+            if text is not None:
+                return text
         tokens = [self._id_to_token.get(i) for i in ids]
         tokens = [t for t in tokens if t is not None and not (skip_special_tokens and t in self._specials)]
         return self.decoder.decode(tokens) if self.decoder else " ".join(tokens)
@@ -282,13 +401,33 @@ class Tokenizer:
         atomic_write_json(path, self.to_hf())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Tokenizer:
-        """Read a tokenizer.json (ours or HF's).
+    def load(cls, path: str | os.PathLike, pattern: str | None = None) -> Tokenizer:
+        """Read a tokenizer.json (ours or HF's), a SentencePiece .model, a tiktoken rank file (`.tiktoken`;
+        `pattern` names its split regex, or the file's name does: cl100k_base.tiktoken), or a folder holding
+        one of them or GPT-2's encoder.json + vocab.bpe (see `convert.py`).
 
         Raises:
             LlmlabError: the file is missing, corrupt, truncated, or holds something unsupported.
         """
-        return cls.from_hf(read_json(path, "tokenizer file"), source=str(path))
+        from llmlab.tokenizer.convert import load_any  # the converters build Tokenizers, so import here
+
+        return load_any(path, pattern)
+
+
+def _as_text(text: str | bytes) -> str:
+    """`text` as str: bytes are decoded as UTF-8 (strictly: an invalid byte is a one-line error).
+
+    Raises:
+        LlmlabError: bytes that are not UTF-8, or something that is not text at all.
+    """
+    if isinstance(text, str):
+        return text
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LlmlabError(f"input text is not valid UTF-8 (byte {e.start}: {e.reason})") from None
+    raise LlmlabError(f"input text must be str or UTF-8 bytes, not {type(text).__name__}")
 
 
 def check_fingerprint(expected: str, actual: str, what: str) -> None:

@@ -19,21 +19,12 @@ from itertools import compress
 from operator import add, itemgetter, not_
 
 from llmlab.errors import LlmlabError
-from llmlab.tokenizer.encoding import (  # noqa: F401  (re-exported: their former home)
+from llmlab.tokenizer.encoding import (
     Encoding,
-    Padding,
-    Truncation,
-    merge,
     merge_all,
-    pad,
-    pad_encodings,
-    truncate,
-    truncate_pair,
 )
 
-_SPACES = "Ġ\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
-    map(chr, range(0x2000, 0x200B))
-)
+SPACES = "Ġ\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
 _SPACE_COUNT_CAPACITY = 1_000_000  # distinct tokens whose spaces are remembered (a vocabulary's worth)
 
 
@@ -105,7 +96,7 @@ class _SpaceCount(dict):
         self.strip = strip  # str.lstrip or str.rstrip
 
     def __missing__(self, token: str) -> int:
-        count = len(token) - len(self.strip(token, _SPACES))
+        count = len(token) - len(self.strip(token, SPACES))
         if len(self) < _SPACE_COUNT_CAPACITY:
             self[token] = count
         return count
@@ -163,6 +154,12 @@ def postprocessor_from_hf(d: dict | None) -> PostProcessor | None:
     Raises:
         LlmlabError: an unknown or malformed post-processor.
     """
+    from llmlab.tokenizer.templates import (  # built on us
+        BertProcessing,
+        RobertaProcessing,
+        TemplateProcessing,
+    )
+
     if d is None:
         return None
     kind = d.get("type") if isinstance(d, dict) else None
@@ -184,10 +181,3 @@ def postprocessor_from_hf(d: dict | None) -> PostProcessor | None:
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise LlmlabError(f"malformed post_processor {kind!r}: missing or bad field {e}") from None
     raise LlmlabError(f"unsupported post_processor {kind!r}")
-
-
-from llmlab.tokenizer.templates import (  # noqa: E402  (re-export; templates.py builds on PostProcessor)
-    BertProcessing,
-    RobertaProcessing,
-    TemplateProcessing,
-)

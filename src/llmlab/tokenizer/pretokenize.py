@@ -4,7 +4,7 @@ Each follows the Hugging Face `tokenizers` component of the same name and reads/
 - `BertPreTokenizer`: split on whitespace (dropped) and on punctuation (each mark its own word), where
   punctuation is Unicode P* plus all ASCII punctuation, as in Google's BERT `_is_punctuation`.
 - `ByteLevel`: GPT-2's split regex (Radford et al. 2019, openai/gpt-2 `encoder.py`), then every UTF-8 byte of a
-  word as a printable character (the tables are in `byte_level.py`, re-exported here).
+  word as a printable character (the tables are in `byte_level.py`).
 - `Metaspace`: SentencePiece style (Kudo & Richardson 2018): spaces become '▁', a '▁' is prepended, and the
   text splits before each '▁'.
 - `Whitespace`: `\\w+|[^\\w\\s]+`.
@@ -16,6 +16,11 @@ The pipeline maps a word's tokens at once: `char_spans` turns token spans into s
 piece stands for (ByteLevel: bytes to characters), after which an occurrence is a shift, minus the one
 character a pre-tokenizer that `prepends` may have put in front. `raw_split` gives the words before
 `map_word` (ByteLevel maps each distinct word once).
+
+`split_aligned` is the general form HF uses (`PreTokenizedString::split`): pieces that carry, for each of their
+characters, the index of the text character it stands for; a `Sequence` (in `pretokenize_split.py`, with the
+splitting pre-tokenizers and the tokenizer.json reader `pretokenizer_from_hf`) whose members are not all
+substring splitters runs on it.
 
 Speed: on ASCII text the BERT and GPT-2 splits run the standard library's `re` (faster than `regex`, the same
 result there); the GPT-2 split tiles the text, so its spans are running sums of lengths; with `isolate_cjk` a
@@ -32,16 +37,11 @@ from itertools import accumulate
 import regex
 
 from llmlab.errors import LlmlabError
-from llmlab.tokenizer.byte_level import (  # noqa: F401  (the tables are re-exported: their former home)
-    BYTE_TO_UNICODE,
-    UNICODE_TO_BYTE,
-    bytes_to_unicode,
-    char_spans,
-    to_byte_level,
-)
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, char_spans, to_byte_level
 from llmlab.tokenizer.normalize import CJK_RANGES
 
 Piece = tuple[str, int, int]
+Aligned = tuple[str, list[int]]  # a piece and, for each of its characters, the index of the text character
 
 _ASCII_PUNCT = r"\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e"
 _BERT_SPLIT = regex.compile(rf"[^\s\p{{P}}{_ASCII_PUNCT}]+|[\p{{P}}{_ASCII_PUNCT}]")
@@ -60,6 +60,9 @@ class PreTokenizer:
     """Base class: subclasses implement `split_spans` (or `split`) and `to_hf`; `span` is the identity shift."""
 
     prepends = False  # whether the first piece may start with a character put in front of its text span
+    substring = (
+        True  # every piece is a substring of the text (`split_spans` says all); False: `split_aligned`
+    )
 
     def split(self, text: str) -> list[Piece]:
         """(piece, start, end) for each word of `text`: the piece as the model sees it, the span it came from."""
@@ -74,6 +77,19 @@ class PreTokenizer:
     def raw_split(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
         """`split_spans` before the per-piece mapping: `map_word` turns each word into its piece."""
         return self.split_spans(text)
+
+    def split_aligned(self, pieces: list[Aligned], first: bool) -> list[Aligned]:
+        """Split each of `pieces` further (HF `PreTokenizedString::split`), empty pieces dropped.
+
+        Args:
+            pieces: (text, alignment) pairs, alignment[i] the index of the input character text[i] stands for.
+            first: whether the input starts the whole text (a piece starting at input index 0 then starts it).
+        """
+        out: list[Aligned] = []
+        for text, align in pieces:
+            words, spans = self.split_spans(text)
+            out += [(w, align[a:b]) for w, (a, b) in zip(words, spans, strict=True) if b > a]
+        return out
 
     def to_hf(self) -> dict:
         raise NotImplementedError
@@ -143,6 +159,7 @@ class ByteLevel(PreTokenizer):
     """GPT-2 byte-level pre-tokenizer: regex split, then bytes to printable characters."""
 
     prepends = True  # add_prefix_space: the first piece's 'Ġ' stands for its first character
+    substring = False
 
     def __init__(self, add_prefix_space: bool = False, use_regex: bool = True, trim_offsets: bool = True):
         self.add_prefix_space = add_prefix_space
@@ -172,6 +189,27 @@ class ByteLevel(PreTokenizer):
 
     def map_word(self, word: str) -> str:
         return to_byte_level(word)
+
+    def split_aligned(self, pieces: list[Aligned], first: bool) -> list[Aligned]:
+        out: list[Aligned] = []
+        for text, align in pieces:
+            if self.add_prefix_space and text and not text.startswith(" "):
+                text, align = " " + text, align[:1] + align  # HF: the space stands for the first character
+            words = (
+                (_GPT2_SPLIT_ASCII if text.isascii() else _GPT2_SPLIT).findall(text)
+                if self.use_regex
+                else [text]
+            )
+            spans = tiling_spans(words, 0)
+            for word, (a, b) in zip(words, spans, strict=True):
+                sizes = [len(c.encode("utf-8")) for c in text[a:b]]
+                out.append(
+                    (
+                        to_byte_level(word),
+                        [i for i, n in zip(align[a:b], sizes, strict=True) for _ in range(n)],
+                    )
+                )
+        return [(w, al) for w, al in out if w]
 
     def span(self, text: str, piece: str, start: int, end: int, a: int, b: int) -> tuple[int, int]:
         source = text[start:end]
@@ -207,6 +245,7 @@ class Metaspace(PreTokenizer):
     """SentencePiece's whitespace handling: ' ' → '▁', a '▁' prepended, split before each '▁'."""
 
     prepends = True  # the prepended '▁' stands for the first character
+    substring = False
 
     def __init__(self, replacement: str = "▁", prepend_scheme: str = "always", split: bool = True):
         check_prepend_scheme(prepend_scheme)
@@ -235,6 +274,16 @@ class Metaspace(PreTokenizer):
         pieces = self._words.findall(full)
         return pieces, tiling_spans(pieces, shift)
 
+    def split_aligned(self, pieces: list[Aligned], first: bool) -> list[Aligned]:
+        out: list[Aligned] = []
+        for text, align in pieces:
+            full, shift = self._prepared(text, first and bool(align) and align[0] == 0)
+            align = align[:shift] + align
+            words = self._words.findall(full) if self.split_words else [full] if full else []
+            spans = tiling_spans(words, 0)
+            out += [(w, align[a:b]) for w, (a, b) in zip(words, spans, strict=True)]
+        return out
+
     def raw_words(self, text: str) -> list[str]:
         full, _ = self._prepared(text, True)
         return self._words.findall(full) if self.split_words else [full] if full else []
@@ -250,22 +299,6 @@ class Metaspace(PreTokenizer):
             "prepend_scheme": self.prepend_scheme,
             "split": self.split_words,
         }
-
-
-class Sequence(PreTokenizer):
-    """Apply several pre-tokenizers, each to the pieces of the previous one (plain-substring ones only)."""
-
-    def __init__(self, pretokenizers: SequenceOf[PreTokenizer]):
-        self.pretokenizers = list(pretokenizers)
-
-    def split(self, text: str) -> list[Piece]:
-        pieces = [(text, 0, len(text))]
-        for p in self.pretokenizers:
-            pieces = [(w, s + a, s + b) for piece, s, _ in pieces for w, a, b in p.split(piece)]
-        return pieces
-
-    def to_hf(self) -> dict:
-        return {"type": "Sequence", "pretokenizers": [p.to_hf() for p in self.pretokenizers]}
 
 
 def _pieces_and_spans(matches: Iterable) -> tuple[list[str], list[tuple[int, int]]]:
@@ -285,32 +318,3 @@ def tiling_spans(pieces: list[str], shift: int) -> list[tuple[int, int]]:
     if shift and spans:  # the prepended character counts as the first one
         spans[0] = (0, max(spans[0][1], 1))
     return spans
-
-
-def pretokenizer_from_hf(d: dict | None) -> PreTokenizer | None:
-    """Build a pre-tokenizer from the `pre_tokenizer` object of an HF tokenizer.json (None stays None).
-
-    Raises:
-        LlmlabError: an unknown or malformed pre-tokenizer.
-    """
-    if d is None:
-        return None
-    kind = d.get("type") if isinstance(d, dict) else None
-    try:
-        if kind == "BertPreTokenizer":
-            return BertPreTokenizer()
-        if kind == "Whitespace":
-            return Whitespace()
-        if kind == "ByteLevel":
-            return ByteLevel(
-                d.get("add_prefix_space", False), d.get("use_regex", True), d.get("trim_offsets", True)
-            )
-        if kind == "Metaspace":
-            return Metaspace(
-                d.get("replacement", "▁"), d.get("prepend_scheme", "always"), d.get("split", True)
-            )
-        if kind == "Sequence":
-            return Sequence([pretokenizer_from_hf(p) for p in d["pretokenizers"]])
-    except (KeyError, TypeError) as e:
-        raise LlmlabError(f"malformed pre_tokenizer {kind!r}: missing or bad field {e}") from None
-    raise LlmlabError(f"unsupported pre_tokenizer {kind!r}")

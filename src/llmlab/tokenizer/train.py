@@ -6,26 +6,28 @@ tokenizer.json sections it produces (so the result loads in HF `tokenizers` unch
 - `bpe`: GPT-2 byte level (Radford et al. 2019): ByteLevel pre-tokenizer, all 256 bytes in the alphabet.
 - `unigram`: SentencePiece (Kudo 2018; Kudo & Richardson 2018): NFKC, Metaspace '▁', optional byte fallback.
 
-Counting words is the part of training that touches every byte of the corpus; it runs on `workers`
-processes (chunks of lines, Counters merged), as HF parallelises it over its thread pool.
+Counting words is the part of training that touches every byte of the corpus: `counting.py` does it on
+`workers` processes in bounded memory (spilling sorted runs past `max_memory`), into a `WordTable` sized by
+distinct words; `train_from_counts` trains from such a table (or from count files, `word_table.load_counts`).
 """
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing
-import os
-from collections import Counter
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from llmlab.errors import LlmlabError
 from llmlab.progress import ProgressFn
-from llmlab.tokenizer.bpe import train_bpe
-from llmlab.tokenizer.normalize import Normalizer, normalizer_from_hf
+from llmlab.tokenizer.bpe.trainer import train_bpe
+from llmlab.tokenizer.counting import count_words
+from llmlab.tokenizer.normalize import Normalizer
+from llmlab.tokenizer.normalize_sp import normalizer_from_hf
 from llmlab.tokenizer.pipeline import Tokenizer
-from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer, pretokenizer_from_hf
-from llmlab.tokenizer.unigram import train_unigram
+from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer
+from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
+from llmlab.tokenizer.unigram.trainer import train_unigram
+from llmlab.tokenizer.word_table import WordTable
 from llmlab.tokenizer.wordpiece import train_wordpiece
 
 DEFAULT_SPECIAL_TOKENS = {
@@ -34,7 +36,6 @@ DEFAULT_SPECIAL_TOKENS = {
     "unigram": ["<unk>", "<s>", "</s>", "<pad>"],
 }
 MODEL_NAMES = tuple(DEFAULT_SPECIAL_TOKENS)
-_LINES_PER_CHUNK = 20_000
 
 
 def pipeline_sections(model: str, byte_fallback: bool = False) -> dict[str, Any]:
@@ -98,48 +99,10 @@ def _bert_template(cls_id: int, sep_id: int) -> dict[str, Any]:
     }
 
 
-def _count_chunk(args: tuple[list[str], Normalizer | None, PreTokenizer]) -> Counter:
-    lines, normalizer, pretokenizer = args
-    counts: Counter = Counter()
-    for line in lines:
-        counts.update(pretokenizer.raw_words(normalizer.normalize(line) if normalizer else line))
-    return counts
-
-
-def count_words(
-    lines: Iterable[str],
-    normalizer: Normalizer | None,
-    pretokenizer: PreTokenizer,
-    workers: int | None = None,
-    progress: ProgressFn | None = None,
-) -> Counter:
-    """Count the pre-tokenized words of `lines` (normalized first), on `workers` processes.
-
-    Returns:
-        Counter mapping each word (as the model sees it, e.g. byte-level mapped) to its count.
-    """
-    workers = workers or os.cpu_count() or 1
-    it = iter(lines)
-    chunks = iter(lambda: list(itertools.islice(it, _LINES_PER_CHUNK)), [])
-    jobs = ((chunk, normalizer, pretokenizer) for chunk in chunks)
-    total: Counter = Counter()
-    done = 0
-    if workers == 1:
-        results: Iterable[Counter] = map(_count_chunk, jobs)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("fork").Pool(workers)
-        results = pool.imap(_count_chunk, jobs)
-    try:
-        for counts in results:
-            total.update(counts)
-            done += 1
-            if progress:
-                progress(done, 0)
-    finally:
-        if pool:
-            pool.terminate()
-    return Counter({pretokenizer.map_word(word): n for word, n in total.items()})  # each distinct word once
+def model_pipeline(model: str) -> tuple[Normalizer | None, PreTokenizer]:
+    """The normalizer and pre-tokenizer of a model family's standard pipeline (what its words are made by)."""
+    sections = pipeline_sections(model)
+    return normalizer_from_hf(sections["normalizer"]), pretokenizer_from_hf(sections["pre_tokenizer"])
 
 
 def train_tokenizer(
@@ -151,34 +114,68 @@ def train_tokenizer(
     workers: int | None = None,
     progress: ProgressFn | None = None,
     source: str = "corpus",
+    max_memory: int | None = None,
     **options: Any,
 ) -> Tokenizer:
-    """Train a tokenizer of family `model` on `lines`.
+    """Train a tokenizer of family `model` on `lines`: count the words (`counting.count_words`), then
+    `train_from_counts`.
 
     Args:
         model: "wordpiece", "bpe" or "unigram".
-        lines: the training text, one line at a time.
+        lines: the training text, one line at a time (a stream: it is read once and never held).
         vocab_size: the size of the final vocabulary, special tokens included.
         min_frequency: (wordpiece, bpe) a pair must occur this often to be merged.
         special_tokens: defaults to the family's usual set (DEFAULT_SPECIAL_TOKENS).
         workers: processes for counting words (default: all cores).
         progress: `progress(done, total)` callback for the trainer's progress.
         source: how to name the corpus in errors.
-        options: passed to the trainer: `criterion` (wordpiece: "frequency" | "likelihood"),
+        max_memory: bytes the word table may take while counting before it spills to disk (default: a
+            share of RAM, `counting.default_max_memory`).
+        options: as `train_from_counts` (`sample`, `seed`) and the trainer: `criterion` (wordpiece),
             `character_coverage` and `byte_fallback` (unigram), `limit_alphabet`, ...
 
     Raises:
-        LlmlabError: unknown model, empty corpus, vocab too small (from the trainer).
+        LlmlabError: unknown model, empty corpus, `max_memory` too small, vocab too small (from the trainer).
+    """
+    normalizer, pretokenizer = model_pipeline(model)
+    counts = count_words(lines, normalizer, pretokenizer, workers, max_memory)
+    return train_from_counts(
+        model, counts, vocab_size, min_frequency, special_tokens, progress, source, **options
+    )
+
+
+def train_from_counts(
+    model: str,
+    counts: WordTable | dict[str, int],
+    vocab_size: int,
+    min_frequency: int = 0,
+    special_tokens: Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
+    source: str = "counts",
+    sample: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> Tokenizer:
+    """Train a tokenizer of family `model` from counted words (made by the family's pipeline: `model_pipeline`).
+
+    Args:
+        counts: the words as the model sees them, each with its count (`WordTable`, or a dict).
+        sample: (unigram) train on a random sample of about this many word occurrences
+            (`WordTable.sample`), reported on stderr; None: every word.
+        seed: the sample's seed.
+        Others as `train_tokenizer`.
+
+    Raises:
+        LlmlabError: unknown model, no words, `sample` with another model or not positive, vocab too small.
     """
     sections = pipeline_sections(model, options.get("byte_fallback", False))
+    if not len(counts):
+        raise LlmlabError(f"{source}: corpus is empty (no words to train on)")
+    if sample is not None:
+        counts = _sampled(model, counts, sample, seed)
     specials = list(DEFAULT_SPECIAL_TOKENS[model] if special_tokens is None else special_tokens)
     if model == "unigram" and options.setdefault("unk_token", "<unk>") not in specials:
         specials.insert(0, options["unk_token"])  # Unigram needs its unknown piece in the vocabulary
-    normalizer = normalizer_from_hf(sections["normalizer"])
-    pretokenizer = pretokenizer_from_hf(sections["pre_tokenizer"])
-    counts = count_words(lines, normalizer, pretokenizer, workers)
-    if not counts:
-        raise LlmlabError(f"{source}: corpus is empty (no words to train on)")
     trained = _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, options)
     if model == "wordpiece" and "[CLS]" in trained.vocab and "[SEP]" in trained.vocab:
         sections["post_processor"] = _bert_template(trained.vocab["[CLS]"], trained.vocab["[SEP]"])
@@ -226,3 +223,20 @@ def _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, o
             **options,
         )
     return train_unigram(counts, vocab_size, special_tokens=specials, progress=progress, **options)
+
+
+def _sampled(model: str, counts, size: int, seed: int) -> WordTable:
+    if model != "unigram":
+        raise LlmlabError(
+            f"--sample is for unigram; {model} trains exactly on every counted word (memory grows with distinct "
+            "words, not corpus size)"
+        )
+    table = counts if isinstance(counts, WordTable) else WordTable.from_dict(counts)
+    sampled = table.sample(size, seed)
+    total, kept = table.total, sampled.total
+    print(
+        f"unigram: training on a sample of {kept:,} of {total:,} words ({kept / total:.2%}; "
+        f"{len(sampled):,} of {len(table):,} distinct), seed {seed}",
+        file=sys.stderr,
+    )
+    return sampled

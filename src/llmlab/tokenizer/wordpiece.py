@@ -194,7 +194,7 @@ def train_wordpiece(
     Raises:
         LlmlabError: unknown `criterion`, or `vocab_size` too small for the special tokens and the alphabet.
     """
-    from llmlab.tokenizer.bpe import train_bpe  # import here: bpe is only needed for training
+    from llmlab.tokenizer.bpe.trainer import train_bpe  # import here: bpe is only needed for training
 
     if criterion not in ("frequency", "likelihood"):
         raise LlmlabError(f"WordPiece criterion must be 'frequency' or 'likelihood', not {criterion!r}")

@@ -1,21 +1,31 @@
-"""Rotary position embedding (RoPE), with both channel layouts and two ways to stretch the context.
+"""Rotary position embedding (RoPE), with both channel layouts and five ways to run past the trained length.
 
 Paper: Su et al. (2021), "RoFormer: Enhanced Transformer with Rotary Position Embedding". Each pair of
-channels of a query or key at position m is rotated by the angle m * theta^(-2i/D), i = 0 .. D/2 - 1, so
-q_m · k_n depends on m - n only (tested on random vectors over a grid of absolute positions).
+channels of a query or key at position m is rotated by the angle m · θ_i, θ_i = theta^(-2i/D),
+i = 0 .. D/2 - 1, so q_m · k_n depends on m - n only (tested on random vectors over a grid of positions).
 
 Layouts (which channels form a pair), both tested to agree under the permutation that maps one to the other:
 - "half": channel i pairs with i + D/2 — HF Llama / GPT-NeoX `rotate_half`.
 - "interleaved": channel 2i pairs with 2i + 1 — GPT-J, and Meta's Llama (`torch.view_as_complex`).
 
-Scaling, to run past the trained length:
-- "linear": position interpolation (Chen et al. 2023, "Extending Context Window of Large Language Models via
-  Positional Interpolation"): positions are divided by the factor s (tested: equal to rotating at m / s).
-- "ntk": the NTK-aware base change (bloc97, 2023, "NTK-Aware Scaled RoPE", r/LocalLLaMA):
-  theta' = theta * s^(D / (D - 2)), which stretches the slowest frequency by s and barely moves the fastest.
+Context extension (`linear`, `ntk`, `dynamic`, `yarn`, `llama3`) changes the θ_i and may scale cos/sin by an
+attention factor; the equations, papers and the transformers parity are in rope_scaling.py.
 
-No parameters and no table: angles are computed for the positions asked, in float32 at least (float64 when
-the inputs are), so any length works. The rotation is applied to new keys before they enter a KV cache.
+Dynamic NTK and the KV cache. The base of `dynamic` depends on the length L, so "the" rotation of a token
+is a choice. transformers rotates every position with b'(L) in a full pass but keeps cached keys with the
+rotation of the length they were written at, so its cached generation differs from recomputing the whole
+sequence (its issue #25104). The YaRN paper's remedy, caching keys unrotated and rotating them all again at
+each step, still cannot make a cache equal a full pass: the cached keys and values of layer 2 and above
+were computed from hidden states of the old base (measured: 1e-5 on the logits of a random 2-layer model).
+Here each token keeps the frequencies of the length at which it is written, L = position + 1, in a full
+pass as under a cache: position m is rotated by m · θ'_i(m + 1). A hidden state then depends on its
+prefix only, so a KV cache equals full recomputation exactly in every layer (tested past L0), and the
+tokens of a generation get what transformers' cached generation gives them (equal greedy tokens when the
+prompt fits in L0; tests/model/test_llama.py). The cost: past L0, q_m · k_n no longer depends on m - n
+alone (positions are warped, compressed the more the later they come); up to L0 it is plain RoPE.
+
+No parameters: the frequencies are computed in float64 (once; per position for `dynamic`) and the angles in
+float32 at least (float64 when the inputs are), so any length works.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import torch
 from torch import Tensor
 
 from llmlab.model.positional.base import PositionalEncoding, angle_dtype
+from llmlab.model.positional.rope_scaling import RopeScaling, inverse_frequencies
 
 if TYPE_CHECKING:
     from llmlab.model.config import ModelConfig
@@ -39,8 +50,7 @@ class Rotary(PositionalEncoding):
         head_dim: int,
         theta: float = 10000.0,
         layout: str = "half",
-        scaling: str | None = None,
-        factor: float = 1.0,
+        scaling: RopeScaling | None = None,
     ):
         """Set up the rotation (values are checked by ModelConfig).
 
@@ -48,37 +58,36 @@ class Rotary(PositionalEncoding):
             head_dim: D, the size of one head (even).
             theta: the base of the frequencies.
             layout: "half" or "interleaved" (see the module docstring).
-            scaling: None, "linear" or "ntk".
-            factor: the scaling factor s (ignored when `scaling` is None).
+            scaling: the context-extension method, or None.
         """
         super().__init__()
-        self.head_dim = head_dim
-        self.layout = layout
-        self.base = theta * factor ** (head_dim / (head_dim - 2)) if scaling == "ntk" else theta
-        self.position_scale = 1.0 / factor if scaling == "linear" else 1.0
+        self.head_dim, self.theta, self.layout, self.scaling = head_dim, theta, layout, scaling
+        self.per_position = scaling is not None and scaling.kind == "dynamic"
+        # a plain tensor, not a buffer: casting the model to bf16 must not round the frequencies
+        self.inv_freq, self.attention_factor = inverse_frequencies(head_dim, theta, scaling)  # (D/2,) float64
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> Rotary:
-        return cls(
-            config.head_dim,
-            config.rope_theta,
-            config.rope_layout,
-            config.rope_scaling,
-            config.rope_scaling_factor,
-        )
+        return cls(config.head_dim, config.rope_theta, config.rope_layout, RopeScaling.from_config(config))
 
     def angles(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-        """(T, D/2) rotation angles m * base^(-2i/D) for positions (T,) (fractional positions allowed)."""
-        two_i = torch.arange(0, self.head_dim, 2, device=positions.device, dtype=dtype)  # (D/2,)
-        inv_freq = self.base ** (-two_i / self.head_dim)
-        return (positions.to(dtype) * self.position_scale)[:, None] * inv_freq  # (T, D/2)
+        """(T, D/2) rotation angles m · θ'_i for positions (T,) (fractional positions allowed).
+
+        For `dynamic`, position m uses the frequencies of length m + 1 (see the module docstring).
+        """
+        if self.per_position:
+            lengths = positions.to(torch.float64) + 1  # (T,)
+            inv_freq = inverse_frequencies(self.head_dim, self.theta, self.scaling, lengths)[0]  # (T, D/2)
+            return positions.to(dtype)[:, None] * inv_freq.to(dtype)
+        return positions.to(dtype)[:, None] * self.inv_freq.to(positions.device, dtype)  # (T, D/2)
 
     def rotate(self, q: Tensor, k: Tensor, q_pos: Tensor, k_pos: Tensor) -> tuple[Tensor, Tensor]:
         return self._rotate(q, q_pos), self._rotate(k, k_pos)
 
     def _rotate(self, x: Tensor, positions: Tensor) -> Tensor:
         angles = self.angles(positions, angle_dtype(x))  # (T, D/2)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        cos = (angles.cos() * self.attention_factor).to(x.dtype)
+        sin = (angles.sin() * self.attention_factor).to(x.dtype)
         if self.layout == "half":
             x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, D/2) each
             return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)

@@ -1,0 +1,199 @@
+"""The encode section of `bench/tokenizers.py`: llmlab against every engine of `tokenizer_engines.py`.
+
+For each vocabulary (BPE, Unigram, WordPiece) and text (English gutenberg_en, Chinese zh_classic_novels,
+valid.txt, one encode per line, MB/s of UTF-8 input):
+- cold loop: a freshly loaded encoder per pass (no cache has seen the text), best of --repeats passes;
+- warm loop: the same encoder again after one pass;
+- batch: batches of 1,000 lines on 1 and 2 threads (engines whose batch threads can be set), cold;
+- overhead: microseconds per call on SST-2 sentences (about 10 words), warm;
+- memory: peak RSS of loading and encoding every line, one fresh subprocess per engine.
+Every row prints ours/HF and ours/fastest (the fastest other engine of that row). The machine is shared and
+noisy: compare ratios, not absolute figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tokenizer_engines import CORPUS, build_vocabularies, engines, log
+
+MODELS = ("bpe", "unigram", "wordpiece")
+BATCH = 1000
+
+
+def valid_lines(data: Path, lang: str, quick: bool) -> list[str]:
+    lines = (data / CORPUS[lang] / "valid.txt").read_text(encoding="utf-8").splitlines()
+    return lines[: len(lines) // 4] if quick else lines
+
+
+def sst2_sentences(data: Path, n: int = 3000) -> list[str]:
+    with open(data / "sst2" / "dev.csv", encoding="utf-8", newline="") as f:
+        rows = [r[0] for r in csv.reader(f)][1:]
+    with open(data / "sst2" / "train.csv", encoding="utf-8", newline="") as f:
+        rows += [r[0] for r in csv.reader(f)][1:]
+    return [r for r in rows if 8 <= len(r.split()) <= 14][:n]
+
+
+def mb(texts: list[str]) -> float:
+    return sum(len(t.encode()) for t in texts) / 1e6
+
+
+def best_rate(run, factory, texts: list[str], repeats: int) -> float:
+    """MB/s of the best of `repeats` passes, each by a fresh encoder."""
+    best = float("inf")
+    for _ in range(repeats):
+        encoder = factory()
+        start = time.perf_counter()
+        run(encoder, texts)
+        best = min(best, time.perf_counter() - start)
+    return mb(texts) / best
+
+
+def loop(encoder, texts):
+    one = encoder[0]
+    for t in texts:
+        one(t)
+
+
+def batches(threads: int):
+    def run(encoder, texts):
+        for i in range(0, len(texts), BATCH):
+            encoder[1](texts[i : i + BATCH], threads)
+
+    return run
+
+
+def warm_rate(factory, texts: list[str], repeats: int) -> float:
+    encoder = factory()
+    loop(encoder, texts)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        loop(encoder, texts)
+        best = min(best, time.perf_counter() - start)
+    return mb(texts) / best
+
+
+def per_call_us(factory, sentences: list[str], repeats: int) -> float:
+    encoder = factory()
+    loop(encoder, sentences)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        loop(encoder, sentences)
+        best = min(best, time.perf_counter() - start)
+    return best / len(sentences) * 1e6
+
+
+def peak_rss(engine: str, model: str, lang: str, args) -> float | None:
+    """Peak RSS (MiB) of a fresh process that loads `engine` and encodes every line (--memory-child)."""
+    spec = json.dumps({"engine": engine, "model": model, "lang": lang})
+    cmd = [sys.executable, str(Path(__file__).with_name("tokenizers.py")), "--memory-child", spec]
+    cmd += ["--quick"] if args.quick else []
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log(f"memory {engine} {model} {lang} failed: {proc.stderr[-500:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def memory_child(spec_json: str, data: Path, work: Path, quick: bool) -> dict:
+    """In the child: load one engine, encode every line, report the peak RSS."""
+    spec = json.loads(spec_json)
+    paths = build_vocabularies(data, work, spec["model"], spec["lang"], quick)
+    encoder = engines(spec["model"], paths)[spec["engine"]]()
+    loop(encoder, valid_lines(data, spec["lang"], quick))
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return {"peak_mib": int(line.split()[1]) / 1024}
+    return {"peak_mib": None}
+
+
+def bench_encode(args, data: Path, work: Path) -> list[dict]:
+    """Every row of every vocabulary and language; prints the tables."""
+    rows, overhead = [], []
+    for model in MODELS:
+        for lang in ("en", "zh"):
+            try:
+                paths = build_vocabularies(data, work, model, lang, args.quick)
+            except Exception as e:  # noqa: BLE001
+                log(f"no {model} {lang} vocabulary: {e}")
+                continue
+            found = engines(model, paths)
+            texts = valid_lines(data, lang, args.quick)
+            rows += measure_rows(args, model, lang, found, texts)
+            if lang == "en":
+                overhead.append(overhead_row(args, model, found, sst2_sentences(data)))
+    print_rows(rows, overhead)
+    return rows + overhead
+
+
+def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> list[dict]:
+    modes = {
+        "cold loop": lambda f: best_rate(loop, f, texts, args.repeats),
+        "warm loop": lambda f: warm_rate(f, texts, args.repeats),
+        "batch 1 thread": lambda f: best_rate(batches(1), f, texts, args.repeats) if f()[1] else None,
+        "batch 2 threads": lambda f: best_rate(batches(2), f, texts, args.repeats) if f()[1] else None,
+    }
+    rows = []
+    for mode, fn in modes.items():
+        row = {"model": model, "lang": lang, "mode": mode, "unit": "MB/s"}
+        for name, factory in found.items():
+            log(f"encode {model} {lang} {mode}: {name}")
+            row[name] = fn(factory)
+        rows.append(row)
+    if args.memory:
+        row = {"model": model, "lang": lang, "mode": "peak RSS", "unit": "MiB"}
+        for name in found:
+            log(f"memory {model} {lang}: {name}")
+            row[name] = peak_rss(name, model, lang, args)
+        rows.append(row)
+    return rows
+
+
+def overhead_row(args, model: str, found: dict, sentences: list[str]) -> dict:
+    row = {"model": model, "lang": "en", "mode": "per call (SST-2)", "unit": "us"}
+    for name, factory in found.items():
+        row[name] = per_call_us(factory, sentences, args.repeats)
+    return row
+
+
+def ratios(row: dict) -> tuple[str, str, str]:
+    """(ours/HF, fastest other, ours/fastest): speed ratios, above 1 = ours faster (lower is better for us/MiB)."""
+    lower_better = row["unit"] in ("us", "MiB")
+    others = {k: v for k, v in row.items() if k not in ("model", "lang", "mode", "unit", "llmlab") and v}
+    ours = row.get("llmlab")
+    if not ours or not others:
+        return "-", "-", "-"
+
+    def r(x):
+        return f"{(x / ours if lower_better else ours / x):.2f}x"
+
+    best = (min if lower_better else max)(others, key=others.get)
+    return (r(row["HF"]) if row.get("HF") else "-"), best, r(others[best])
+
+
+def print_rows(rows: list[dict], overhead: list[dict]) -> None:
+    names = []
+    for r in rows + overhead:
+        names += [k for k in r if k not in ("model", "lang", "mode", "unit") and k not in names]
+    headers = ["model", "lang", "mode", "unit", *names, "ours/HF", "fastest", "ours/fastest"]
+    table = []
+    for r in rows + overhead:
+        cells = [r["model"], r["lang"], r["mode"], r["unit"]]
+        cells += [f"{r[n]:.2f}" if isinstance(r.get(n), float) else "-" for n in names]
+        table.append(cells + list(ratios(r)))
+    widths = [max(len(str(x[i])) for x in [headers, *table]) for i in range(len(headers))]
+    print("\n## Encode (issue 10 targets: cold loop, 1 thread)")
+    print(
+        "ratios: ours/other speed (above 1: llmlab faster; for us and MiB: other/ours, above 1: llmlab lower)"
+    )
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for cells in table:
+        print("  ".join(str(c).rjust(w) for c, w in zip(cells, widths, strict=True)))
+    sys.stdout.flush()

@@ -1,0 +1,136 @@
+"""Pretraining data: text files as one cached token array, random training windows, a fixed validation
+loss, and the per-step metrics log.
+
+The recipe is nanoGPT's (Karpathy): tokenize once into a flat array (`prepare.py` writes train.bin), draw
+`batch_size` windows at random offsets (`get_batch`), and estimate the loss on held-out text. Deviation: the
+validation loss uses the first `max_tokens` valid tokens in non-overlapping windows, not random batches, so
+evaluating draws no random numbers (exact resume) and every evaluation scores the same text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmlab.errors import LlmlabError
+from llmlab.io import atomic_open, fingerprint, loads_json, read_lines
+from llmlab.model.transformer import Transformer
+from llmlab.progress import progress_bar
+from llmlab.tokenizer.pipeline import Tokenizer
+
+METRICS_FILE = "metrics.jsonl"
+_LINES_PER_CHUNK = 5000  # lines encoded per batch: streams the files, keeps the progress bar moving
+
+
+def random_windows(
+    tokens: np.ndarray, batch_size: int, context: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch_size` random windows of `context + 1` tokens: inputs (B, T) and next-token targets (B, T)."""
+    starts = rng.integers(0, len(tokens) - context, size=batch_size)  # (B,)
+    windows = torch.from_numpy(tokens[starts[:, None] + np.arange(context + 1)].astype(np.int64))  # (B, T+1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: Transformer, tokens: np.ndarray, context: int, max_tokens: int, batch: int = 16
+) -> float:
+    """Mean next-token loss over non-overlapping windows of `context` tokens covering tokens[:max_tokens].
+
+    Raises:
+        LlmlabError: `context` is longer than a learned position table (from the model).
+    """
+    n = min(len(tokens) - 1, max_tokens) // context * context
+    if n == 0:
+        raise LlmlabError(f"evaluation needs more than {context} tokens; the text has {len(tokens)}")
+    inputs = torch.from_numpy(tokens[:n].astype(np.int64)).view(-1, context)  # (N, T)
+    targets = torch.from_numpy(tokens[1 : n + 1].astype(np.int64)).view(-1, context)  # (N, T)
+    was_training = model.training
+    total = 0.0
+    model.eval()
+    for i in range(0, len(inputs), batch):
+        logits = model(inputs[i : i + batch]).logits  # (b, T, V)
+        total += F.cross_entropy(
+            logits.flatten(0, 1).float(), targets[i : i + batch].flatten(), reduction="sum"
+        ).item()
+    model.train(was_training)
+    return total / n
+
+
+def token_array(
+    files: list[Path], tokenizer: Tokenizer, cache_dir: Path, progress: bool = False, errors: str = "strict"
+) -> np.ndarray:
+    """The files tokenized line by line (newlines kept) into one flat array, cached as tokens-<key>.npy.
+
+    The key covers the tokenizer fingerprint, `errors` (invalid UTF-8: "strict" or "replace") and each
+    file's path, size and modification time. Files are separated by <|endoftext|> when the tokenizer has
+    it. A corrupt cache file is rebuilt.
+    """
+    ident = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    key = {
+        "tokenizer": tokenizer.fingerprint,
+        "files": ident,
+        **({"errors": errors} if errors != "strict" else {}),
+    }
+    path = cache_dir / f"tokens-{fingerprint(key)[:16]}.npy"
+    if path.is_file():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            pass  # a truncated or foreign cache file: tokenize again and replace it
+    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    parts: list[np.ndarray] = []
+    for file in files:
+        with progress_bar(f"tokenizing {file.name}", enabled=progress) as bar:
+            lines = read_lines(file, errors)
+            done = 0
+            total = file.stat().st_size
+            while chunk := [line + "\n" for line in itertools.islice(lines, _LINES_PER_CHUNK)]:
+                encs = tokenizer.encode_batch(chunk, add_special_tokens=False)
+                parts.extend(np.asarray(e.ids, dtype=dtype) for e in encs)
+                done += sum(map(len, chunk))  # characters: close enough to bytes for a progress bar
+                bar(min(done, total), total)
+        if eos is not None:
+            parts.append(np.asarray([eos], dtype=dtype))
+    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    with atomic_open(path, "wb") as f:
+        np.save(f, tokens)
+    return tokens
+
+
+def open_metrics(out: Path):
+    """The metrics log opened for appending (one JSON object per line, flushed by the caller)."""
+    return (out / METRICS_FILE).open("a", encoding="utf-8")
+
+
+def read_metrics(out: str | Path) -> list[dict[str, Any]]:
+    """The metrics log of a run folder, one dict per step (empty when there is none).
+
+    A last line cut short by an interruption is dropped, as are any lines after it.
+    """
+    path = Path(out) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            record = loads_json(line, f"{path}: line {number}")
+        except LlmlabError:
+            break  # a line cut short by an interruption ends the log
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            break
+        records.append(record)
+    return records
+
+
+def write_metrics(out: Path, records: list[dict[str, Any]]) -> None:
+    """Replace the metrics log with `records`, atomically."""
+    with atomic_open(out / METRICS_FILE, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)

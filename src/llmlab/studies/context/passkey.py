@@ -1,0 +1,98 @@
+"""Passkey retrieval: a number hidden in filler text at a chosen depth, asked for at the end.
+
+Task: Mohtashami & Jaggi (2023), "Landmark Attention: Random-Access Infinite Context Length for
+Transformers", appendix, as used by the YaRN paper (Peng et al. 2023, section 4.3) — their wording:
+
+    There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz
+    you about the important information there. The grass is green. The sky is blue. The sun is yellow.
+    Here we go. There and back again. (repeated) The pass key is 71432. Remember it. 71432 is the pass key.
+    (more filler) What is the pass key? The pass key is 71432
+
+Deviations, for contexts of 64-128 tokens with a vocabulary of ~1000: the opening instructions are left
+out and the key is stated once ("The pass key is 71432. Remember it."), and the filler is cut sentence by
+sentence (not in blocks of five) so that the key can sit at any depth. The key is five random digits;
+"depth" is the share of the filler placed before it (0: first, 1: just before the question). A model
+passes a trial when greedy decoding after "The pass key is" gives exactly the key's tokens; that is checked
+in one teacher-forced pass (greedy decoding yields a sequence iff each of its tokens is the argmax given
+the ones before it). Documents are assembled from separately encoded pieces, each starting with a space
+(the byte-level pre-tokenizer splits there), so their length in tokens is known before encoding (tested).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from llmlab.errors import LlmlabError
+from llmlab.model.transformer import Transformer
+from llmlab.tokenizer.pipeline import Tokenizer
+
+FILLER = (
+    " The grass is green.",
+    " The sky is blue.",
+    " The sun is yellow.",
+    " Here we go.",
+    " There and back again.",
+)
+KEY = " The pass key is {key}. Remember it."
+QUESTION = " What is the pass key? The pass key is"
+ANSWER = " {key}"
+
+
+@dataclass(frozen=True)
+class PasskeyDocument:
+    """One trial: the prompt ending in "The pass key is" and the key's tokens that should follow."""
+
+    text: str  # prompt + answer, for training
+    prompt_ids: list[int]
+    answer_ids: list[int]
+
+
+def passkey_document(tokenizer: Tokenizer, length: int, depth: float, rng: random.Random) -> PasskeyDocument:
+    """A document of at most `length` tokens (prompt and answer) with a random key at `depth` in [0, 1].
+
+    Raises:
+        LlmlabError: `length` cannot hold the key, the question and two filler sentences.
+    """
+    key = f"{rng.randrange(10**5):05d}"
+    key_text, answer_text = KEY.format(key=key), ANSWER.format(key=key)
+    key_ids, question, answer = (tokenizer.encode(p).ids for p in (key_text, QUESTION, answer_text))
+    sentences = filler(tokenizer, length - len(key_ids) - len(question) - len(answer))
+    if len(sentences) < 2:
+        raise LlmlabError(f"passkey: {length} tokens cannot hold the key, the question and some filler")
+    before = round(depth * len(sentences))
+    prompt = [i for _, ids in sentences[:before] for i in ids] + key_ids
+    prompt += [i for _, ids in sentences[before:] for i in ids] + question
+    texts = [text for text, _ in sentences]
+    text = "".join(texts[:before]) + key_text + "".join(texts[before:]) + QUESTION + answer_text
+    return PasskeyDocument(text, prompt, answer)
+
+
+def filler(tokenizer: Tokenizer, room: int) -> list[tuple[str, list[int]]]:
+    """As many filler sentences (text, ids), cycling, as fit in `room` tokens."""
+    cycle = [(text, tokenizer.encode(text).ids) for text in FILLER]
+    out: list[tuple[str, list[int]]] = []
+    while room >= len(cycle[len(out) % len(cycle)][1]):
+        out.append(cycle[len(out) % len(cycle)])
+        room -= len(out[-1][1])
+    return out
+
+
+@torch.no_grad()
+def passkey_accuracy(
+    model: Transformer, tokenizer: Tokenizer, length: int, depth: float, trials: int, seed: int = 0
+) -> float:
+    """Share of `trials` documents of `length` tokens, key at `depth`, whose key the model retrieves greedily."""
+    rng = random.Random(f"{seed}-{length}-{depth}")
+    was_training = model.training
+    model.eval()
+    hits = 0
+    for _ in range(trials):
+        doc = passkey_document(tokenizer, length, depth, rng)
+        ids = torch.tensor([doc.prompt_ids + doc.answer_ids[:-1]])  # (1, T): the answer teacher-forced
+        logits = model(ids).logits[0, len(doc.prompt_ids) - 1 :]  # (len(answer), V)
+        hits += bool((logits.argmax(dim=-1) == torch.tensor(doc.answer_ids)).all())
+    model.train(was_training)
+    return hits / trials

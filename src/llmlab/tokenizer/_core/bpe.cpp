@@ -1,0 +1,196 @@
+// Byte-pair encoding model; see bpe.h. Reference: src/llmlab/tokenizer/bpe/model.py.
+#include "bpe.h"
+
+
+namespace llmlab {
+
+Bpe::Bpe(const BpeConfig& config) : config_(config) {
+    char_ids_.assign(0x10000, -1);
+    for (const auto& [token, id] : config.vocab) {
+        vocab_.put(token, id);
+        if (token.size() == 1 && token[0] < 0x10000) char_ids_[token[0]] = id;
+    }
+    ranks_.reserve(config.merges.size());
+    for (size_t rank = 0; rank < config.merges.size(); ++rank) {
+        const auto& m = config.merges[rank];
+        uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(m[0])) << 32) | static_cast<uint32_t>(m[1]);
+        ranks_.put(key, (static_cast<uint64_t>(rank) << 32) | static_cast<uint32_t>(m[2]));
+    }
+    static const char* hex = "0123456789ABCDEF";
+    for (int b = 0; b < 256; ++b) {
+        Str name = U"<0x";
+        name += static_cast<char32_t>(hex[b >> 4]);
+        name += static_cast<char32_t>(hex[b & 15]);
+        name += U'>';
+        byte_ids_[b] = vocab_.find(name);
+    }
+    for (const auto& [key, ids, sizes] : config.char_pieces) {
+        char_pieces_.put(key, (static_cast<uint64_t>(pieces_.size()) << 32) | ids.size());
+        for (size_t i = 0; i < ids.size(); ++i) pieces_.emplace_back(ids[i], sizes[i]);
+    }
+    for (int b = 0; b < 256; ++b) byte_of_.put(config.byte_chars[b], static_cast<uint32_t>(b));
+    config_.vocab.clear();
+    config_.char_pieces.clear();
+    simple_ = config.prefix.empty() && config.suffix.empty();
+}
+
+// bpe/chars.py `CharMerges.symbols`: a long byte-level word starts from each character's bytes merged on their
+// own (the listed characters) or from its bytes. False: a byte has no token, take the plain path.
+bool Bpe::premerged(View word, std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const {
+    size_t i = 0;
+    while (i < word.size()) {
+        size_t j = i + 1;  // a byte and the continuation bytes after it
+        uint64_t key = 0;
+        const uint32_t* lead = byte_of_.find(word[i]);
+        if (!lead) return false;
+        key = *lead;
+        while (j < word.size()) {
+            const uint32_t* b = byte_of_.find(word[j]);
+            if (!b || (*b & 0xC0) != 0x80) break;
+            if (j - i < 4) key |= static_cast<uint64_t>(*b) << (8 * (j - i));
+            ++j;
+        }
+        const uint64_t* found = j - i > 1 && j - i <= 4 ? char_pieces_.find(key) : nullptr;
+        if (found) {
+            const size_t at = *found >> 32, count = *found & 0xFFFFFFFFu;
+            for (size_t k = at; k < at + count; ++k) {
+                ids.push_back(pieces_[k].first);
+                sizes.push_back(pieces_[k].second);
+            }
+        } else {
+            for (size_t k = i; k < j; ++k) {
+                const int32_t id = word[k] < 0x10000 ? char_ids_[word[k]] : -1;
+                if (id < 0) return false;
+                ids.push_back(id);
+                sizes.push_back(1);
+            }
+        }
+        i = j;
+    }
+    return true;
+}
+
+// The id of the piece for character i of `word` (with prefix / suffix), or -1.
+int32_t Bpe::piece_id(View word, size_t i, Str& scratch) const {
+    if (simple_) {
+        char32_t c = word[i];
+        return c < 0x10000 ? char_ids_[c] : vocab_.find(word.substr(i, 1));
+    }
+    scratch.clear();
+    if (i > 0) scratch += config_.prefix;
+    scratch += word[i];
+    if (i + 1 == word.size()) scratch += config_.suffix;
+    return vocab_.find(scratch);
+}
+
+// The initial symbols of `word` and the character span of each (bpe/model.py `_symbols`). False: an unknown
+// character needs the unk token, which is not in the vocabulary.
+bool Bpe::symbols(View word, std::vector<int32_t>& ids, std::vector<Token>& spans) const {
+    Str scratch;
+    int32_t unk_start = -1, unk_end = -1;  // a pending unknown token, emitted before the next known symbol
+    auto flush = [&]() {
+        if (unk_start < 0) return true;
+        if (config_.unk_id < 0) return false;
+        ids.push_back(config_.unk_id);
+        spans.push_back({0, unk_start, unk_end});
+        unk_start = -1;
+        return true;
+    };
+    for (size_t i = 0; i < word.size(); ++i) {
+        int32_t id = piece_id(word, i, scratch);
+        int32_t at = static_cast<int32_t>(i);
+        if (id >= 0) {
+            if (!flush()) return false;
+            ids.push_back(id);
+            spans.push_back({0, at, at + 1});
+            continue;
+        }
+        if (config_.byte_fallback) {  // the "<0xXX>" tokens of the piece's UTF-8 bytes, if all exist
+            if (simple_) scratch.assign(1, word[i]);
+            std::string bytes;
+            for (char32_t c : scratch) append_utf8(bytes, c);
+            bool all = true;
+            for (unsigned char b : bytes) all = all && byte_ids_[b] >= 0;
+            if (all) {
+                if (!flush()) return false;
+                for (unsigned char b : bytes) {
+                    ids.push_back(byte_ids_[b]);
+                    spans.push_back({0, at, at + 1});
+                }
+                continue;
+            }
+        }
+        if (!config_.has_unk_token) continue;  // without an unk token the character is dropped (as HF)
+        if (!(unk_start >= 0 && config_.fuse_unk)) {
+            if (!flush()) return false;
+            unk_start = at;
+        }
+        unk_end = at + 1;
+    }
+    return flush();
+}
+
+// Merges in place, lowest rank first, leftmost first (bpe/model.py `_merge`: the same scan over the pairs'
+// ranks, which on words of a few dozen symbols beats a heap); sizes[i] counts the symbols token i covers.
+void Bpe::merge(std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const {
+    constexpr uint64_t kNone = ~0ULL;
+    auto rank_of = [&](int32_t a, int32_t b) -> uint64_t {
+        const uint64_t* r =
+            ranks_.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b));
+        return r ? *r : kNone;  // (rank << 32 | merged id): ordered by rank
+    };
+    std::vector<uint64_t> ranks(ids.size() > 1 ? ids.size() - 1 : 0);
+    for (size_t i = 0; i + 1 < ids.size(); ++i) ranks[i] = rank_of(ids[i], ids[i + 1]);
+    while (!ranks.empty()) {
+        size_t best = 0;
+        for (size_t i = 1; i < ranks.size(); ++i)
+            if (ranks[i] < ranks[best]) best = i;
+        if (ranks[best] == kNone) break;
+        ids[best] = static_cast<int32_t>(ranks[best] & 0xFFFFFFFFu);
+        sizes[best] += sizes[best + 1];
+        ids.erase(ids.begin() + best + 1);
+        sizes.erase(sizes.begin() + best + 1);
+        ranks.erase(ranks.begin() + best);
+        if (best > 0) ranks[best - 1] = rank_of(ids[best - 1], ids[best]);
+        if (best < ranks.size()) ranks[best] = rank_of(ids[best], ids[best + 1]);
+    }
+}
+
+bool Bpe::tokenize(View word, std::vector<Token>& out) const {
+    if (config_.ignore_merges) {
+        int32_t whole = vocab_.find(word);
+        if (whole >= 0) {
+            out.push_back({whole, 0, static_cast<int32_t>(word.size())});
+            return true;
+        }
+    }
+    std::vector<int32_t> ids;
+    ids.reserve(word.size());
+    if (word.size() >= 12 && !pieces_.empty()) {
+        std::vector<int32_t> sizes;
+        if (premerged(word, ids, sizes)) {
+            merge(ids, sizes);
+            int32_t end = 0;
+            for (size_t t = 0; t < ids.size(); ++t) {
+                out.push_back({ids[t], end, end + sizes[t]});
+                end += sizes[t];
+            }
+            return true;
+        }
+        ids.clear();
+    }
+    std::vector<Token> spans;
+    spans.reserve(word.size());
+    if (!symbols(word, ids, spans)) return false;
+    std::vector<int32_t> sizes(ids.size(), 1);
+    merge(ids, sizes);
+    size_t end = 0;
+    for (size_t t = 0; t < ids.size(); ++t) {
+        size_t first = end;
+        end += sizes[t];
+        out.push_back({ids[t], spans[first].start, spans[end - 1].end});
+    }
+    return true;
+}
+
+}  // namespace llmlab

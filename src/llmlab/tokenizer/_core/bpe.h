@@ -1,0 +1,47 @@
+// Byte-pair encoding: replay the merges on one word, lowest rank first, leftmost first (HF's order).
+// Reference: src/llmlab/tokenizer/bpe/model.py (HF tokenizers models/bpe/word.rs).
+#pragma once
+
+#include <array>
+#include <tuple>
+
+#include "model.h"
+
+namespace llmlab {
+
+struct BpeConfig {
+    std::vector<std::pair<Str, int32_t>> vocab;
+    std::vector<std::array<int32_t, 3>> merges;  // (left id, right id, merged id), by rank
+    int32_t unk_id = -1;                         // -1: no unk token (unknown characters are dropped)
+    bool has_unk_token = false;                  // an unk token is named (it may be missing from the vocab)
+    Str prefix, suffix;                          // continuing_subword_prefix, end_of_word_suffix
+    bool ignore_merges = false, fuse_unk = false, byte_fallback = false;
+    // Byte level: the pieces each listed character's UTF-8 bytes merge into on their own, where bpe/chars.py
+    // proves that starting from them changes nothing (key: the bytes, little-endian); GPT-2's byte characters.
+    std::vector<std::tuple<uint32_t, std::vector<int32_t>, std::vector<int32_t>>> char_pieces;
+    std::array<char32_t, 256> byte_chars{};
+};
+
+class Bpe : public Model {
+  public:
+    explicit Bpe(const BpeConfig& config);
+    bool tokenize(View word, std::vector<Token>& out) const override;
+
+  private:
+    bool symbols(View word, std::vector<int32_t>& ids, std::vector<Token>& spans) const;
+    bool premerged(View word, std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const;
+    void merge(std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const;
+    int32_t piece_id(View word, size_t i, Str& scratch) const;
+
+    StrMap vocab_;
+    std::vector<int32_t> char_ids_;       // code point < 0x10000 -> id of that one-character token, or -1
+    U64Map<uint64_t> ranks_;              // (left << 32 | right) -> (rank << 32 | merged id)
+    std::array<int32_t, 256> byte_ids_;   // "<0xXX>" ids with byte fallback (-1: missing)
+    U64Map<uint64_t> char_pieces_;        // UTF-8 bytes of a character -> (offset << 32 | count) in pieces_
+    std::vector<std::pair<int32_t, int32_t>> pieces_;  // (id, bytes covered)
+    U64Map<uint32_t> byte_of_;            // GPT-2 byte character -> its byte
+    BpeConfig config_;
+    bool simple_;                         // no prefix and no suffix
+};
+
+}  // namespace llmlab

@@ -1,0 +1,158 @@
+// Shared types of the compiled tokenizer core: text as code points, token spans, and the flat hash maps that
+// stand in for Python dicts (vocabularies, merge ranks, word caches).
+//
+// Text is UTF-32 (one char32_t per code point) so that every offset is a code point index, as Python's are.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace llmlab {
+
+using Str = std::u32string;
+using View = std::u32string_view;
+
+// One token of a word: its id and the span of characters it covers, [start, end).
+struct Token {
+    int32_t id;
+    int32_t start;
+    int32_t end;
+};
+
+inline uint64_t mix64(uint64_t x) {  // splitmix64 finalizer: spreads the bits of a key over the table
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+inline uint64_t hash_view(View v) {
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ v.size();
+    for (char32_t c : v) h = (h ^ c) * 0x100000001b3ULL;
+    return mix64(h);
+}
+
+inline void append_utf8(std::string& out, char32_t c) {
+    if (c < 0x80) {
+        out += static_cast<char>(c);
+    } else if (c < 0x800) {
+        out += static_cast<char>(0xC0 | (c >> 6));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+        out += static_cast<char>(0xE0 | (c >> 12));
+        out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (c >> 18));
+        out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+}
+
+// uint64 -> V, open addressing with linear probing; the key ~0 marks an empty slot.
+template <class V>
+class U64Map {
+  public:
+    static constexpr uint64_t kEmpty = ~0ULL;
+
+    void reserve(size_t n) {
+        size_t cap = 16;
+        while (cap < n * 2) cap <<= 1;
+        if (cap > slots_.size()) rehash(cap);
+    }
+    void put(uint64_t key, V value) {
+        if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.empty() ? 16 : slots_.size() * 2);
+        size_t i = mix64(key) & (slots_.size() - 1);
+        while (slots_[i].key != kEmpty && slots_[i].key != key) i = (i + 1) & (slots_.size() - 1);
+        if (slots_[i].key == kEmpty) ++size_;
+        slots_[i] = {key, value};
+    }
+    const V* find(uint64_t key) const {
+        if (slots_.empty()) return nullptr;
+        size_t i = mix64(key) & (slots_.size() - 1);
+        while (true) {
+            const Slot& s = slots_[i];
+            if (s.key == key) return &s.value;
+            if (s.key == kEmpty) return nullptr;
+            i = (i + 1) & (slots_.size() - 1);
+        }
+    }
+    size_t size() const { return size_; }
+
+  private:
+    struct Slot {
+        uint64_t key = kEmpty;
+        V value{};
+    };
+    void rehash(size_t cap) {
+        std::vector<Slot> old(cap);
+        old.swap(slots_);
+        size_ = 0;
+        for (const Slot& s : old)
+            if (s.key != kEmpty) put(s.key, s.value);
+    }
+    std::vector<Slot> slots_;
+    size_t size_ = 0;
+};
+
+// A string of code points -> int32 (a vocabulary); keys live in one arena.
+class StrMap {
+  public:
+    void put(View key, int32_t value) {
+        if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.empty() ? 16 : slots_.size() * 2);
+        uint64_t h = hash_view(key);
+        size_t i = h & (slots_.size() - 1);
+        while (slots_[i].len != kEmpty) {
+            if (slots_[i].hash == h && key_of(slots_[i]) == key) {
+                slots_[i].value = value;
+                return;
+            }
+            i = (i + 1) & (slots_.size() - 1);
+        }
+        slots_[i] = {h, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(key.size()), value};
+        arena_.append(key);
+        ++size_;
+    }
+    int32_t find(View key, int32_t missing = -1) const {
+        if (slots_.empty()) return missing;
+        uint64_t h = hash_view(key);
+        size_t i = h & (slots_.size() - 1);
+        while (slots_[i].len != kEmpty) {
+            if (slots_[i].hash == h && key_of(slots_[i]) == key) return slots_[i].value;
+            i = (i + 1) & (slots_.size() - 1);
+        }
+        return missing;
+    }
+    size_t size() const { return size_; }
+
+  private:
+    static constexpr uint32_t kEmpty = ~0U;
+    struct Slot {
+        uint64_t hash = 0;
+        uint32_t offset = 0;
+        uint32_t len = kEmpty;
+        int32_t value = 0;
+    };
+    View key_of(const Slot& s) const { return View(arena_).substr(s.offset, s.len); }
+    void rehash(size_t cap) {
+        std::vector<Slot> old(cap);
+        old.swap(slots_);
+        for (const Slot& s : old) {
+            if (s.len == kEmpty) continue;
+            size_t i = s.hash & (slots_.size() - 1);
+            while (slots_[i].len != kEmpty) i = (i + 1) & (slots_.size() - 1);
+            slots_[i] = s;
+        }
+    }
+    std::vector<Slot> slots_;
+    Str arena_;
+    size_t size_ = 0;
+};
+
+}  // namespace llmlab

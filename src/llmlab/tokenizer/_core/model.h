@@ -1,0 +1,18 @@
+// The model stage: one pre-tokenized word (code points) -> tokens whose spans are character indices into it.
+// Each model mirrors its Python reference (bpe/model.py, wordpiece.py, unigram/model.py) rule for rule; a
+// model is read-only once built, so threads share it.
+#pragma once
+
+#include "common.h"
+
+namespace llmlab {
+
+class Model {
+  public:
+    virtual ~Model() = default;
+    // Appends the tokens of `word` to `out`. False where the Python model raises (a missing unk token): the
+    // text is then left to the Python path, which raises the same error.
+    virtual bool tokenize(View word, std::vector<Token>& out) const = 0;
+};
+
+}  // namespace llmlab

@@ -1,0 +1,486 @@
+// Python bindings (nanobind): the compiled tokenizer core and the lazy Encoding it returns.
+//
+// `Core(config)` takes the plain-Python description that core.py builds from a Tokenizer's stages (vocab,
+// merges, Unicode tables computed by the Python stages themselves, ...) and keeps it for pickling. Encodings
+// hold C++ vectors and turn each field into a Python list only when it is read (then that list is the field).
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+
+#include "bpe.h"
+#include "decoder.h"
+#include "pipeline.h"
+#include "unigram.h"
+#include "wordpiece.h"
+
+namespace nb = nanobind;
+using namespace llmlab;
+
+namespace {
+
+// The code points of a str; false for something else, or a str holding a lone surrogate.
+bool read_text(PyObject* o, Str& out) {
+    if (!PyUnicode_Check(o)) return false;
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    const int kind = PyUnicode_KIND(o);
+    const void* data = PyUnicode_DATA(o);
+    out.resize(n);
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const auto* p = static_cast<const Py_UCS1*>(data);
+        for (Py_ssize_t i = 0; i < n; ++i) out[i] = p[i];
+        return true;
+    }
+    char32_t surrogates = 0;  // a lone surrogate (no UTF-8 form): the text is left to Python
+    if (kind == PyUnicode_2BYTE_KIND) {
+        const auto* p = static_cast<const Py_UCS2*>(data);
+        for (Py_ssize_t i = 0; i < n; ++i) surrogates |= (out[i] = p[i]) - 0xD800 < 0x800;
+    } else {
+        const auto* p = static_cast<const Py_UCS4*>(data);
+        for (Py_ssize_t i = 0; i < n; ++i) surrogates |= (out[i] = p[i]) - 0xD800 < 0x800;
+    }
+    return !surrogates;
+}
+
+Str to_str(nb::handle o) {
+    Str s;
+    if (!read_text(o.ptr(), s)) throw nb::type_error("expected a str");
+    return s;
+}
+
+PyObject* new_str(const Str& s) {
+    return PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, s.data(), static_cast<Py_ssize_t>(s.size()));
+}
+
+// The token strings: id -> str, then the extra entries core.py appends (template and added tokens, ...).
+struct TokenTable {
+    std::vector<PyObject*> strs;  // owned references (null: no token)
+    std::vector<Str> text;
+    ~TokenTable() {
+        for (PyObject* s : strs) Py_XDECREF(s);
+    }
+    int32_t add(nb::handle s) {
+        strs.push_back(nb::borrow(s).release().ptr());
+        text.push_back(to_str(s));
+        return static_cast<int32_t>(strs.size() - 1);
+    }
+};
+
+void build_table(CharTable& table, nb::handle spec) {  // spec: (starts, classes as bytes)
+    std::vector<uint32_t> starts;
+    for (nb::handle s : nb::borrow<nb::list>(spec[0])) starts.push_back(nb::cast<uint32_t>(s));
+    nb::bytes values = nb::borrow<nb::bytes>(spec[1]);
+    const auto* p = static_cast<const uint8_t*>(values.data());
+    table.build(starts, std::vector<uint8_t>(p, p + values.size()));
+}
+
+std::vector<std::pair<Str, int32_t>> read_vocab(nb::handle items) {
+    std::vector<std::pair<Str, int32_t>> out;
+    for (nb::handle item : nb::borrow<nb::list>(items)) out.emplace_back(to_str(item[0]), nb::cast<int32_t>(item[1]));
+    return out;
+}
+
+std::array<char32_t, 256> read_bytes(nb::handle chars) {
+    std::array<char32_t, 256> out{};
+    nb::list list = nb::borrow<nb::list>(chars);
+    for (size_t b = 0; b < 256; ++b) out[b] = nb::cast<uint32_t>(list[b]);
+    return out;
+}
+
+std::unique_ptr<Model> build_model(nb::dict d) {
+    const std::string kind = nb::cast<std::string>(d["kind"]);
+    if (kind == "bpe") {
+        BpeConfig c;
+        c.vocab = read_vocab(d["vocab"]);
+        for (nb::handle m : nb::borrow<nb::list>(d["merges"]))
+            c.merges.push_back({nb::cast<int32_t>(m[0]), nb::cast<int32_t>(m[1]), nb::cast<int32_t>(m[2])});
+        c.unk_id = nb::cast<int32_t>(d["unk_id"]);
+        c.has_unk_token = nb::cast<bool>(d["has_unk"]);
+        c.prefix = to_str(d["prefix"]);
+        c.suffix = to_str(d["suffix"]);
+        c.ignore_merges = nb::cast<bool>(d["ignore_merges"]);
+        c.fuse_unk = nb::cast<bool>(d["fuse_unk"]);
+        c.byte_fallback = nb::cast<bool>(d["byte_fallback"]);
+        for (nb::handle piece : nb::borrow<nb::list>(d["char_pieces"])) {
+            std::vector<int32_t> ids, sizes;
+            for (nb::handle i : nb::borrow<nb::list>(piece[1])) ids.push_back(nb::cast<int32_t>(i));
+            for (nb::handle i : nb::borrow<nb::list>(piece[2])) sizes.push_back(nb::cast<int32_t>(i));
+            c.char_pieces.emplace_back(nb::cast<uint32_t>(piece[0]), std::move(ids), std::move(sizes));
+        }
+        if (!d["byte_chars"].is_none()) c.byte_chars = read_bytes(d["byte_chars"]);
+        return std::make_unique<Bpe>(c);
+    }
+    if (kind == "wordpiece") {
+        WordPieceConfig c;
+        c.vocab = read_vocab(d["vocab"]);
+        c.unk_id = nb::cast<int32_t>(d["unk_id"]);
+        c.prefix = to_str(d["prefix"]);
+        c.max_chars = nb::cast<int64_t>(d["max_chars"]);
+        return std::make_unique<WordPiece>(c);
+    }
+    UnigramConfig c;
+    c.matched = read_vocab(d["matched"]);
+    for (nb::handle s : nb::borrow<nb::list>(d["scores"])) c.scores.push_back(nb::cast<double>(s));
+    c.unk_id = nb::cast<int32_t>(d["unk_id"]);
+    c.unk_score = nb::cast<double>(d["unk_score"]);
+    c.byte_fallback = nb::cast<bool>(d["byte_fallback"]);
+    nb::list byte_ids = nb::borrow<nb::list>(d["byte_ids"]);
+    for (size_t b = 0; b < 256 && b < byte_ids.size(); ++b) c.byte_ids[b] = nb::cast<int32_t>(byte_ids[b]);
+    return std::make_unique<Unigram>(c);
+}
+
+std::vector<AddedToken> read_added(nb::handle items) {
+    std::vector<AddedToken> out;
+    for (nb::handle t : nb::borrow<nb::list>(items))
+        out.push_back({to_str(t[0]), nb::cast<int32_t>(t[1]), nb::cast<int32_t>(t[2]), nb::cast<bool>(t[3]),
+                       nb::cast<bool>(t[4]), nb::cast<bool>(t[5])});
+    return out;
+}
+
+std::vector<TemplatePiece> read_template(nb::handle pieces) {
+    std::vector<TemplatePiece> out;
+    for (nb::handle p : nb::borrow<nb::list>(pieces)) {
+        TemplatePiece piece{nb::cast<bool>(p[0]), nb::cast<int>(p[1]), nb::cast<int32_t>(p[2]), {}, {}};
+        for (nb::handle i : nb::borrow<nb::list>(p[3])) piece.ids.push_back(nb::cast<int32_t>(i));
+        for (nb::handle i : nb::borrow<nb::list>(p[4])) piece.tokens.push_back(nb::cast<int32_t>(i));
+        out.push_back(std::move(piece));
+    }
+    return out;
+}
+
+
+int count_ends(const Str& s, const std::vector<char32_t>& spaces, bool leading) {
+    auto is_space = [&](char32_t c) { return std::find(spaces.begin(), spaces.end(), c) != spaces.end(); };
+    size_t k = 0;
+    while (k < s.size() && is_space(leading ? s[k] : s[s.size() - 1 - k])) ++k;
+    return static_cast<int>(k);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------- Encoding
+
+struct Encoding {
+    Enc enc;
+    std::shared_ptr<TokenTable> table;
+    nb::object fields[7];  // the Python lists, once read (or set)
+
+    enum Field { kIds, kTokens, kOffsets, kTypeIds, kAttention, kSpecial, kOverflowing };
+
+    nb::object get(int f) {
+        if (!fields[f].is_valid()) fields[f] = build(f);
+        return fields[f];
+    }
+    void set(int f, nb::object value) { fields[f] = std::move(value); }
+
+    nb::object build(int f) {
+        const size_t n = enc.size();
+        PyObject* list = PyList_New(f == kOverflowing ? enc.overflowing.size() : n);
+        if (!list) throw nb::python_error();
+        for (size_t i = 0; i < (f == kOverflowing ? enc.overflowing.size() : n); ++i) {
+            PyObject* item = nullptr;
+            switch (f) {
+                case kIds:
+                    item = PyLong_FromLong(enc.ids[i]);
+                    break;
+                case kTokens: {
+                    const int32_t t = enc.tokens[i];
+                    if (t >= 0) {
+                        item = table->strs[t];
+                        Py_XINCREF(item);
+                        if (!item) item = Py_NewRef(Py_None);
+                    } else {
+                        item = new_str(enc.customs[~t]);
+                    }
+                    break;
+                }
+                case kOffsets:
+                    item = PyTuple_New(2);
+                    if (item) {
+                        PyTuple_SET_ITEM(item, 0, PyLong_FromLong(enc.offsets[i].first));
+                        PyTuple_SET_ITEM(item, 1, PyLong_FromLong(enc.offsets[i].second));
+                    }
+                    break;
+                case kTypeIds:
+                    item = PyLong_FromLong(enc.type_ids[i]);
+                    break;
+                case kAttention:
+                    item = PyLong_FromLong(enc.attention[i]);
+                    break;
+                case kSpecial:
+                    item = PyLong_FromLong(enc.special[i]);
+                    break;
+                default: {
+                    Encoding window{std::move(enc.overflowing[i]), table, {}};
+                    item = nb::cast(std::move(window), nb::rv_policy::move).release().ptr();
+                }
+            }
+            if (!item) {
+                Py_DECREF(list);
+                throw nb::python_error();
+            }
+            PyList_SET_ITEM(list, i, item);
+        }
+        return nb::steal(list);
+    }
+    size_t length() { return fields[kIds].is_valid() ? nb::len(fields[kIds]) : enc.size(); }
+};
+
+// ------------------------------------------------------------------------------------------- Core
+
+struct Core {
+    nb::object config;  // what it was built from: its pickled state
+    Pipeline pipeline;
+    Decoder decoder;
+    std::shared_ptr<TokenTable> table = std::make_shared<TokenTable>();
+    std::vector<uint8_t> special;  // by id (the first entries of the table): a special added token
+    Workspace workspace;           // for single calls, which hold the GIL
+    Input input;
+
+    explicit Core(nb::dict d) : config(d) {
+        for (nb::handle s : nb::borrow<nb::list>(d["token_table"])) {
+            if (s.is_none()) {
+                table->strs.push_back(nullptr);
+                table->text.emplace_back();
+            } else {
+                table->add(s);
+            }
+        }
+        Pipeline& p = pipeline;
+        if (!d["normalizer"].is_none()) {
+            nb::dict n = nb::borrow<nb::dict>(d["normalizer"]);
+            CharTable classes;
+            build_table(classes, n["classes"]);
+            std::unordered_map<char32_t, Str> forms;
+            for (auto [c, form] : nb::borrow<nb::dict>(n["forms"])) forms[nb::cast<uint32_t>(c)] = to_str(form);
+            p.normalizer = std::make_unique<Normalizer>(std::move(classes), std::move(forms));
+        }
+        if (!d["pre_tokenizer"].is_none()) {
+            nb::dict t = nb::borrow<nb::dict>(d["pre_tokenizer"]);
+            auto pre = std::make_unique<PreTokenizer>();
+            const std::string kind = nb::cast<std::string>(t["kind"]);
+            pre->kind = kind == "bert" ? PreTokenizer::kBert
+                        : kind == "byte_level" ? PreTokenizer::kByteLevel : PreTokenizer::kMetaspace;
+            if (!t["classes"].is_none()) build_table(pre->classes, t["classes"]);
+            pre->add_prefix_space = nb::cast<bool>(t["add_prefix_space"]);
+            pre->use_regex = nb::cast<bool>(t["use_regex"]);
+            pre->replacement = to_str(t["replacement"])[0];
+            pre->prepend = static_cast<PreTokenizer::Prepend>(nb::cast<int>(t["prepend"]));
+            pre->split_words = nb::cast<bool>(t["split"]);
+            p.pre_tokenizer = std::move(pre);
+        }
+        p.model = build_model(nb::borrow<nb::dict>(d["model"]));
+        if (!d["byte_chars"].is_none()) {
+            p.byte_level = true;
+            p.byte_chars = read_bytes(d["byte_chars"]);
+        }
+        p.unk_as_text = nb::cast<int32_t>(d["unk_as_text"]);
+        if (!d["word_chars"].is_none()) build_table(p.word_chars, d["word_chars"]);
+        if (!d["spaces"].is_none()) build_table(p.spaces, d["spaces"]);
+        p.raw_added = AddedMatcher(read_added(d["raw_added"]), &p.word_chars, &p.spaces);
+        p.normalized_added = AddedMatcher(read_added(d["normalized_added"]), &p.word_chars, &p.spaces);
+        read_post(d["post"]);
+        for (char32_t c : to_str(d["space_chars"])) p.spaces_list.push_back(c);
+        read_decoder(d["decoder"]);
+        special.assign(nb::cast<size_t>(d["n_ids"]), 0);
+        for (nb::handle i : nb::borrow<nb::list>(d["special_ids"])) {
+            const int64_t id = nb::cast<int64_t>(i);
+            if (id >= 0 && id < static_cast<int64_t>(special.size())) special[id] = 1;
+        }
+        refresh_ends();
+    }
+
+    void read_post(nb::handle post) {
+        if (post.is_none()) return;
+        nb::dict d = nb::borrow<nb::dict>(post);
+        PostProcessor& pp = pipeline.post;
+        if (nb::cast<std::string>(d["kind"]) == "template") {
+            pp.kind = PostProcessor::kTemplate;
+            pp.single = read_template(d["single"]);
+            pp.pair = read_template(d["pair"]);
+        } else {
+            pp.kind = PostProcessor::kByteLevel;
+            pp.trim_offsets = nb::cast<bool>(d["trim_offsets"]);
+            pp.add_prefix_space = nb::cast<bool>(d["add_prefix_space"]);
+        }
+    }
+
+    void read_decoder(nb::handle dec) {
+        if (dec.is_none()) return;
+        nb::dict d = nb::borrow<nb::dict>(dec);
+        const std::string kind = nb::cast<std::string>(d["kind"]);
+        if (kind == "wordpiece") {
+            decoder.kind = Decoder::kWordPiece;
+            decoder.prefix = to_str(d["prefix"]);
+            decoder.cleanup = nb::cast<bool>(d["cleanup"]);
+        } else if (kind == "byte_level") {
+            decoder.kind = Decoder::kByteLevel;
+            decoder.byte_chars = read_bytes(d["byte_chars"]);
+        } else if (kind == "metaspace") {
+            decoder.kind = Decoder::kMetaspace;
+            decoder.replacement = to_str(d["replacement"])[0];
+            decoder.prepend_never = nb::cast<bool>(d["prepend_never"]);
+        } else {
+            decoder.kind = Decoder::kPython;
+        }
+    }
+
+    void refresh_ends() {  // leading / trailing spaces of every token-table entry
+        pipeline.leads.resize(table->text.size());
+        pipeline.trails.resize(table->text.size());
+        for (size_t i = 0; i < table->text.size(); ++i) {
+            pipeline.leads[i] = static_cast<uint16_t>(count_ends(table->text[i], pipeline.spaces_list, true));
+            pipeline.trails[i] = static_cast<uint16_t>(count_ends(table->text[i], pipeline.spaces_list, false));
+        }
+    }
+
+    void set_truncation(nb::object t) {  // None or (max_length, stride, strategy, left)
+        pipeline.truncate = !t.is_none();
+        if (pipeline.truncate)
+            pipeline.truncation = {nb::cast<int64_t>(t[0]), nb::cast<int64_t>(t[1]), nb::cast<int>(t[2]),
+                                   nb::cast<bool>(t[3])};
+    }
+
+    void set_padding(nb::object p) {  // None or (left, pad_id, pad_type_id, pad_token, length, multiple)
+        pipeline.pad = !p.is_none();
+        if (!pipeline.pad) return;
+        Padding& pad = pipeline.padding;
+        pad.left = nb::cast<bool>(p[0]);
+        pad.pad_id = nb::cast<int32_t>(p[1]);
+        pad.pad_type_id = nb::cast<int32_t>(p[2]);
+        pad.pad_token = table->add(p[3]);
+        pipeline.leads.push_back(static_cast<uint16_t>(count_ends(table->text.back(), pipeline.spaces_list, true)));
+        pipeline.trails.push_back(static_cast<uint16_t>(count_ends(table->text.back(), pipeline.spaces_list, false)));
+        pad.length = p[4].is_none() ? -1 : nb::cast<int64_t>(p[4]);
+        pad.multiple = p[5].is_none() ? 0 : nb::cast<int64_t>(p[5]);
+    }
+
+    nb::object wrap(Enc&& e) { return nb::cast(Encoding{std::move(e), table, {}}, nb::rv_policy::move); }
+
+    nb::object encode(nb::handle text, nb::handle pair, bool add_special_tokens) {
+        Input& in = input;  // reused: single calls hold the GIL
+        in.has_pair = false;
+        if (!read_text(text.ptr(), in.text)) return nb::none();
+        if (!pair.is_none()) {
+            if (!read_text(pair.ptr(), in.pair)) return nb::none();
+            in.has_pair = true;
+        }
+        Enc out;
+        bool ok;
+        std::unique_lock<std::shared_mutex> writing(pipeline.cache.mutex, std::try_to_lock);
+        if (writing.owns_lock()) {
+            workspace.writes = nullptr;
+            ok = pipeline.encode(in, add_special_tokens, true, out, workspace);
+        } else {  // a batch on another thread is reading the cache: read it too, keep new words aside
+            std::shared_lock<std::shared_mutex> reading(pipeline.cache.mutex);
+            WordCache aside;
+            workspace.writes = &aside;
+            ok = pipeline.encode(in, add_special_tokens, true, out, workspace);
+        }
+        return ok ? wrap(std::move(out)) : nb::none();
+    }
+
+    // -> (encodings, indices of the inputs left to Python, whose entries are None)
+    nb::tuple encode_batch(nb::list inputs, bool add_special_tokens, int threads) {
+        const size_t n = inputs.size();
+        std::vector<Input> ins(n);
+        std::vector<uint8_t> ok(n, 0);
+        for (size_t i = 0; i < n; ++i) {
+            PyObject* item = PyList_GET_ITEM(inputs.ptr(), i);
+            if (PyUnicode_Check(item)) {
+                ok[i] = read_text(item, ins[i].text);
+            } else if ((PyTuple_Check(item) || PyList_Check(item)) && PySequence_Size(item) == 2) {
+                nb::object a = nb::steal(PySequence_GetItem(item, 0)), b = nb::steal(PySequence_GetItem(item, 1));
+                ok[i] = read_text(a.ptr(), ins[i].text) && read_text(b.ptr(), ins[i].pair);
+                ins[i].has_pair = true;
+            }
+        }
+        std::vector<Enc> out;
+        {
+            nb::gil_scoped_release released;
+            pipeline.encode_batch(ins, add_special_tokens, threads, out, ok);
+        }
+        nb::list encodings, missing;
+        for (size_t i = 0; i < n; ++i) {
+            if (ok[i]) {
+                encodings.append(wrap(std::move(out[i])));
+            } else {
+                encodings.append(nb::none());
+                missing.append(i);
+            }
+        }
+        return nb::make_tuple(encodings, missing);
+    }
+
+    nb::object decode(nb::handle ids, bool skip_special_tokens) {
+        if (decoder.kind == Decoder::kPython) return nb::none();
+        std::vector<const Str*> tokens;
+        for (nb::handle h : nb::borrow<nb::sequence>(ids)) {
+            const long long id = PyLong_AsLongLong(h.ptr());
+            if (id == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return nb::none();  // not an int: Python decides what that means
+            }
+            if (id < 0 || id >= static_cast<long long>(special.size()) || !table->strs[id]) continue;
+            if (skip_special_tokens && special[id]) continue;
+            tokens.push_back(&table->text[id]);
+        }
+        const std::string text = decoder.decode(tokens);
+        const char* errors = decoder.kind == Decoder::kByteLevel ? "replace" : "surrogatepass";
+        PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), errors);
+        if (!s) throw nb::python_error();
+        return nb::steal(s);
+    }
+};
+
+NB_MODULE(_corelib, m) {
+    m.doc() = "The compiled tokenizer core (sources: src/llmlab/tokenizer/_core/; Python side: core.py).";
+
+    nb::class_<Encoding> enc(m, "Encoding");
+    const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask", "special_tokens_mask",
+                           "overflowing"};
+    for (int f = 0; f < 7; ++f)
+        enc.def_prop_rw(
+            names[f], [f](Encoding& e) { return e.get(f); },
+            [f](Encoding& e, nb::object value) { e.set(f, std::move(value)); });
+    enc.def("__len__", &Encoding::length);
+    enc.def("__reduce__", [](Encoding& e) {  // unpickles as the pure-Python Encoding
+        nb::object cls = nb::module_::import_("llmlab.tokenizer.encoding").attr("Encoding");
+        nb::list args;
+        for (int f = 0; f < 7; ++f) args.append(e.get(f));
+        return nb::make_tuple(cls, nb::tuple(args));
+    });
+    enc.def("__eq__", [](Encoding& e, nb::handle other) -> nb::object {
+        static const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask",
+                                      "special_tokens_mask", "overflowing"};
+        for (int f = 0; f < 7; ++f) {
+            if (!nb::hasattr(other, names[f])) return nb::borrow(Py_NotImplemented);
+            if (!e.get(f).equal(other.attr(names[f]))) return nb::bool_(false);
+        }
+        return nb::bool_(true);
+    });
+    enc.def("__repr__", [](Encoding& e) {
+        static const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask",
+                                      "special_tokens_mask", "overflowing"};
+        std::string out = "Encoding(";
+        for (int f = 0; f < 7; ++f) {
+            if (f) out += ", ";
+            out += names[f];
+            out += "=";
+            out += nb::cast<std::string>(nb::repr(e.get(f)));
+        }
+        return out + ")";
+    });
+
+    nb::class_<Core>(m, "Core")
+        .def(nb::init<nb::dict>())
+        .def("encode", &Core::encode, nb::arg("text"), nb::arg("pair").none(), nb::arg("add_special_tokens"))
+        .def("encode_batch", &Core::encode_batch)
+        .def("decode", &Core::decode)
+        .def("set_truncation", &Core::set_truncation, nb::arg("truncation").none())
+        .def("set_padding", &Core::set_padding, nb::arg("padding").none())
+        .def("__getstate__", [](Core& c) { return c.config; })
+        .def("__setstate__", [](Core& c, nb::dict state) { new (&c) Core(state); });
+}

@@ -1,0 +1,34 @@
+// The normalizer stage as a table of per-character forms, with the alignment offsets need.
+//
+// Reference: normalize.py, whose `normalize_aligned` aligns per character when normalizing character by
+// character rebuilds the text. Python computes every character's form once (core_tables.py) and marks the
+// characters where that may not hold (combining marks that reorder or compose across characters, lone
+// surrogates): a text holding one of those is left to the Python path, so the two never disagree.
+#pragma once
+
+#include <unordered_map>
+
+#include "chartable.h"
+#include "common.h"
+
+namespace llmlab {
+
+class Normalizer {
+  public:
+    enum Class : uint8_t { kSame = 0, kMapped = 1, kHard = 2, kSpaced = 3, kDropped = 4 };
+
+    Normalizer(CharTable classes, std::unordered_map<char32_t, Str> forms)
+        : classes_(std::move(classes)), forms_(std::move(forms)) {}
+
+    // Whether the text holds a character only the Python path handles.
+    bool hard(View text) const;
+    // Normalizes `text` into `out`; `align` gets, per output character, the index of the input character it
+    // came from, and is left empty when the alignment is the identity (as Python's None).
+    void normalize(View text, Str& out, std::vector<int32_t>& align) const;
+
+  private:
+    CharTable classes_;
+    std::unordered_map<char32_t, Str> forms_;
+};
+
+}  // namespace llmlab

@@ -1,0 +1,71 @@
+// The whole encode of one text: added tokens, normalizer, pre-tokenizer, model (with the word cache),
+// offsets back into the text, then truncation, post-processing and padding; and many texts on threads.
+//
+// Reference: encoder.py (SequenceEncoder) and pipeline.py (Tokenizer.encode / encode_batch), ported step for
+// step. Every function returns false where the text must go to the Python path instead: a character the
+// tables mark as hard, a missing unk token, a truncation setting Python rejects (it raises the error).
+#pragma once
+
+#include <array>
+#include <memory>
+
+#include "added_tokens.h"
+#include "encoding.h"
+#include "model.h"
+#include "normalizer.h"
+#include "pretokenizer.h"
+#include "word_cache.h"
+
+namespace llmlab {
+
+// Scratch buffers of one thread, and where its new word splits go.
+struct Workspace {
+    Str normalized, full, model_word;
+    std::vector<int32_t> align, begun;
+    std::vector<Piece> raw_pieces, normalized_pieces;
+    std::vector<Word> words;
+    std::vector<Token> tokens;
+    WordCache* writes = nullptr;  // a cache of this thread's own, or null: write to the shared one
+};
+
+struct Input {
+    Str text, pair;
+    bool has_pair = false;
+};
+
+class Pipeline {
+  public:
+    std::unique_ptr<Normalizer> normalizer;
+    std::unique_ptr<PreTokenizer> pre_tokenizer;
+    std::unique_ptr<Model> model;
+    AddedMatcher raw_added, normalized_added;
+    CharTable word_chars, spaces;  // for the added tokens' single_word / lstrip / rstrip
+    bool byte_level = false;        // the model sees each word's UTF-8 bytes as GPT-2 characters
+    std::array<char32_t, 256> byte_chars{};
+    int32_t unk_as_text = -1;       // Unigram: this id's token string is the text it covers
+    WordCache cache;
+
+    // Post-processing and runtime settings.
+    PostProcessor post;
+    bool truncate = false, pad = false;
+    Truncation truncation;
+    Padding padding;
+    std::vector<uint16_t> leads, trails;  // spaces at each end of each token-table entry (for trimming)
+    std::vector<char32_t> spaces_list;
+
+    // One input -> its final encoding (padded to itself when padding is on and `pad_alone`).
+    bool encode(const Input& in, bool add_special_tokens, bool pad_alone, Enc& out, Workspace& ws);
+    // Many inputs on `threads` threads. `ok` comes in marking the inputs that could be read and goes out
+    // marking those encoded (false: input i goes to Python). Pads the batch when every input succeeded.
+    void encode_batch(const std::vector<Input>& inputs, bool add_special_tokens, int threads,
+                      std::vector<Enc>& out, std::vector<uint8_t>& ok);
+
+  private:
+    bool encode_sequence(View text, int32_t type_id, Enc& out, Workspace& ws);
+    bool encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, Workspace& ws);
+    bool encode_words(View text, int32_t shift, bool first, int32_t type_id, Enc& out, Workspace& ws);
+    bool split_word(View word, Workspace& ws, WordCache::Hit& hit);
+    bool is_hard(const Input& in) const;
+};
+
+}  // namespace llmlab

@@ -1,0 +1,47 @@
+// WordPiece model; see wordpiece.h. Reference: src/llmlab/tokenizer/wordpiece.py.
+#include "wordpiece.h"
+
+namespace llmlab {
+
+WordPiece::WordPiece(const WordPieceConfig& config) : unk_id_(config.unk_id), max_chars_(config.max_chars) {
+    const View prefix(config.prefix);
+    for (const auto& [token, id] : config.vocab) {
+        View t(token);
+        first_.insert(t, id);
+        if (prefix.empty())
+            next_.insert(t, id);
+        else if (t.substr(0, prefix.size()) == prefix)
+            next_.insert(t.substr(prefix.size()), id);
+    }
+}
+
+bool WordPiece::tokenize(View word, std::vector<Token>& out) const {
+    const int32_t n = static_cast<int32_t>(word.size());
+    const size_t mark = out.size();
+    auto unk = [&]() {
+        out.resize(mark);
+        if (unk_id_ < 0) return false;
+        out.push_back({unk_id_, 0, n});
+        return true;
+    };
+    if (n > max_chars_) return unk();
+    int32_t start = 0;
+    while (start < n) {  // the longest token from `start`: walk the trie, remember the last token passed
+        const Trie& trie = start ? next_ : first_;
+        int32_t node = 0, best_id = -1, best_end = -1;
+        for (int32_t i = start; i < n; ++i) {
+            node = trie.child(node, word[i]);
+            if (node < 0) break;
+            if (trie.value(node) >= 0) {
+                best_id = trie.value(node);
+                best_end = i + 1;
+            }
+        }
+        if (best_id < 0) return unk();
+        out.push_back({best_id, start, best_end});
+        start = best_end;
+    }
+    return true;
+}
+
+}  // namespace llmlab

@@ -1,0 +1,234 @@
+"""BPE trainer: learn merges from word counts (Sennrich et al. 2016, "Neural Machine Translation of Rare Words
+with Subword Units"), as byte-level GPT-2 uses it (Radford et al. 2019) when the words are byte-level mapped.
+
+Reference implementation, matched merge for merge and id for id (tested): Hugging Face `tokenizers`
+`BpeTrainer` (tokenizers/src/models/bpe/trainer.rs and word.rs). Its rules, all reproduced here:
+- ids: special tokens first (in order), then the alphabet sorted by code point, then, with a
+  `continuing_subword_prefix`, each prefix + character in the order the words first show it (HF meets the
+  words in hash-map order, so there its ids differ from run to run), then one id per new token;
+- the alphabet is every character of the words plus `initial_alphabet`; `limit_alphabet` keeps the most
+  frequent (initial_alphabet first; among equal counts the smaller code point, where HF's order is arbitrary);
+  characters left out are dropped from the words;
+- the pair to merge is the one with the highest count, ties going to the smallest (left id, right id);
+- the new token is left + right (right without its prefix); when that string is already a token (two merges
+  can build the same string) its id is reused and the vocabulary does not grow; a pair merged twice keeps its
+  later rank in the merge list, as HF's merge map does;
+- a word is merged left to right, "aaa" with (a, a) giving "aa a";
+- counts are updated incrementally and the priority queue is invalidated lazily, with HF's bookkeeping: each
+  queue entry carries the words that held the pair when it was queued, and only those words are merged;
+- `max_token_length` (in characters) stops a new pair from being counted unless left + right is shorter
+  (HF's strict `<`); the first pairs of each word are always counted;
+- training stops at `vocab_size`, when no pair is left, or when the best count is below `min_frequency`.
+
+`score="likelihood"` replaces the count by the WordPiece criterion count(ab) / (count(a) * count(b)) of
+Schuster & Nakajima (2012), a reconstruction following the description in the Hugging Face course (chapter 6,
+"WordPiece tokenization"); HF's trainer has no such option, so there is no reference to match. Merging ab
+lowers count(a) and count(b), which *raises* the score of every pair holding a or b, so those pairs are
+re-queued after each merge (a lazy queue alone only copes with scores that fall).
+
+Speed (HF's bookkeeping, laid out for Python): the words are linked lists of symbol ids in numpy arrays
+(`words.py`); every pair that appears gets a slot holding its count and its positions (`pairs.py`), so
+a merge visits only the occurrences its queue entry names and changes counts by slot. Merges with few
+occurrences run in a Python loop, the large ones (early merges of byte-level Chinese, whose "words" are whole
+clauses) in numpy steps; pairs too rare to be merged soon never enter the heap. Counting the words is the
+caller's job (and, on a few MB of English, takes longer than training).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from llmlab.errors import LlmlabError
+from llmlab.tokenizer.bpe.model import BPE
+from llmlab.tokenizer.bpe.pairs import ID_BITS, ID_MASK, Queue
+from llmlab.tokenizer.bpe.words import Words
+from llmlab.tokenizer.word_table import WordTable, word_arrays
+
+_MAX_IDS = 1 << ID_BITS
+BATCH = 32  # merges with at least this many positions to visit take numpy steps
+
+
+def train_bpe(
+    word_counts: dict[str, int] | WordTable,
+    vocab_size: int,
+    min_frequency: int = 0,
+    special_tokens: Sequence[str] = (),
+    initial_alphabet: Iterable[str] = (),
+    limit_alphabet: int | None = None,
+    continuing_subword_prefix: str | None = None,
+    max_token_length: int | None = None,
+    score: str = "frequency",
+    progress: Callable[[int, int], None] | None = None,
+) -> BPE:
+    """Learn a BPE model from pre-tokenized word counts.
+
+    Args:
+        word_counts: each pre-tokenized word (for byte-level BPE: already byte-level mapped) and its count,
+            as a dict or a `WordTable` (whose arrays are used as they are).
+        vocab_size: the size to stop at, special tokens included.
+        min_frequency: a pair must occur at least this often to be merged.
+        special_tokens: tokens that get the first ids, in this order.
+        initial_alphabet: characters to include even if the words lack them (e.g. all 256 byte characters);
+            of a longer string only the first character counts, as in HF.
+        limit_alphabet: keep at most this many characters, the most frequent.
+        continuing_subword_prefix: prefix of every symbol that does not start a word ("##" for WordPiece).
+        max_token_length: no new pair is counted unless its token would be shorter than this (None: no limit).
+        score: "frequency" (BPE, as HF) or "likelihood" (WordPiece's count(ab) / (count(a) * count(b))).
+        progress: called as `progress(merges_done, merges_wanted)` after each merge.
+
+    Returns:
+        The trained `BPE` model (with `continuing_subword_prefix` set when given).
+
+    Raises:
+        LlmlabError: unknown `score`, or `vocab_size` smaller than the special tokens plus the alphabet.
+    """
+    if score not in ("frequency", "likelihood"):
+        raise LlmlabError(f"BPE score must be 'frequency' or 'likelihood', not {score!r}")
+    if not 0 < vocab_size < _MAX_IDS:
+        raise LlmlabError(f"vocab_size must be between 1 and {_MAX_IDS - 1}, not {vocab_size}")
+    codes, lengths, counts = word_arrays(word_counts)
+    alphabet = _alphabet(codes, np.repeat(counts, lengths), initial_alphabet, limit_alphabet)
+    tokens = list(dict.fromkeys([*special_tokens, *alphabet]))
+    if vocab_size < len(tokens):
+        raise LlmlabError(
+            f"vocab_size {vocab_size} is smaller than the {len(special_tokens)} special tokens + "
+            f"{len(alphabet)} alphabet characters = {len(tokens)} tokens it must hold"
+        )
+    vocab = {token: i for i, token in enumerate(tokens)}
+    gc_was_on = gc.isenabled()
+    gc.disable()  # training makes millions of small acyclic objects; cyclic GC passes over them cost ~15%
+    try:
+        words = Words(*_symbols(codes, lengths, vocab, tokens, continuing_subword_prefix), counts)
+        units = words.symbol_counts(len(tokens)) if score == "likelihood" else []
+        queue = Queue(words.count_pairs(), score == "likelihood", units)
+        merges = _learn_merges(
+            words, queue, vocab, tokens, vocab_size, min_frequency, continuing_subword_prefix, max_token_length,
+            progress,
+        )  # fmt: skip
+        del words, queue  # freed now by reference counting, before the collector would walk them
+        # HF keeps its merges in a map, so a pair merged twice (only when a merge rebuilds an existing token,
+        # which real corpora hardly ever do) keeps its last rank
+        last = {pair: rank for rank, pair in enumerate(merges)}
+        kept = [
+            (tokens[p >> ID_BITS], tokens[p & ID_MASK]) for rank, p in enumerate(merges) if last[p] == rank
+        ]
+        return BPE(vocab, kept, continuing_subword_prefix=continuing_subword_prefix)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _alphabet(codes: np.ndarray, weights: np.ndarray, initial: Iterable[str], limit: int | None) -> list[str]:
+    """Characters of the words (code points, each weighted by its word's count) plus `initial`; the `limit`
+    most frequent, by code point."""
+    seen = np.flatnonzero(np.bincount(codes))
+    freq = dict(zip(map(chr, seen.tolist()), np.bincount(codes, weights)[seen].tolist(), strict=True))
+    for ch in (s[0] for s in initial if s):  # of a longer string only its first character, as HF
+        freq[ch] = float("inf")  # always kept first, as HF's usize::MAX
+    kept = list(freq)
+    if limit is not None and len(kept) > limit:
+        kept = sorted(kept, key=lambda ch: (-freq[ch], ch))[:limit]
+    return sorted(kept)
+
+
+def _symbols(
+    codes: np.ndarray, lengths: np.ndarray, vocab: dict[str, int], tokens: list[str], prefix: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The words (code points, one word after the other) as symbol ids, and each word's new length:
+    characters outside the vocabulary are dropped.
+
+    With a `prefix`, every character but the word's first becomes prefix + character, a token added to the
+    vocabulary in the order the words first show it.
+    """
+    first = np.zeros(len(codes), bool)
+    first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    ids = _lookup(codes, lambda ch: vocab.get(ch, -1))
+    if prefix:
+        rest, where = np.unique(codes[~first], return_index=True)
+        for ch in map(chr, rest[np.argsort(where)].tolist()):  # in the order the words first show them
+            if ch in vocab and prefix + ch not in vocab:
+                vocab[prefix + ch] = len(tokens)
+                tokens.append(prefix + ch)
+        ids[~first] = _lookup(codes[~first], lambda ch: vocab[prefix + ch] if ch in vocab else -1)
+    kept = ids >= 0
+    word = np.repeat(np.arange(len(lengths)), lengths)
+    return ids[kept], np.bincount(word[kept], minlength=len(lengths))
+
+
+def _lookup(codes: np.ndarray, id_of: Callable[[str], int]) -> np.ndarray:
+    """id_of(character) for every code point."""
+    table = np.full(int(codes.max(initial=0)) + 1, -1, np.int64)
+    present = np.flatnonzero(np.bincount(codes, minlength=len(table)))
+    table[present] = [id_of(chr(code)) for code in present.tolist()]
+    return table[codes]
+
+
+def _learn_merges(
+    words: Words,
+    queue: Queue,
+    vocab: dict[str, int],
+    tokens: list[str],
+    vocab_size: int,
+    min_frequency: int,
+    prefix: str | None,
+    max_token_length: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[int]:
+    """Merge the best pair until the vocabulary is full or no pair qualifies; the merged pairs, in order."""
+    merges: list[int] = []
+    wanted = vocab_size - len(tokens)
+    length = None if max_token_length is None else np.ones(max(len(tokens), vocab_size) + 1, np.int64)
+    rebuilt: set[int] = set()  # ids that two merges have built
+    while len(vocab) < vocab_size and (slot := queue.pop_best(min_frequency)) is not None:
+        key = queue.table.key_mv[slot]
+        a, b = key >> ID_BITS, key & ID_MASK
+        fresh = len(tokens)
+        new = _add_token(tokens[a], tokens[b], prefix, vocab, tokens)
+        merges.append(key)
+        if new == fresh and length is not None:
+            length[new] = length[a] + length[b]  # characters per token, by id
+        elif new != fresh:  # an existing token: its pairs can now be made twice
+            rebuilt.add(new)
+            queue.table.rebuilt()
+        rule = None if length is None else (length, max_token_length - length[new])
+        _merge(words, queue, slot, (a, b, new), rule, rebuilt)
+        if progress:
+            progress(len(merges), wanted)
+    return merges
+
+
+def _merge(
+    words: Words, queue: Queue, slot: int, pair: tuple[int, int, int], rule, rebuilt: set[int]
+) -> None:
+    """Merge the slot's pair (a, b) into `new` where it appeared; count and queue the pairs made.
+
+    `rule`: HF's max_token_length rule as (length, room), a pair (x, new) being counted only if
+    length[x] < room; None without a limit.
+    """
+    a, b, new = pair
+    table = queue.table
+    pos = queue.positions(slot)
+    if a in rebuilt or b in rebuilt:  # the words may hold the pair where `pos` does not know
+        pos = words.word_nodes(pos)
+    table.reserve(2 * len(pos), 2 * len(pos))
+    if len(pos) >= BATCH:
+        made, merged = words.merge_many(table, pos, pair, rule)
+    else:
+        made, merged = words.merge_few(table, pos if isinstance(pos, list) else pos.tolist(), pair, rule)
+    if queue.likelihood:
+        queue.rescore(slot, new, merged)
+    queue.add(made)
+
+
+def _add_token(left: str, right: str, prefix: str | None, vocab: dict[str, int], tokens: list[str]) -> int:
+    """The id of left + right (the right part without its prefix), added to the vocabulary when new."""
+    if prefix and right.startswith(prefix):
+        right = right[len(prefix) :]
+    new = vocab.get(left + right)
+    if new is None:
+        new = vocab[left + right] = len(tokens)
+        tokens.append(left + right)
+    return new

@@ -1,0 +1,278 @@
+"""The compiled core (core.py, _core/) equals the pure-Python path: the standard pipelines run on it, random
+Unicode text gives identical encodings, tiktoken's GPT-2 ids hold on it, it pickles into worker processes,
+bad input is a one-line error or a correct result, and a build under AddressSanitizer runs a parity sample.
+(The other parity tests run on both paths through the `engine` fixture of conftest.py.)"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmlab.errors import LlmlabError
+from llmlab.tokenizer import Tokenizer, core
+from llmlab.tokenizer.train import train_tokenizer
+
+pytestmark = pytest.mark.skipif(core._corelib is None, reason="the compiled tokenizer core is not built here")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fields(e) -> tuple:
+    return (list(e.ids), list(e.tokens), [tuple(o) for o in e.offsets], list(e.type_ids), list(e.attention_mask),
+            list(e.special_tokens_mask), [fields(o) for o in e.overflowing])  # fmt: skip
+
+
+def both(build) -> tuple[Tokenizer, Tokenizer]:
+    """(core, pure) tokenizers from the same builder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMLAB_PURE_PYTHON", "0")
+        fast = build()
+        mp.setenv("LLMLAB_PURE_PYTHON", "1")
+        pure = build()
+    assert fast.engine == "core" and pure.engine == "python"
+    return fast, pure
+
+
+def texts(path: Path, limit: int) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return [row[0] for row in csv.reader(f)][1:][:limit]
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_data) -> list[str]:
+    en = (shared_data / "tiny_shakespeare" / "train.txt").read_text(encoding="utf-8").splitlines()[:3000]
+    zh = (shared_data / "zh_classic_novels" / "train.txt").read_text(encoding="utf-8").splitlines()[:200]
+    return en + zh + texts(shared_data / "chnsenticorp_htl" / "train.csv", 300)
+
+
+@pytest.fixture(scope="module")
+def pipelines(corpus, minilm_dir, tmp_path_factory) -> dict[str, str]:
+    """The three standard pipelines as tokenizer.json files: BERT (MiniLM's), byte-level BPE and Unigram."""
+    folder = tmp_path_factory.mktemp("pipelines")
+    paths = {"bert": str(minilm_dir / "tokenizer.json")}
+    for model in ("bpe", "unigram"):
+        paths[model] = str(folder / f"{model}.json")
+        train_tokenizer(model, corpus, 4000).save(paths[model])
+    return paths
+
+
+@pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])
+def test_standard_pipelines_run_on_the_core_with_identical_results(pipelines, corpus, name):
+    fast, pure = both(lambda: Tokenizer.load(pipelines[name]))
+    for t in (fast, pure):
+        t.enable_truncation(32, stride=4)
+        t.enable_padding(pad_to_multiple_of=8)
+    lines = corpus[::7] + [
+        "",
+        " ",
+        "[CLS] [SEP] <|endoftext|> <s>",
+        "q\u0307\u0323 e\u0301 ﬁ ①",
+        "\x00\ufffd",
+    ]
+    assert [fields(e) for e in fast.encode_batch(lines, num_threads=2)] == [
+        fields(e) for e in pure.encode_batch(lines)
+    ]
+    for a, b in zip(lines[:60], lines[1:61], strict=True):
+        assert fields(fast.encode(a, b)) == fields(pure.encode(a, b)), (a, b)
+        assert fast.decode(fast.encode(a).ids) == pure.decode(pure.encode(a).ids)
+
+
+def test_unsupported_stages_run_in_python(pipelines):
+    from llmlab.tokenizer.pretokenize import Whitespace
+
+    tok = Tokenizer.load(pipelines["bert"])
+    assert tok.engine == "core"
+    tok.pre_tokenizer = Whitespace()
+    assert tok.engine == "python"
+
+
+# ---- 100,000 random strings ------------------------------------------------------------------------------
+
+UNICODE = st.text(st.characters(codec="utf-8"), max_size=40)  # any code point but lone surrogates
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])
+def test_random_unicode_is_identical_on_both_paths(pipelines, name):
+    """1,000 batches of 100 strings = 100,000 strings per pipeline."""
+    fast, pure = both(lambda: Tokenizer.load(pipelines[name]))
+    fast.no_padding(), pure.no_padding()
+
+    @settings(max_examples=1000, deadline=None, database=None)
+    @given(st.lists(UNICODE, min_size=100, max_size=100))
+    def check(batch):
+        ours = fast.encode_batch(batch, num_threads=1)
+        for text, enc in zip(batch, ours, strict=True):
+            assert fields(enc) == fields(pure.encode(text)), text
+
+    check()
+
+
+# ---- tiktoken's GPT-2 ids on the core ---------------------------------------------------------------------
+
+
+def test_gpt2_ids_equal_tiktoken_on_the_core(shared_data, corpus):
+    tiktoken = pytest.importorskip("tiktoken")
+    folder = shared_data / "tokenizer_fixtures" / "gpt2"
+    try:
+        tok = Tokenizer.load(folder)
+    except LlmlabError as e:
+        pytest.skip(f"GPT-2 files do not load here: {e}")
+    assert tok.engine == "core"
+    encoder = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
+    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    ranks = {bytes(byte_of[c] for c in token): i for token, i in encoder.items() if token != "<|endoftext|>"}
+    ref = tiktoken.Encoding(
+        "gpt2-fixture",
+        pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+        mergeable_ranks=ranks,
+        special_tokens={},
+    )
+    for line in corpus:
+        assert tok.encode(line, add_special_tokens=False).ids == ref.encode_ordinary(line), line
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE
+
+    return BYTE_TO_UNICODE
+
+
+# ---- pickling and processes ------------------------------------------------------------------------------
+
+
+def _ids(args):
+    tok, text = args
+    return tok.encode(text).ids, tok.engine
+
+
+def test_pickles_with_its_core_into_a_process_pool(pipelines, corpus):
+    tok = Tokenizer.load(pipelines["bpe"])
+    copy = pickle.loads(pickle.dumps(tok))
+    assert copy.engine == "core"
+    assert [copy.encode(t).ids for t in corpus[:50]] == [tok.encode(t).ids for t in corpus[:50]]
+    assert pickle.loads(pickle.dumps(tok.encode(corpus[0]))) == tok.encode(corpus[0])
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        got = pool.map(_ids, [(tok, t) for t in corpus[:20]])
+    assert got == [(tok.encode(t).ids, "core") for t in corpus[:20]]
+
+
+# ---- bad input ------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_an_error_or_a_correct_result(pipelines):
+    fast, pure = both(lambda: Tokenizer.load(pipelines["bpe"]))
+    with pytest.raises(LlmlabError, match="not valid UTF-8") as e:
+        fast.encode(b"ab\xffcd")
+    assert "\n" not in str(e.value)
+    assert fast.encode(b"abc").ids == pure.encode("abc").ids
+    with pytest.raises(LlmlabError, match="must be str"):
+        fast.encode(12)
+    for text in ["a\x00b", "\x00" * 10, "\ud800 lone surrogate", "a" * 100_000]:
+        try:
+            want = fields(pure.encode(text))
+        except (LlmlabError, UnicodeError) as err:
+            with pytest.raises(type(err)):
+                fast.encode(text)
+        else:
+            assert fields(fast.encode(text)) == want
+
+
+@pytest.mark.slow
+def test_a_50_mb_line(pipelines):
+    tok = Tokenizer.load(pipelines["bert"])
+    tok.no_truncation(), tok.no_padding()
+    words = 10_000_000
+    enc = tok.encode("word " * words)
+    assert len(enc) == words + 2 and enc.offsets[-2] == (5 * words - 5, 5 * words - 1)
+
+
+def test_corrupt_tokenizer_json_is_a_one_line_error(pipelines, tmp_path):
+    good = json.loads(Path(pipelines["bpe"]).read_text(encoding="utf-8"))
+    bad = {
+        "truncated.json": Path(pipelines["bpe"]).read_text(encoding="utf-8")[:5000],
+        "merge.json": json.dumps({**good, "model": {**good["model"], "merges": [["zz", "qq"]]}}),
+        "vocab.json": json.dumps({**good, "model": {**good["model"], "vocab": {"a": "x"}}}),
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        with pytest.raises(LlmlabError) as e:
+            Tokenizer.load(tmp_path / name)
+        assert "\n" not in str(e.value) and name in str(e.value)
+
+
+# ---- AddressSanitizer -----------------------------------------------------------------------------------
+
+_ASAN_CHECK = """
+import json, os, sys
+from llmlab.tokenizer import Tokenizer, _corelib
+root, paths, lines = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+assert _corelib.__file__.startswith(root), _corelib.__file__
+for path in paths:
+    os.environ["LLMLAB_PURE_PYTHON"] = "0"; fast = Tokenizer.load(path)
+    os.environ["LLMLAB_PURE_PYTHON"] = "1"; pure = Tokenizer.load(path)
+    assert fast.engine == "core"
+    for t in (fast, pure):
+        t.enable_truncation(16, stride=2); t.enable_padding()
+    assert [e.ids for e in fast.encode_batch(lines, num_threads=2)] == [e.ids for e in pure.encode_batch(lines)]
+    for a, b in zip(lines, lines[1:]):
+        x, y = fast.encode(a, b), pure.encode(a, b)
+        assert (x.ids, x.offsets, [w.ids for w in x.overflowing]) == (y.ids, y.offsets, [w.ids for w in y.overflowing])
+        assert fast.decode(x.ids) == pure.decode(y.ids)
+print("asan ok")
+"""
+
+
+@pytest.mark.slow
+def test_core_under_address_sanitizer(pipelines, corpus, tmp_path):
+    """Build the core with -fsanitize=address into a copy of the package and run a parity sample with it."""
+    pytest.importorskip("nanobind")
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    runtime = subprocess.run(
+        [cxx, "-print-file-name=libasan.so"], capture_output=True, text=True
+    ).stdout.strip()
+    if not os.path.isabs(runtime) or not Path(runtime).is_file():
+        pytest.skip("the AddressSanitizer runtime is not installed")
+    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+    flags = {
+        "LLMLAB_CORE_CFLAGS": "-fsanitize=address -fno-omit-frame-pointer -O1",
+        "LLMLAB_CORE_LDFLAGS": "-fsanitize=address",
+    }
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp_path,
+                           capture_output=True, text=True, env={**os.environ, **flags})  # fmt: skip
+    assert build.returncode == 0 and list(tmp_path.glob("src/llmlab/tokenizer/_corelib*")), build.stderr[
+        -3000:
+    ]
+    lines = corpus[::40] + [
+        "",
+        "\x00",
+        "q\u0307\u0323",
+        "[CLS] x <|endoftext|>",
+        "\U0001f600" * 50,
+        "a " * 3000,
+    ]
+    paths = [pipelines["bert"], pipelines["bpe"], pipelines["unigram"]]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "src"),
+        "LD_PRELOAD": runtime,
+        "ASAN_OPTIONS": "detect_leaks=0",
+    }
+    run = subprocess.run([sys.executable, "-c", _ASAN_CHECK, str(tmp_path), json.dumps(paths), json.dumps(lines)],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    assert run.returncode == 0 and "asan ok" in run.stdout, run.stderr[-4000:]
