@@ -3,7 +3,7 @@
 Both sides start from the real all-MiniLM-L6-v2 folder (6 layers, width 384) with a 2-class head, train on the
 same batches of 16 x 128 tokens (SST-2 training sentences run together, no padding) with AdamW over their
 trainable parameters, dropout as the checkpoint says (0.1), and their steps alternate so that a change in
-machine load hits both. A step is forward + cross-entropy + backward + optimizer step.
+machine load hits all of them. A step is forward + cross-entropy + backward + optimizer step.
 - full: ours vs `BertForSequenceClassification`, every weight trained;
 - probe: the base frozen; ours trains pooler + classifier, so HF trains `bert.pooler` + `classifier`;
 - prompt: ours vs peft `PromptTuningConfig` (20 virtual tokens); peft also trains the classifier (its
@@ -11,12 +11,21 @@ machine load hits both. A step is forward + cross-entropy + backward + optimizer
 - prefix: ours (20 prefixes, MLP 512 while training); peft 0.21 refuses prefix tuning on BERT with
   transformers 5 ("Model does not support past key values"), so that row has no reference;
 - lora: ours vs peft `LoraConfig` (r 8, alpha 16, q and v).
-Reported per method and library: the median step time over `--steps` timed steps after `--warmup` steps
-(wall clock and process CPU time; on a shared machine CPU seconds compare more fairly), and the peak
-training memory, measured in a fresh subprocess per (library, method): CPU: the peak resident size
-(`VmHWM`, reset through /proc/self/clear_refs once the model is built) minus the resident size then, i.e.
-gradients, optimizer state and activations of two steps, not the weights; CUDA: max_memory_allocated minus
-memory_allocated at the same point. Ratios are ours / reference (below 1: ours faster or smaller).
+Contenders (`--contenders`): llmlab in fp32 and in bf16-mixed (what `llmlab finetune --precision` runs:
+frozen weights stored in bfloat16, autocast, fused AdamW), and the references a user would pick: HF / PEFT in
+float32 and under `torch.autocast("cpu", torch.bfloat16)` (what `Trainer(bf16=True)` does), both with the fused
+AdamW that `TrainingArguments` picks by default.
+Reported per method and contender: the median step time over `--steps` timed steps after `--warmup` steps
+(wall clock and process CPU time; on a shared machine CPU seconds compare more fairly), tokens/s (by CPU
+time), the peak training memory, measured in a fresh subprocess per (contender, method) (CPU: the peak
+resident size `VmHWM`, reset through /proc/self/clear_refs once the model is built, minus the resident size
+then: gradients, optimizer state and activations of two steps; CUDA: max_memory_allocated minus
+memory_allocated at the same point), and the MFU: model FLOPs per step (below) over CPU seconds, as a share of
+the bf16 and of the fp32 matmul peak measured in the same run (2048x384 @ 384x1536, best of 10, CPU time).
+Model FLOPs per step (PaLM appendix B): 2 N tokens forward, 2 N more when gradients flow back through the base
+(all methods but probe), 2 N more for weight gradients (full), plus attention's 4 L C T (forward) and 8 L C T
+(backward) per token; N counts the weights of the encoder's linear layers, T = 128.
+Ratios are CPU time ours / reference (below 1: ours faster).
 
     python bench/finetune.py --quick                     # 1 warm-up + 3 timed steps per method
     python bench/finetune.py --steps 10 --threads 2 --json out.json
@@ -44,6 +53,7 @@ import torch.nn.functional as F  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 METHODS = ("full", "probe", "prompt", "prefix", "lora")
+CONTENDERS = ("llmlab-fp32", "llmlab-bf16", "hf-fp32", "hf-autocast")  # hf: transformers (+ peft)
 BATCH, SEQ = 16, 128
 _T0 = time.perf_counter()
 
@@ -59,17 +69,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--quick", action="store_true", help="few steps, for a smoke run")
     p.add_argument("--only", choices=METHODS, action="append", help="these methods only (repeatable)")
+    p.add_argument(
+        "--contenders", default=",".join(CONTENDERS), help=f"comma-separated, from {', '.join(CONTENDERS)}"
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument(
         "--profile", action="store_true", help="torch.profiler top ops of one step each, to stderr"
     )
-    p.add_argument("--memory-probe", nargs=2, metavar=("LIBRARY", "METHOD"), help=argparse.SUPPRESS)
+    p.add_argument("--memory-probe", nargs=2, metavar=("CONTENDER", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.steps = args.steps or (3 if args.quick else 8)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.methods = tuple(args.only or METHODS)
+    args.contenders = tuple(c for c in args.contenders.split(",") if c)
+    unknown = set(args.contenders) - set(CONTENDERS)
+    if unknown:
+        p.error(f"unknown contenders {sorted(unknown)}; choose from {', '.join(CONTENDERS)}")
     return args
 
 
@@ -104,12 +121,20 @@ def batches(n: int) -> list[tuple[dict, torch.Tensor]]:
     return out
 
 
-def build_ours(method: str, device: str):
-    from llmlab.finetuning.methods import MethodSettings, build_model
+def precision_of(contender: str) -> str:
+    """The llmlab precision a contender runs in (the HF ones: fp32 weights, autocast or not)."""
+    return "bf16-mixed" if contender in ("llmlab-bf16", "hf-autocast") else "fp32"
 
-    return (
-        build_model(minilm_dir(), method, "classification", ["0", "1"], MethodSettings()).train().to(device)
-    )
+
+def build(contender: str, method: str, device: str):
+    """The contender's model for `method` in training mode, or None (no reference for prefix)."""
+    if contender.startswith("hf"):
+        return build_reference(method, device)
+    from llmlab.finetuning.methods import MethodSettings, build_model
+    from llmlab.model.precision import store_weights
+
+    model = build_model(minilm_dir(), method, "classification", ["0", "1"], MethodSettings())
+    return store_weights(model.train().to(device), precision_of(contender))
 
 
 def build_reference(method: str, device: str):
@@ -146,12 +171,20 @@ def logits_of(model, inputs: dict) -> torch.Tensor:
     return model(**inputs).logits
 
 
-def optimizer(model) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+def optimizer(model, contender: str) -> torch.optim.Optimizer:
+    """llmlab: its trainer's AdamW options for the precision; HF: fused, as `TrainingArguments` picks."""
+    from llmlab.model.precision import optimizer_options
+
+    options = {"fused": True} if contender.startswith("hf") else optimizer_options(precision_of(contender))
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, **options)
 
 
-def train_step(model, opt, inputs: dict, y: torch.Tensor) -> float:
-    loss = F.cross_entropy(logits_of(model, inputs), y)
+def train_step(model, opt, inputs: dict, y: torch.Tensor, contender: str, device: str) -> float:
+    from llmlab.model.precision import autocast
+
+    with autocast(precision_of(contender), device):
+        logits = logits_of(model, inputs)
+    loss = F.cross_entropy(logits.float(), y)
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -162,38 +195,68 @@ def train_step(model, opt, inputs: dict, y: torch.Tensor) -> float:
 
 
 def time_interleaved(models: dict, data, warmup: int, steps: int, device: str) -> dict:
-    """Wall and CPU seconds of each timed step, per library, steps alternating between the libraries."""
-    opts = {name: optimizer(m) for name, m in models.items()}
+    """Wall and CPU seconds of each timed step, per contender, steps alternating between the contenders."""
+    opts = {name: optimizer(m, name) for name, m in models.items()}
     times = {name: {"wall": [], "cpu": []} for name in models}
     for i, (inputs, y) in enumerate(data[: warmup + steps]):
         inputs, y = {k: v.to(device) for k, v in inputs.items()}, y.to(device)
         for name, model in models.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            train_step(model, opts[name], inputs, y)
+            train_step(model, opts[name], inputs, y, name, device)
             if i >= warmup:
                 times[name]["wall"].append(time.perf_counter() - wall)
                 times[name]["cpu"].append(time.process_time() - cpu)
     return {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
 
 
-def peak_memory(library: str, method: str, args) -> float:
-    """Peak training memory in MB of two steps of one (library, method), in a fresh subprocess."""
-    cmd = [sys.executable, __file__, "--memory-probe", library, method, "--threads", str(args.threads)]
+def matmul_peak(device: str) -> dict[str, float]:
+    """FLOP/s of the best of 10 (2048 x 384) @ (384 x 1536) matmuls in fp32 and in bf16, by CPU time (by
+    wall time on CUDA)."""
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(2048, 384, device=device).to(dtype)
+        b = torch.randn(384, 1536, device=device).to(dtype)
+        best = float("inf")
+        for _ in range(11):
+            clock = time.perf_counter if device == "cuda" else time.process_time
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = clock()
+            a @ b
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, clock() - start)
+        peaks[name] = 2 * 2048 * 384 * 1536 / best
+    return peaks
+
+
+def flops_per_step(method: str) -> float:
+    """Model FLOPs of one step (module docstring): MiniLM-L6, 16 x 128 tokens."""
+    layers, width, ffn, seq = 6, 384, 1536, SEQ
+    n = layers * (4 * width * width + 2 * width * ffn)  # the encoder's linear weights
+    through = method != "probe"  # gradients flow back through the base
+    per_token = (2 + 2 * through + 2 * (method == "full")) * n + (4 + 8 * through) * layers * width * seq
+    return per_token * BATCH * SEQ
+
+
+def peak_memory(contender: str, method: str, args) -> float:
+    """Peak training memory in MB of two steps of one (contender, method), in a fresh subprocess."""
+    cmd = [sys.executable, __file__, "--memory-probe", contender, method, "--threads", str(args.threads)]
     out = subprocess.run(cmd + ["--device", args.device], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def memory_probe(args) -> None:
     """Child process of `peak_memory`: print the MB two training steps add over the built model."""
-    import peft  # noqa: F401  (both probes import everything first)
+    import peft  # noqa: F401  (all probes import everything first)
     import transformers  # noqa: F401
 
     import llmlab.finetuning.methods  # noqa: F401
 
-    library, method = args.memory_probe
+    contender, method = args.memory_probe
     data = batches(2)
-    model = (build_ours if library == "llmlab" else build_reference)(method, args.device)
-    opt = optimizer(model)
+    model = build(contender, method, args.device)
+    opt = optimizer(model, contender)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -201,7 +264,8 @@ def memory_probe(args) -> None:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux >= 4.0)
         before = _status_kib("VmRSS") * 1024
     for inputs, y in data:
-        train_step(model, opt, {k: v.to(args.device) for k, v in inputs.items()}, y.to(args.device))
+        inputs = {k: v.to(args.device) for k, v in inputs.items()}
+        train_step(model, opt, inputs, y.to(args.device), contender, args.device)
     peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else _status_kib("VmHWM") * 1024
     print((peak - before) / 2**20)
 
@@ -214,17 +278,17 @@ def _status_kib(field: str) -> int:
 
 
 def profile(models: dict, data, device: str) -> None:
-    """Top 12 ops by self CPU time of one more training step of each library, on stderr."""
+    """Top 15 ops by self CPU time of one more training step of each contender, on stderr."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     inputs, y = data[0]
     for name, model in models.items():
-        opt = optimizer(model)
+        opt = optimizer(model, name)
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            train_step(model, opt, {k: v.to(device) for k, v in inputs.items()}, y.to(device))
+            train_step(model, opt, {k: v.to(device) for k, v in inputs.items()}, y.to(device), name, device)
         print(
-            f"== {name}\n{prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=12)}",
+            f"== {name}\n{prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=15)}",
             file=sys.stderr,
         )
 
@@ -232,47 +296,46 @@ def profile(models: dict, data, device: str) -> None:
 # ---------------------------------------------------------------- report
 
 
-def ratio(a, b) -> str:
-    return "-" if a is None or b is None else f"{a / b:.2f}x"
+def rows_of(method: str, times: dict, memory: dict, peaks: dict) -> list[dict]:
+    """One result row per contender of `method`."""
+    flops, rows = flops_per_step(method), []
+    for name, t in times.items():
+        rows.append(
+            {
+                "method": method,
+                "contender": name,
+                "wall_s": t["wall"],
+                "cpu_s": t["cpu"],
+                "tokens_per_s": BATCH * SEQ / t["cpu"],
+                "peak_mb": memory.get(name),
+                "mfu_bf16": flops / t["cpu"] / peaks["bf16"],
+                "mfu_fp32": flops / t["cpu"] / peaks["fp32"],
+                "vs_hf_fp32": _ratio(t["cpu"], times.get("hf-fp32")),
+                "vs_hf_autocast": _ratio(t["cpu"], times.get("hf-autocast")),
+            }
+        )
+    return rows
+
+
+def _ratio(cpu: float, reference: dict | None) -> float | None:
+    return None if reference is None else cpu / reference["cpu"]
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (
-        "method",
-        "ours ms",
-        "HF ms",
-        "time",
-        "ours CPU ms",
-        "HF CPU ms",
-        "CPU time",
-        "ours MB",
-        "HF MB",
-        "memory",
-    )
-    print("  ".join(f"{h:>11}" for h in head))
+    head = ("method", "contender", "wall ms", "CPU ms", "tokens/s", "peak MB", "MFU bf16", "MFU fp32")
+    head += ("/ HF fp32", "/ HF autocast")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
-        cells = [
-            r["method"],
-            _ms(r["ours"]["wall"]),
-            _ms(r["hf"] and r["hf"]["wall"]),
-            ratio(r["ours"]["wall"], r["hf"] and r["hf"]["wall"]),
-            _ms(r["ours"]["cpu"]),
-            _ms(r["hf"] and r["hf"]["cpu"]),
-            ratio(r["ours"]["cpu"], r["hf"] and r["hf"]["cpu"]),
-            _mb(r["ours_mb"]),
-            _mb(r["hf_mb"]),
-            ratio(r["ours_mb"], r["hf_mb"]),
-        ]
-        print("  ".join(f"{c:>11}" for c in cells))
-    print("ratios: ours / HF (below 1: ours faster or smaller); prefix: peft refuses BERT, no reference")
-
-
-def _ms(seconds) -> str:
-    return "-" if seconds is None else f"{1000 * seconds:.0f}"
-
-
-def _mb(mb) -> str:
-    return "-" if mb is None else f"{mb:.0f}"
+        cells = [r["method"], r["contender"], f"{1000 * r['wall_s']:.0f}", f"{1000 * r['cpu_s']:.0f}"]
+        cells += [f"{r['tokens_per_s']:.0f}", "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"]
+        cells += [f"{r['mfu_bf16']:.1%}", f"{r['mfu_fp32']:.1%}"]
+        cells += ["-" if r[k] is None else f"{r[k]:.2f}x" for k in ("vs_hf_fp32", "vs_hf_autocast")]
+        print("| " + " | ".join(cells) + " |")
+    print(
+        "ratios: CPU time / the reference's (below 1: faster); hf = transformers, + peft for prompt and lora;"
+    )
+    print("prefix: peft refuses BERT, no reference; tokens/s and MFU by CPU time")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,47 +344,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_probe:
         memory_probe(args)
         return 0
+    from llmlab.model.precision import bf16_support
+
     data = batches(args.warmup + args.steps)
+    log("measuring the fp32 and bf16 matmul peaks")
+    peaks = matmul_peak(args.device)
     rows = []
     for method in args.methods:
-        log(f"{method}: building both models")
+        log(f"{method}: building the models")
         torch.manual_seed(0)
-        models = {"ours": build_ours(method, args.device)}
-        reference = build_reference(method, args.device)
-        if reference is not None:
-            models["hf"] = reference
+        models = {c: m for c in args.contenders if (m := build(c, method, args.device)) is not None}
         times = time_interleaved(models, data, args.warmup, args.steps, args.device)
         if args.profile:
             profile(models, data, args.device)
         del models
         memory = {}
         if not args.no_memory:
-            log(f"{method}: peak memory, one subprocess per library")
-            memory = {
-                lib: peak_memory(lib, method, args)
-                for lib in ("llmlab", "hf")
-                if lib == "llmlab" or reference is not None
-            }
-        rows.append(
-            {
-                "method": method,
-                "ours": times["ours"],
-                "hf": times.get("hf"),
-                "ours_mb": memory.get("llmlab"),
-                "hf_mb": memory.get("hf"),
-            }
-        )
-        log(f"{method}: {rows[-1]}")
+            log(f"{method}: peak memory, one subprocess per contender")
+            memory = {c: peak_memory(c, method, args) for c in times}
+        rows += rows_of(method, times, memory, peaks)
+        log(f"{method}: {[(r['contender'], round(r['cpu_s'], 3)) for r in rows if r['method'] == method]}")
     print(
-        f"MiniLM-L6, batch {BATCH} x {SEQ}, {args.threads} thread(s), {args.device}, "
-        f"median of {args.steps} steps after {args.warmup} warm-up"
+        f"MiniLM-L6, batch {BATCH} x {SEQ}, {args.threads} thread(s), {args.device} "
+        f"(bf16 support: {bf16_support(args.device)}), median of {args.steps} steps after {args.warmup} "
+        f"warm-up; matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
     )
     print_table(rows)
     if args.json:
-        args.json.write_text(
-            json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2, default=str)
-            + "\n"
-        )
+        result = {"args": vars(args) | {"json": str(args.json)}, "peaks": peaks, "rows": rows}
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return 0
 
 

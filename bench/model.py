@@ -2,20 +2,25 @@
 
 Shape (GPT-2 small's recipe, scaled down): 6 layers, width 384, 6 heads, vocabulary 8k (a byte-level BPE
 trained on tiny_shakespeare), learned positions, tied embeddings, no dropout, batch 8 x 256, AdamW.
-Both models live in the same process, run the same batches on the same thread count, start from the same
-weights (ours copied into HF through `llmlab.model.hf_export`, so the first losses must agree), and their
-steps are interleaved so that a change in machine load hits both. Reported per model:
+Contenders: llmlab in fp32 and in bf16-mixed (what `llmlab pretrain --precision bf16-mixed` runs: float32
+weights, bfloat16 autocast, fused AdamW), and GPT2LMHeadModel in float32 and under
+`torch.autocast("cpu", torch.bfloat16)` (what `Trainer(bf16=True)` does), with the fused AdamW that
+`TrainingArguments` picks by default. All live in the same process, run the same batches on the same thread
+count, start from the same weights (ours copied into HF through `llmlab.model.hf_export`, so the first losses
+must agree: within 1e-3 in fp32, 2e-2 between the two bf16 contenders), and their steps are interleaved so
+that a change in machine load hits all of them. Reported per contender:
 - tokens/s: batch tokens / the median step time over `--steps` timed steps, after warm-up steps;
-- peak memory: in a fresh subprocess per model, CPU: peak RSS (VmHWM) above the RSS before the model was
+- peak memory: in a fresh subprocess per contender, CPU: peak RSS (VmHWM) above the RSS before the model was
   built; CUDA: `torch.cuda.max_memory_allocated` (weights, gradients, AdamW state, activations);
-- achieved FLOP/s, as a fraction of the measured matmul peak (a large fp32 matmul timed in the same run);
-  FLOPs per step = 6 * N * tokens + 12 * L * C * T * tokens (PaLM's model-FLOPs formula, appendix B): N counts
-  the parameters that take part in a matmul (the tied embedding once, as the LM head; not the position
-  table), the second term is attention's q.k and p.v, fwd + bwd, without halving for the causal mask.
+- MFU: achieved FLOP/s as a fraction of the measured fp32 and bf16 matmul peaks (2048 x 2048 matmuls timed
+  in the same run); FLOPs per step = 6 * N * tokens + 12 * L * C * T * tokens (PaLM's model-FLOPs formula,
+  appendix B): N counts the parameters that take part in a matmul (the tied embedding once, as the LM head;
+  not the position table), the second term is attention's q.k and p.v, fwd + bwd, without halving for the
+  causal mask.
 Each time is also taken as process CPU time: on a shared machine (more runnable tasks than cores) wall
-clock mostly measures the neighbours, while CPU seconds per step, and the fraction of the matmul peak
-computed from CPU seconds on both sides, still compare the two models fairly (best with --threads 1).
-Ratios are ours / transformers for speed (above 1: we are faster) and for memory (above 1: we use more).
+clock mostly measures the neighbours, while CPU seconds per step, and the fractions of the matmul peaks
+computed from CPU seconds, still compare the contenders fairly (best with --threads 1).
+Ratios are speed ours / transformers' (above 1: we are faster) and memory ours / transformers'.
 
     python bench/model.py --quick                  # 2 warm-up + 3 timed steps
     python bench/model.py --steps 20 --threads 4 --json out.json
@@ -43,6 +48,7 @@ import torch.nn.functional as F  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 SHAPE = dict(n_layers=6, d_model=384, n_heads=6, vocab=8000, batch=8, seq=256)
+CONTENDERS = ("llmlab-fp32", "llmlab-bf16", "transformers-fp32", "transformers-autocast")
 _T0 = time.perf_counter()
 
 
@@ -61,8 +67,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile", action="store_true", help="torch.profiler top ops of one step each, to stderr"
     )
-    p.add_argument("--memory-probe", choices=["llmlab", "transformers"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help="comma-separated subset of " + ", ".join(CONTENDERS),
+    )
+    p.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.contenders = tuple(c for c in args.contenders.split(",") if c)
+    if not args.contenders or set(args.contenders) - set(CONTENDERS):
+        p.error(f"--contenders: choose from {', '.join(CONTENDERS)}")
     args.steps = args.steps or (3 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 3)
     return args
@@ -132,12 +146,35 @@ def build_transformers(device: str, weights_from=None):
     return model.to(device)
 
 
+def precision_of(name: str) -> str:
+    return "fp32" if name.endswith("fp32") else "bf16-mixed"
+
+
+def build(name: str, device: str, weights_from=None):
+    """The contender's model; transformers' copy `weights_from` (an llmlab Transformer) when given."""
+    if name.startswith("llmlab"):
+        return build_llmlab(device)  # seeded: every llmlab contender starts from the same weights
+    return build_transformers(device, weights_from=weights_from)
+
+
+def optimizer(model, name: str) -> torch.optim.Optimizer:
+    """llmlab: its pretraining AdamW options for the precision; transformers: fused (`TrainingArguments`)."""
+    from llmlab.model.precision import optimizer_options
+
+    options = optimizer_options(precision_of(name)) if name.startswith("llmlab") else {"fused": True}
+    return torch.optim.AdamW(model.parameters(), lr=3e-4, **options)
+
+
 def logits_of(model, x: torch.Tensor) -> torch.Tensor:
     return model(x).logits if hasattr(model, "blocks") else model(input_ids=x).logits  # (B, T, V)
 
 
-def train_step(model, opt, x, y) -> float:
-    loss = F.cross_entropy(logits_of(model, x).flatten(0, 1), y.flatten())
+def train_step(model, opt, x, y, name: str, device: str) -> float:
+    from llmlab.model.precision import autocast
+
+    with autocast(precision_of(name), device):
+        logits = logits_of(model, x)
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -150,7 +187,7 @@ def train_step(model, opt, x, y) -> float:
 def time_interleaved(models: dict, opts: dict, batches, warmup: int, steps: int, device: str) -> dict:
     """Wall and process-CPU seconds of each timed step, per model, steps alternating between the models.
 
-    The first losses are checked: equal weights and data must give the same loss in both.
+    The first losses are checked: equal weights and data must give the same loss in the same precision.
     """
     times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in models}
     for i, (x, y) in enumerate(batches[: warmup + steps]):
@@ -158,28 +195,39 @@ def time_interleaved(models: dict, opts: dict, batches, warmup: int, steps: int,
         losses = {}
         for name, model in models.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            losses[name] = train_step(model, opts[name], x, y)
+            losses[name] = train_step(model, opts[name], x, y, name, device)
             if i >= warmup:
                 times[name]["wall"].append(time.perf_counter() - wall)
                 times[name]["cpu"].append(time.process_time() - cpu)
         log(f"step {i + 1}/{warmup + steps} {'(warm-up) ' if i < warmup else ''}losses {losses}")
-        if i == 0 and max(losses.values()) - min(losses.values()) > 1e-3:
-            raise SystemExit(f"first losses differ: {losses}; the two models are not the same function")
+        if i == 0:
+            _check_first_losses(losses)
     return times
 
 
-def matmul_peak(device: str) -> dict[str, float]:
-    """Best FLOP/s of a large fp32 matmul (2 n^3 FLOPs) on the current threads, by wall and by CPU time."""
+def _check_first_losses(losses: dict[str, float]) -> None:
+    for precision, tolerance in (("fp32", 1e-3), ("bf16-mixed", 2e-2)):
+        same = [v for k, v in losses.items() if precision_of(k) == precision]
+        if same and max(same) - min(same) > tolerance:
+            raise SystemExit(f"first losses differ: {losses}; the models are not the same function")
+
+
+def matmul_peak(device: str) -> dict[str, dict[str, float]]:
+    """Best FLOP/s of a large matmul (2 n^3 FLOPs) in fp32 and in bf16 on the current threads, by wall and
+    by CPU time: {"fp32": {"wall", "cpu"}, "bf16": {...}}."""
     n = 8192 if device == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    wall = cpu = float("inf")
-    for _ in range(10):
-        sync(device)
-        w, c = time.perf_counter(), time.process_time()
-        a @ b
-        sync(device)
-        wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - c)
-    return {"wall": 2 * n**3 / wall, "cpu": 2 * n**3 / cpu}
+    peaks = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+        wall = cpu = float("inf")
+        for _ in range(10):
+            sync(device)
+            w, c = time.perf_counter(), time.process_time()
+            a @ b
+            sync(device)
+            wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - c)
+        peaks[label] = {"wall": 2 * n**3 / wall, "cpu": 2 * n**3 / cpu}
+    return peaks
 
 
 def sync(device: str) -> None:
@@ -196,7 +244,7 @@ def flops_per_step(model) -> float:
 
 
 def peak_memory(which: str, args) -> float:
-    """Peak memory in bytes of two training steps of one model, measured in a fresh subprocess."""
+    """Peak memory in bytes of two training steps of one contender, measured in a fresh subprocess."""
     cmd = [sys.executable, __file__, "--memory-probe", which, "--threads", str(args.threads)]
     out = subprocess.run(cmd + ["--device", args.device], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -204,17 +252,17 @@ def peak_memory(which: str, args) -> float:
 
 def memory_probe(args) -> None:
     """Child process of `peak_memory`: print the peak bytes of two steps of `args.memory_probe`."""
-    import transformers  # noqa: F401  (both probes import everything before the baseline)
+    import transformers  # noqa: F401  (all probes import everything before the baseline)
 
     import llmlab.model.hf_export  # noqa: F401
+    import llmlab.model.precision  # noqa: F401
 
     batches = [(torch.randint(0, SHAPE["vocab"], (SHAPE["batch"], SHAPE["seq"])),) * 2 for _ in range(2)]
     base = _rss_kib("VmRSS")
-    build = build_llmlab if args.memory_probe == "llmlab" else build_transformers
-    model = build(args.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    model = build(args.memory_probe, args.device)
+    opt = optimizer(model, args.memory_probe)
     for x, y in batches:
-        train_step(model, opt, x.to(args.device), y.to(args.device))
+        train_step(model, opt, x.to(args.device), y.to(args.device), args.memory_probe, args.device)
     if args.device == "cuda":
         print(torch.cuda.max_memory_allocated())
     else:
@@ -236,7 +284,7 @@ def profile(models: dict, opts: dict, batch, device: str) -> None:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     for name, model in models.items():
         with torch_profile(activities=activities) as prof:
-            train_step(model, opts[name], batch[0].to(device), batch[1].to(device))
+            train_step(model, opts[name], batch[0].to(device), batch[1].to(device), name, device)
         key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
         print(f"\n=== {name} ===\n{prof.key_averages().table(sort_by=key, row_limit=15)}", file=sys.stderr)
 
@@ -244,7 +292,7 @@ def profile(models: dict, opts: dict, batch, device: str) -> None:
 # ---------------------------------------------------------------- report
 
 
-def report(times: dict, memory: dict, flops: float, peak: dict[str, float], args) -> dict:
+def report(times: dict, memory: dict, flops: float, peak: dict, args) -> dict:
     """Print the table (stdout) and return the results as a dict."""
     tokens = SHAPE["batch"] * SHAPE["seq"]
     rows = {}
@@ -255,38 +303,52 @@ def report(times: dict, memory: dict, flops: float, peak: dict[str, float], args
             "min_step_s": min(t["wall"]),
             "median_cpu_s": cpu,
             "tokens_per_s": tokens / median,
+            "cpu_tokens_per_s": tokens / cpu,
             "peak_memory_mib": memory[name] / 2**20,
-            "flop_per_s": flops / median,
-            "fraction_of_matmul_peak": flops / median / peak["wall"],
-            "cpu_fraction_of_matmul_peak": flops / cpu / peak["cpu"],
+            "cpu_mfu_fp32": flops / cpu / peak["fp32"]["cpu"],
+            "cpu_mfu_bf16": flops / cpu / peak["bf16"]["cpu"],
         }
     _print_table(rows, flops, peak, args)
     return {"shape": SHAPE, "device": args.device, "threads": args.threads, "matmul_peak": peak, "rows": rows}
 
 
-def _print_table(rows: dict, flops: float, peak: dict[str, float], args) -> None:
+def _print_table(rows: dict, flops: float, peak: dict, args) -> None:
     print(f"\nGPT-2 shape {SHAPE}, device {args.device}, threads {args.threads}, {args.steps} timed steps")
-    print(f"FLOPs per step {flops / 1e9:.1f} G; fp32 matmul peak {peak['wall'] / 1e9:.1f} GFLOP/s ", end="")
-    print(f"(by CPU time {peak['cpu'] / 1e9:.1f}); load average {args.load[0]:.1f} -> {args.load[1]:.1f}")
+    print(
+        f"FLOPs per step {flops / 1e9:.1f} G; matmul peak by CPU time: fp32 {peak['fp32']['cpu'] / 1e9:.1f}, ",
+        end="",
+    )
+    print(
+        f"bf16 {peak['bf16']['cpu'] / 1e9:.1f} GFLOP/s; load average {args.load[0]:.1f} -> {args.load[1]:.1f}"
+    )
     if args.device == "cpu" and max(args.load) > (os.cpu_count() or 1):
         print(f"warning: more runnable tasks than the {os.cpu_count()} CPUs; trust the CPU-time columns")
-    print(
-        "\n| model        | median s |  min s | CPU s | tokens/s | peak MiB | GFLOP/s | of peak | of peak (CPU) |"
-    )
-    print(
-        "|--------------|----------|--------|-------|----------|----------|---------|---------|---------------|"
-    )
+    head = ("contender", "median s", "CPU s", "tokens/s (CPU)", "peak MiB", "MFU fp32", "MFU bf16")
+    head += ("speed / tf fp32", "speed / tf autocast")
+    print("\n| " + " | ".join(head) + " |\n|" + "|".join("---" for _ in head) + "|")
     for name, r in rows.items():
-        print(
-            f"| {name:<12} | {r['median_step_s']:>8.3f} | {r['min_step_s']:>6.3f} | {r['median_cpu_s']:>5.2f} "
-            f"| {r['tokens_per_s']:>8.0f} | {r['peak_memory_mib']:>8.0f} | {r['flop_per_s'] / 1e9:>7.1f} "
-            f"| {r['fraction_of_matmul_peak']:>7.1%} | {r['cpu_fraction_of_matmul_peak']:>13.1%} |"
-        )
-    ours, ref = rows["llmlab"], rows["transformers"]
-    print(
-        f"\nratio llmlab / transformers: speed {ours['tokens_per_s'] / ref['tokens_per_s']:.2f}x "
-        f"(best step {ref['min_step_s'] / ours['min_step_s']:.2f}x, CPU time {ref['median_cpu_s'] / ours['median_cpu_s']:.2f}x), "
-        f"peak memory {ours['peak_memory_mib'] / ref['peak_memory_mib']:.2f}x"
+        ratios = [_speedup(rows, name, ref) for ref in ("transformers-fp32", "transformers-autocast")]
+        cells = [
+            name,
+            f"{r['median_step_s']:.3f}",
+            f"{r['median_cpu_s']:.2f}",
+            f"{r['cpu_tokens_per_s']:.0f}",
+        ]
+        cells += [
+            f"{r['peak_memory_mib']:.0f}",
+            f"{r['cpu_mfu_fp32']:.1%}",
+            f"{r['cpu_mfu_bf16']:.1%}",
+            *ratios,
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print("speed ratios by CPU time (above 1: faster than transformers); tf = transformers.GPT2LMHeadModel")
+
+
+def _speedup(rows: dict, name: str, reference: str) -> str:
+    return (
+        "-"
+        if reference not in rows
+        else f"{rows[reference]['median_cpu_s'] / rows[name]['median_cpu_s']:.2f}x"
     )
 
 
@@ -300,16 +362,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     batches = token_batches(args.warmup + args.steps)
     ours = build_llmlab(args.device)
-    models = {"llmlab": ours, "transformers": build_transformers(args.device, weights_from=ours)}
-    log(f"threads {torch.get_num_threads()}; measuring matmul peak")
+    models = {name: build(name, args.device, weights_from=ours) for name in args.contenders}
+    log(f"threads {torch.get_num_threads()}; measuring the fp32 and bf16 matmul peaks")
     peak = matmul_peak(args.device)
-    opts = {name: torch.optim.AdamW(m.parameters(), lr=3e-4) for name, m in models.items()}
+    opts = {name: optimizer(m, name) for name, m in models.items()}
     load_before = os.getloadavg()[0]
     times = time_interleaved(models, opts, batches, args.warmup, args.steps, args.device)
     args.load = (load_before, os.getloadavg()[0])
     if args.profile:
         profile(models, opts, batches[0], args.device)
-    log("peak memory, one subprocess per model")
+    log("peak memory, one subprocess per contender")
     memory = {name: peak_memory(name, args) for name in models}
     result = report(times, memory, flops_per_step(ours), peak, args)
     if args.json:

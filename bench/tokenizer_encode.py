@@ -106,7 +106,7 @@ def memory_child(spec_json: str, data: Path, work: Path, quick: bool) -> dict:
     """In the child: load one engine, encode every line, report the peak RSS."""
     spec = json.loads(spec_json)
     paths = build_vocabularies(data, work, spec["model"], spec["lang"], quick)
-    encoder = engines(spec["model"], paths)[spec["engine"]]()
+    encoder = engines(spec["model"], paths, probe=False)[spec["engine"]]()  # this engine alone in memory
     loop(encoder, valid_lines(data, spec["lang"], quick))
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):

@@ -128,8 +128,9 @@ def _train_sp_unigram(lines: list[str], vocab: int, model_path: Path, json_path:
     ).save(json_path)
 
 
-def engines(model: str, paths: dict[str, Path]) -> dict[str, Callable[[], Encoder]]:
-    """name -> factory of fresh encoders, for every engine installed here that reads this vocabulary."""
+def engines(model: str, paths: dict[str, Path], probe: bool = True) -> dict[str, Callable[[], Encoder]]:
+    """name -> factory of fresh encoders, for every engine installed here that reads this vocabulary (with
+    `probe`, each is loaded once to check; without, none is loaded)."""
     out: dict[str, Callable[[], Encoder]] = {
         "llmlab": lambda: _ours(paths["json"]),
         "HF": lambda: _hf(paths["json"]),
@@ -144,7 +145,8 @@ def engines(model: str, paths: dict[str, Path]) -> dict[str, Callable[[], Encode
         if not applies:
             continue
         try:
-            factory()  # loads? (a missing package or an unreadable vocabulary leaves the engine out)
+            if probe:
+                factory()  # loads? (a missing package or an unreadable vocabulary leaves the engine out)
         except Exception as e:  # noqa: BLE001  (any engine may fail; report and go on)
             log(f"{name} left out for {model}: {type(e).__name__}: {e}"[:300])
             continue
@@ -156,6 +158,7 @@ def _ours(path: Path) -> Encoder:
     from llmlab.tokenizer import Tokenizer
 
     tok = Tokenizer.load(path)
+    tok.no_truncation(), tok.no_padding()  # as every other engine here (MiniLM's file pads to 128)
     return (lambda t: tok.encode(t).ids), (
         lambda b, threads: [e.ids for e in tok.encode_batch(b, num_threads=threads)]
     )
@@ -165,6 +168,7 @@ def _hf(path: Path) -> Encoder:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(path))
+    tok.no_truncation(), tok.no_padding()
     return (lambda t: tok.encode(t).ids), None  # its threads are fixed when the process starts
 
 

@@ -11,7 +11,7 @@ a fresh child process, fed the same generator of lines, one thread each:
   (it keeps every sentence in memory: the memory sentencepiece's users work around with
   `--input_sentence_size`, google/sentencepiece #680).
 Peak memory is the child's VmHWM (/proc/self/status), the whole process, imports included; `base` is after
-the imports. Ratios are llmlab / reference (below 1: llmlab uses less).
+the imports; "llmlab count MiB" is the peak when counting ends, before training. Ratios are llmlab / reference (below 1: llmlab uses less).
 
     python bench/tokenizer_scale.py                         # 1x 4x 16x, vocab 8000, every library
     python bench/tokenizer_scale.py --multiples 1 4 --only llmlab hf --json scale.json
@@ -72,12 +72,13 @@ def run_llmlab(k: int, vocab: int, max_memory: int | None) -> dict:
     normalizer, pretokenizer = model_pipeline("bpe")
     start = time.perf_counter()
     counts = count_words(lines(k), normalizer, pretokenizer, workers=1, max_memory=max_memory)
-    counted = time.perf_counter()
+    counted, count_peak = time.perf_counter(), rss_mib("VmHWM")
     tok = train_from_counts("bpe", counts, vocab, special_tokens=SPECIALS)
     merges = [" ".join(m) for m in tok.to_hf()["model"]["merges"]]
     return {
         "count_s": counted - start,
         "train_s": time.perf_counter() - counted,
+        "count_peak_mib": count_peak,
         "distinct_words": len(counts),
         "table_mib": counts.nbytes / 2**20,
         "merges_sha": hashlib.sha256("\n".join(merges).encode()).hexdigest()[:16],
@@ -164,7 +165,7 @@ def fmt(result: dict | None, key: str, spec: str) -> str:
 
 def table(rows: list[dict], libs: list[str], mb: float) -> None:
     head = ["k", "MB"] + [f"{lib} {x}" for lib in libs for x in ("s", "MiB")]
-    head += ["llmlab count s/MB", "mem llmlab/hf", "mem llmlab/spm", "merges"]
+    head += ["llmlab count s/MB", "llmlab count MiB", "mem llmlab/hf", "mem llmlab/spm", "merges"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     first = rows[0].get("llmlab") if rows else None
@@ -174,6 +175,7 @@ def table(rows: list[dict], libs: list[str], mb: float) -> None:
             cells += [fmt(row.get(lib), "seconds", ".1f"), fmt(row.get(lib), "peak_mib", ".0f")]
         ours = row.get("llmlab") or {}
         cells.append(f"{ours['count_s'] / (row['k'] * mb):.2f}" if "count_s" in ours else "-")
+        cells.append(fmt(ours, "count_peak_mib", ".0f"))
         for ref in ("hf", "sentencepiece"):
             other = row.get(ref) or {}
             ok = "peak_mib" in ours and "peak_mib" in other

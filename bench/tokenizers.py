@@ -103,9 +103,10 @@ def train_ours(model: str, lines: list[str], vocab: int, threads: int):
 
 def count_ours(model: str, lines: list[str], threads: int):
     """Only the word counting that `train_tokenizer` starts with."""
+    from llmlab.tokenizer.counting import count_words
     from llmlab.tokenizer.normalize_sp import normalizer_from_hf
     from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
-    from llmlab.tokenizer.train import count_words, pipeline_sections
+    from llmlab.tokenizer.train import pipeline_sections
 
     sections = pipeline_sections(model)
     normalizer = normalizer_from_hf(sections["normalizer"])

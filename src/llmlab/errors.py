@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -47,3 +48,30 @@ def mask_secrets(text: str) -> str:
     """`text` with the password of every URL in it (scheme://user:PASSWORD@host) and every password=VALUE
     replaced by ***: what any message, log line or report that can show a storage URL goes through."""
     return _KEY_PASSWORD.sub(r"\1=***", _URL_PASSWORD.sub(r"\1:***@", str(text)))
+
+
+_held_notices: list[str] | None = None  # None: notices print at once
+
+
+def notice(message: str) -> None:
+    """An informational line for stderr ("precision: bf16-mixed (auto)"). While the CLI holds notices
+    (`hold_notices`) it waits: shown once work starts (`release_notices`, called by the progress bar and
+    the server) or when the command succeeds, dropped when it fails, so an error stays the only line."""
+    if _held_notices is None:
+        print(message, file=sys.stderr)
+    else:
+        _held_notices.append(message)
+
+
+def hold_notices() -> None:
+    """Keep notices back from now on (the CLI, before running a command)."""
+    global _held_notices
+    _held_notices = []
+
+
+def release_notices(show: bool = True) -> None:
+    """Print (or, with show=False, drop) the held notices; later ones print at once."""
+    global _held_notices
+    held, _held_notices = _held_notices or [], None
+    for message in held if show else ():
+        print(message, file=sys.stderr)

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from llmlab.errors import release_notices
+
 ProgressFn = Callable[[int, int], None]
 """Called as `progress(done, total)` by long-running functions (trainers, counters)."""
 
@@ -22,6 +24,7 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[ProgressFn]
         description: what is being done, shown left of the bar.
         enabled: False gives a callback that does nothing (quiet runs, tests).
     """
+    release_notices()  # work starts: the notices held back until now (`llmlab.errors.notice`) may show
     if not enabled:
         yield lambda done, total: None
         return

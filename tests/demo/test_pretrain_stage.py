@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from llmlab.demo import pretrain_stage as stage
 from llmlab.report.html import Report
-from llmlab.studies.positions.extrapolation import ExtrapolationSizes
-
-TINY_LM = ExtrapolationSizes(
-    train_context=16,
-    d_model=16,
-    n_layers=1,
-    n_heads=2,
-    batch_size=4,
-    steps=6,
-    warmup_steps=2,
-    eval_tokens=1024,
-)
+from tests.studies.test_positions import TINY_LM
 
 
 def test_pretrain_stage_adds_a_section(tmp_path, monkeypatch):

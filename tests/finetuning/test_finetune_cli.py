@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmlab.cli import main
 from llmlab.finetuning.methods import DEFAULT_LR, load_finetuned
@@ -26,6 +27,7 @@ HISTORY_KEYS = {
     "total_parameters",
     "peak_memory_mb",
     "step_time_s",
+    "padding_share",
     "wall_time_s",
     "train_config",
     "method_settings",
@@ -96,6 +98,43 @@ def test_finetune_writes_the_run_folder(method, encoder_base, sst2_small, tmp_pa
     assert len(json.loads((out / "step_losses.json").read_text())) == 4
     assert json.loads((out / "train_config.json").read_text())["method"] == method
     assert load_finetuned(out).method == method
+
+
+def _tiny_run(base: Path, sst2_small, out: Path, *options: str) -> int:
+    train, dev = sst2_small
+    args = ["--base", str(base), "--method", "lora", "--train", str(train), "--dev", str(dev), "-o", str(out)]
+    return _run(*args, "--max-steps", "2", "--batch-size", "8", *options)
+
+
+@pytest.mark.parametrize(
+    "precision, message",
+    [("fp16", "choose one of auto, fp32, bf16-mixed, bf16"), ("bf16", "no native bfloat16")],
+)
+def test_bad_precision_is_one_line_error(
+    precision, message, encoder_base, sst2_small, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("LLMLAB_NO_BF16", "1")  # a processor without bfloat16
+    code = _tiny_run(encoder_base, sst2_small, tmp_path / "o", "--precision", precision)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("llmlab: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_without_bf16_the_default_precision_is_fp32(encoder_base, sst2_small, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LLMLAB_NO_BF16", "1")
+    assert _tiny_run(encoder_base, sst2_small, tmp_path / "auto", "--group-by-length") == 0
+    assert "% padding)" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "auto" / "train_config.json").read_text())["train"]
+    assert settings["precision"] == "fp32" and settings["group_by_length"] is True
+    assert 0 <= json.loads((tmp_path / "auto" / "history.json").read_text())["padding_share"] < 1
+
+
+def test_bf16_mixed_runs_and_is_recorded(encoder_base, sst2_small, tmp_path):
+    assert _tiny_run(encoder_base, sst2_small, tmp_path / "mixed", "--precision", "bf16-mixed") == 0
+    settings = json.loads((tmp_path / "mixed" / "train_config.json").read_text())["train"]
+    assert settings["precision"] == "bf16-mixed"
+    model = load_finetuned(tmp_path / "mixed")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # saved from the float32 masters
 
 
 def test_without_lr_the_method_gets_its_own_default(encoder_base, sst2_small, tmp_path):

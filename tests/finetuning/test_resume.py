@@ -1,12 +1,15 @@
 """Exact resume: a run killed with SIGKILL and resumed logs the same per-step losses as one that never stopped,
-and a crash in the middle of a checkpoint save leaves the previous checkpoint loadable.
+and a crash in the middle of a checkpoint save leaves the previous checkpoint loadable. Resume stays exact
+(tolerance 1e-7, as in float32) in bf16-mixed with length-grouped batches: the same machine rounds the same.
 
-Run as a script (`python tests/finetune/test_resume.py TOKENIZER TRAIN DEV OUT [--resume]`), this file is the
-training process the SIGKILL test starts and kills.
+Run as a script (`python tests/finetuning/test_resume.py TOKENIZER TRAIN DEV OUT SETTINGS_JSON [--resume]`),
+this file is the training process the SIGKILL test starts and kills.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -31,8 +34,17 @@ CONFIG = TrainConfig(
 )
 
 
-def run(tokenizer: Tokenizer, train_path, dev_path, out: Path, resume: bool = False, pause: float = 0.0):
-    """The run under test: a tiny model with dropout and EDA on 32 SST-2 rows, 24 steps."""
+def run(
+    tokenizer: Tokenizer,
+    train_path,
+    dev_path,
+    out: Path,
+    resume: bool = False,
+    pause: float = 0.0,
+    settings: dict | None = None,
+):
+    """The run under test: a tiny model with dropout and EDA on 32 SST-2 rows, 24 steps; `settings` replace
+    TrainConfig fields (precision, group_by_length)."""
     torch.set_num_threads(1)
     model = TinyClassifier(tokenizer, seed=3)
     train_set, dev_set = read_examples(train_path, 32), read_examples(dev_path, 16)
@@ -40,7 +52,7 @@ def run(tokenizer: Tokenizer, train_path, dev_path, out: Path, resume: bool = Fa
         model,
         train_set,
         dev_set,
-        CONFIG,
+        dataclasses.replace(CONFIG, **(settings or {})),
         out,
         resume=resume,
         progress=False,
@@ -54,10 +66,12 @@ def _committed_step(out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_the_same_losses(tokenizer, sst2_small, minilm_dir, tmp_path):
-    whole = run(tokenizer, *sst2_small, tmp_path / "whole")
+@pytest.mark.parametrize("settings", [{}, {"precision": "bf16-mixed", "group_by_length": True}])
+def test_sigkill_then_resume_gives_the_same_losses(tokenizer, sst2_small, minilm_dir, tmp_path, settings):
+    whole = run(tokenizer, *sst2_small, tmp_path / "whole", settings=settings)
     out = tmp_path / "killed"
-    command = [sys.executable, __file__, str(minilm_dir / "tokenizer.json"), *map(str, sst2_small), str(out)]
+    paths = [str(minilm_dir / "tokenizer.json"), *map(str, sst2_small), str(out), json.dumps(settings)]
+    command = [sys.executable, __file__, *paths]
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while _committed_step(out) < 9 and process.poll() is None and time.time() < deadline:
@@ -67,7 +81,7 @@ def test_sigkill_then_resume_gives_the_same_losses(tokenizer, sst2_small, minilm
     process.wait()
     killed_at = _committed_step(out)
     assert 9 <= killed_at < 24
-    resumed = run(tokenizer, *sst2_small, out, resume=True)
+    resumed = run(tokenizer, *sst2_small, out, resume=True, settings=settings)
     assert len(resumed.step_losses) == len(whole.step_losses) == 24
     assert resumed.step_losses == pytest.approx(whole.step_losses, abs=1e-7)
     assert [r["dev_loss"] for r in resumed.history] == pytest.approx([r["dev_loss"] for r in whole.history])
@@ -95,5 +109,6 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(tokenizer, sst2_smal
 
 
 if __name__ == "__main__":
-    tok, train_csv, dev_csv, out_dir = sys.argv[1:5]
-    run(Tokenizer.load(tok), train_csv, dev_csv, Path(out_dir), resume="--resume" in sys.argv, pause=0.3)
+    tok, train_csv, dev_csv, out_dir, settings_json = sys.argv[1:6]
+    resume = "--resume" in sys.argv
+    run(Tokenizer.load(tok), train_csv, dev_csv, Path(out_dir), resume, 0.3, json.loads(settings_json))

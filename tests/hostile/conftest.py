@@ -17,6 +17,7 @@ from llmlab.abtest.store import open_store
 from llmlab.cli import main
 from llmlab.demo.corpus import demo_corpus
 from llmlab.model.checkpoint import save_model
+from llmlab.model import precision
 from llmlab.model.config import ModelConfig
 from llmlab.model.transformer import Transformer
 from llmlab.tokenizer.pipeline import Tokenizer
@@ -121,6 +122,7 @@ def work(assets, tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "work"
     shutil.copytree(assets, folder, symlinks=True)
     monkeypatch.chdir(folder)
+    monkeypatch.setattr(precision, "_announced", set())  # as in a fresh process: "auto" is announced again
     return folder
 
 

@@ -10,8 +10,6 @@ import pytest
 from llmlab.tokenizer.stats import segmentation_stats
 from llmlab.tokenizer.train import train_tokenizer
 
-pytestmark = pytest.mark.usefixtures("engine")  # every test on the core and on pure Python
-
 CORPORA = ("zh_classic_novels", "zh_poetry")
 
 

@@ -14,9 +14,10 @@ import json
 
 import pytest
 
+from llmlab.tokenizer.counting import count_words
 from llmlab.tokenizer.normalize_sp import normalizer_from_hf
 from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
-from llmlab.tokenizer.train import count_words, pipeline_sections, train_tokenizer
+from llmlab.tokenizer.train import pipeline_sections, train_tokenizer
 
 hf = pytest.importorskip("tokenizers")
 

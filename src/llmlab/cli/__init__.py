@@ -3,9 +3,9 @@
 This package is the only place that imports typer; every command calls the Python API (`llmlab` and its topic
 packages). Results go to stdout, progress and logs to stderr. Any `LlmlabError`, a usage error (an unknown
 option, a number out of its range) or an operating-system error (disk full, permission denied) becomes one line
-on stderr and exit status 2, without a traceback, with any password in a URL masked. Python warnings raised
-by a command that then fails are dropped, so the error stays the only line; after success they are shown,
-one line each.
+on stderr and exit status 2, without a traceback, with any password in a URL masked. Python warnings and
+notices (`llmlab.errors.notice`) of a command that then fails are dropped, so the error stays the only line;
+notices show once work starts (a progress bar, a server), warnings after success, one line each.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from llmlab.cli import abtest, convert, demo, evaluate, finetune, pretrain, serve, study, tokenizer, tune
-from llmlab.errors import LlmlabError, mask_secrets
+from llmlab.errors import LlmlabError, hold_notices, mask_secrets, release_notices
 
 app = typer.Typer(
     help="llmlab: the building blocks of large language models.",
@@ -39,6 +39,7 @@ demo.register(app)
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line on stderr and exit status 2."""
+    hold_notices()
     with warnings.catch_warnings(record=True) as caught:
         try:
             code = app(args=argv, prog_name="llmlab", standalone_mode=False)
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             return _error("out of memory")
         except SystemExit as e:
             return e.code if isinstance(e.code, int) else 0
+    release_notices()
     for w in caught:
         print(f"llmlab: warning: {_one_line(str(w.message))}", file=sys.stderr)
     return code if isinstance(code, int) else 0
@@ -69,5 +71,6 @@ def _one_line(message: str) -> str:
 
 
 def _error(message: str, code: int = 2) -> int:
+    release_notices(show=False)  # "precision: ..." and the like: the error is the only line
     print(f"llmlab: error: {_one_line(message)}", file=sys.stderr)
     return code

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from llmlab.errors import LlmlabError, mask_secrets, require_extra
+from llmlab.errors import LlmlabError, mask_secrets, release_notices, require_extra
 from llmlab.model.precision import HELP as PRECISION_HELP
 from llmlab.model.precision import resolve_precision
 from llmlab.validate import undo_on_failure
@@ -85,6 +85,7 @@ def serve(
         listener.close()
         raise
     try:
+        release_notices()
         shown = mask_secrets(store)
         print(f"serving experiment {experiment!r} on http://{host}:{port}/ (log: {shown})", file=sys.stderr)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

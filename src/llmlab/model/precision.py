@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from llmlab.errors import LlmlabError
+from llmlab.errors import LlmlabError, notice
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 CHOICES = ("auto", *PRECISIONS)
@@ -94,7 +93,7 @@ def resolve_precision(
     chosen = name if name != "auto" else ("fp32" if support == "none" else "bf16-mixed")
     if announce and name == "auto" and chosen not in _announced:
         _announced.add(chosen)
-        print(f"precision: {chosen} (auto; bf16 support: {support})", file=sys.stderr)
+        notice(f"precision: {chosen} (auto; bf16 support: {support})")  # held until work starts
     return chosen
 
 

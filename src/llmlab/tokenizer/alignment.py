@@ -12,16 +12,16 @@ one input character here, so an alignment is one input index per output characte
 `(align[start], align[end - 1] + 1)`, HF's `expand_alignments`).
 
 `unicode_form_aligned` reproduces the crate's decomposition (canonical reordering by a stable sort of each
-run of marks, the changes moving with their characters) and its recomposition state machine exactly, from
-the decomposition and combining-class data of Python's `unicodedata`. Deviation: where Python's Unicode
-version differs from the crate's (9.0), so may a character's normalization (characters added since).
+run of marks, the changes moving with their characters) and its recomposition state machine exactly, with the
+crate's data (Unicode 9.0; `unicode_normalize.py`: Python's `unicodedata`, less what was added since).
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
+
+from llmlab.tokenizer.unicode_normalize import combining, composition, decomposition
 
 __all__ = ["apply_changes", "compose_alignments", "unicode_form_aligned"]
 
@@ -81,7 +81,7 @@ def _decompose(text: str, form: str) -> list[Change]:
     pending: list[tuple[int, str, int]] = []  # (class, char, change) since the last starter
     for char in text:
         for k, part in enumerate(_decomposition(char, form)):
-            cls = unicodedata.combining(part)
+            cls = combining(part)
             if cls == 0 and pending:
                 out += [(c, ch) for _, c, ch in sorted(pending, key=_CLASS)]
                 pending = []
@@ -94,16 +94,8 @@ def _CLASS(entry: tuple[int, str, int]) -> int:  # noqa: N802  (a sort key, name
     return entry[0]
 
 
-@lru_cache(maxsize=65536)
-def _decomposition(char: str, form: str) -> str:
-    return unicodedata.normalize(form, char)
-
-
-@lru_cache(maxsize=65536)
-def _compose(a: str, b: str) -> str | None:
-    """The primary composite of a starter and the next character, or None."""
-    out = unicodedata.normalize("NFC", a + b)
-    return out if len(out) == 1 else None
+_decomposition = lru_cache(maxsize=65536)(decomposition)
+_compose = lru_cache(maxsize=65536)(composition)  # the primary composite of a starter and the next, or None
 
 
 def _recompose(decomposed: list[Change]) -> list[Change]:
@@ -114,7 +106,7 @@ def _recompose(decomposed: list[Change]) -> list[Change]:
     composee: Change | None = None
     last_class: int | None = None
     for char, change in decomposed:
-        cls = unicodedata.combining(char)
+        cls = combining(char)
         if composee is None:
             if cls != 0:
                 out.append((char, change))

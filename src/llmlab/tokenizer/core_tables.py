@@ -22,7 +22,7 @@ import unicodedata
 
 import numpy as np
 
-from llmlab.tokenizer import added_tokens, normalize, pretokenize
+from llmlab.tokenizer import added_tokens, normalize, pretokenize, unicode_normalize
 
 # Normalizer classes (as normalizer.h)
 SAME, MAPPED, HARD, SPACED, DROPPED = 0, 1, 2, 3, 4
@@ -49,6 +49,13 @@ def _codepoints() -> np.ndarray:
     """Every code point but the surrogates (which no str of real text holds, and utf-32 cannot carry)."""
     cps = np.arange(_N, dtype=np.uint32)
     return cps[(cps < 0xD800) | (cps >= 0xE000)]
+
+
+def _chunks(size: int = 1 << 16):
+    """Every code point but the surrogates, a block at a time (the tables' peak memory stays small)."""
+    cps = _codepoints()
+    for start in range(0, len(cps), size):
+        yield cps[start : start + size]
 
 
 def _text(cps: np.ndarray) -> str:
@@ -88,21 +95,20 @@ def _forms(normalizer, chars: list[str]) -> list[str]:
 
 
 def _build_normalizer_table(normalizer) -> dict:
-    cps = _codepoints()
-    chars = list(_text(cps))
-    forms = _forms(normalizer, chars)
     classes = np.zeros(_N, dtype=np.uint8)
     mapped: dict[int, str] = {}
-    for cp, c, form in zip(cps.tolist(), chars, forms, strict=True):
-        if form == c:
-            continue
-        if not form:
-            classes[cp] = DROPPED
-        elif form == f" {c} ":
-            classes[cp] = SPACED
-        else:
-            classes[cp] = MAPPED
-            mapped[cp] = form
+    for cps in _chunks():
+        chars = list(_text(cps))
+        for cp, c, form in zip(cps.tolist(), chars, _forms(normalizer, chars), strict=True):
+            if form == c:
+                continue
+            if not form:
+                classes[cp] = DROPPED
+            elif form == f" {c} ":
+                classes[cp] = SPACED
+            else:
+                classes[cp] = MAPPED
+                mapped[cp] = form
     classes[_SURROGATES] = HARD
     classes[_hard_codepoints(normalizer)] = HARD
     return {"classes": runs(classes), "forms": mapped}
@@ -142,13 +148,12 @@ def _decomposable() -> list[int]:
 
 @functools.cache
 def _kept_marks() -> list[int]:
-    """Characters whose NFD holds a combining mark (ccc > 0) that is not Mn (BERT's strip_accents keeps it)."""
+    """Characters whose NFD holds a combining mark (ccc > 0) that BERT's strip_accents keeps (not Mn in HF's table)."""
     ccc = _ccc()
     out = []
     for cp in set(np.flatnonzero(ccc).tolist()) | set(_decomposable()):
-        if any(
-            ccc[ord(d)] and unicodedata.category(d) != "Mn" for d in unicodedata.normalize("NFD", chr(cp))
-        ):
+        nfd = unicode_normalize.normalize("NFD", chr(cp))
+        if any(ccc[ord(d)] and normalize.strip_accents(d) for d in nfd):  # a mark it keeps
             out.append(cp)
     return sorted(out)
 
@@ -178,19 +183,19 @@ def _interacting() -> list[int]:
 @functools.cache
 def bert_classes() -> Table:
     """BERT's split: word, punctuation (a word of its own) or whitespace (dropped), per code point."""
-    text, where = _interleaved("a")
-    _, spans = pretokenize.BertPreTokenizer().split_spans(text)
-    bounds = np.array(spans, dtype=np.int64).reshape(-1, 2)
-    cover = np.zeros(len(text) + 1, dtype=np.int64)
-    np.add.at(cover, bounds[:, 0], 1)
-    np.add.at(cover, bounds[:, 1], -1)
-    covered = np.cumsum(cover)[:-1] > 0
-    alone = np.zeros(len(text), dtype=bool)
-    alone[bounds[bounds[:, 1] - bounds[:, 0] == 1, 0]] = True
     classes = np.full(_N, BERT_WORD, dtype=np.uint8)
-    cps = _codepoints()
-    classes[cps[~covered[where]]] = BERT_WHITE
-    classes[cps[covered[where] & alone[where]]] = BERT_PUNCT
+    for cps in _chunks():
+        text, where = _interleaved("a", cps)
+        _, spans = pretokenize.BertPreTokenizer().split_spans(text)
+        bounds = np.array(spans, dtype=np.int64).reshape(-1, 2)
+        cover = np.zeros(len(text) + 1, dtype=np.int64)
+        np.add.at(cover, bounds[:, 0], 1)
+        np.add.at(cover, bounds[:, 1], -1)
+        covered = np.cumsum(cover)[:-1] > 0
+        alone = np.zeros(len(text), dtype=bool)
+        alone[bounds[bounds[:, 1] - bounds[:, 0] == 1, 0]] = True
+        classes[cps[~covered[where]]] = BERT_WHITE
+        classes[cps[covered[where] & alone[where]]] = BERT_PUNCT
     return runs(classes)
 
 
@@ -200,15 +205,15 @@ def gpt2_classes() -> Table:
     start a word after "!", a letter when not after "a", a number when not after "0"; whitespace otherwise.
     (Each test runs on the characters the ones before left unclassified.)"""
     classes = np.full(_N, GPT2_SPACE, dtype=np.uint8)
-    cps = _codepoints()
     split = pretokenize.ByteLevel(add_prefix_space=False)
-    for sep, cls in (("!", GPT2_OTHER), ("a", GPT2_LETTER), ("0", GPT2_NUMBER)):
-        text, where = _interleaved(sep, cps)
-        _, spans = split.raw_split(text)
-        starts = np.zeros(len(text) + 1, dtype=bool)
-        starts[np.array([s for s, _ in spans], dtype=np.int64)] = True
-        classes[cps[~starts[where]]] = cls
-        cps = cps[starts[where]]
+    for cps in _chunks():
+        for sep, cls in (("!", GPT2_OTHER), ("a", GPT2_LETTER), ("0", GPT2_NUMBER)):
+            text, where = _interleaved(sep, cps)
+            _, spans = split.raw_split(text)
+            starts = np.zeros(len(text) + 1, dtype=bool)
+            starts[np.array([s for s, _ in spans], dtype=np.int64)] = True
+            classes[cps[~starts[where]]] = cls
+            cps = cps[starts[where]]
     return runs(classes)
 
 

@@ -21,7 +21,6 @@ header from another program give a one-line `LlmlabError`.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import struct
@@ -57,8 +56,15 @@ def write_counts(path: str | os.PathLike, items: Iterable[tuple[str, int]], pipe
         return write_stream(f, items, pipeline, str(path))
 
 
-def write_stream(f: BinaryIO, items: Iterable[tuple[str, int]], pipeline: dict[str, Any], name: str) -> int:
-    """`write_counts` to an open binary file (a spilled run, or bytes sent back by a cluster worker)."""
+def write_stream(
+    f: BinaryIO,
+    items: Iterable[tuple[str, int]],
+    pipeline: dict[str, Any],
+    name: str,
+    block_words: int = BLOCK_WORDS,
+) -> int:
+    """`write_counts` to an open binary file (a spilled run, or bytes sent back by a cluster worker); a
+    merge reads one block of each input at a time, so runs merged many at once use small blocks."""
     header = json.dumps(
         {"format": FORMAT, "fingerprint": pipeline_fingerprint(pipeline), "pipeline": pipeline},
         ensure_ascii=False,
@@ -73,7 +79,7 @@ def write_stream(f: BinaryIO, items: Iterable[tuple[str, int]], pipeline: dict[s
             raise LlmlabError(f"{name}: the count of {word!r} ({count}) is outside 1 .. 2^63 - 1")
         block.append((word, count))
         last = word
-        if len(block) == BLOCK_WORDS:
+        if len(block) == block_words:
             words += _write_block(f, block)
             block = []
     words += _write_block(f, block) if block else 0
@@ -163,19 +169,19 @@ class CountFile:
             raise LlmlabError(f"{self.path}: count file is corrupt (its end record does not match)")
 
     def items(self) -> Iterator[tuple[str, int]]:
-        """(word, count) in ascending order of words, checked."""
+        """(word, count) in ascending order of words, checked; one block's raw bytes in memory at a time."""
         last = None
         for counts, lengths, text in self.blocks():
-            ends = np.cumsum(lengths).tolist()
-            starts = [0, *ends[:-1]]
-            try:
-                words = [text[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)]
-            except UnicodeDecodeError:
-                raise LlmlabError(f"{self.path}: count file is corrupt (a word is not UTF-8)") from None
-            if last is not None and words[0] <= last or any(a >= b for a, b in itertools.pairwise(words)):
-                raise LlmlabError(f"{self.path}: count file is corrupt (words out of order)")
-            last = words[-1]
-            yield from zip(words, counts.tolist(), strict=True)
+            start = 0
+            for end, count in zip(np.cumsum(lengths).tolist(), counts.tolist(), strict=True):
+                try:
+                    word = text[start:end].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise LlmlabError(f"{self.path}: count file is corrupt (a word is not UTF-8)") from None
+                if last is not None and word <= last:
+                    raise LlmlabError(f"{self.path}: count file is corrupt (words out of order)")
+                yield word, count
+                last, start = word, end
 
     def _read(self, n: int, what: str = "header") -> bytes:
         data = self.f.read(n)

@@ -12,7 +12,8 @@ and merge passes), whatever the limit, the number of workers or the order of the
 - The table is a dict of word -> Python int (exact at any size; 64-bit in the files). Its memory is estimated
   as the dict itself + each word's `sys.getsizeof` + 40 bytes per word for its count and the sort; before it
   would pass `max_memory` it is written, sorted, as a run (a count file, `countfile.py`) in a temporary folder.
-- At the end the runs and the table are merged, FAN_IN runs at a time (more runs take extra passes).
+- At the end the runs and the table are merged, FAN_IN runs at a time (more runs take extra passes); runs
+  are written in blocks of RUN_BLOCK_WORDS words, so a merge holds at most FAN_IN small blocks.
 `max_memory` bounds the table; the chunks in flight get CHUNK_MEMORY each on top, so the workable minimum is
 `minimum_memory(workers)`. Temporary runs go to `spill_dir` (default: the system's, e.g. $TMPDIR).
 """
@@ -43,6 +44,7 @@ CHUNK_MEMORY = 16 << 20  # a chunk's lines and counts, in a worker and on their 
 MIN_TABLE = 4 << 20
 MEMORY_SHARE = 0.25  # default max_memory: this share of the machine's RAM
 FAN_IN = 64
+RUN_BLOCK_WORDS = 4096  # a merge holds one block of each of its FAN_IN runs
 _PER_WORD = 40  # the count's int object (32) and the key's slot in the list sorted at spill time (8)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -127,7 +129,7 @@ class SpillingCounter:
         path = self.folder / f"run-{self.made:06d}.counts"
         self.made += 1
         with path.open("wb") as f:
-            write_stream(f, items, self.pipeline, str(path))
+            write_stream(f, items, self.pipeline, str(path), RUN_BLOCK_WORDS)
         self.runs.append(path)
 
     def items(self) -> Iterator[tuple[str, int]]:

@@ -9,7 +9,9 @@ truncation and padding):
 
 Offsets are character spans into the original text, as HF's Python binding gives them: a token's span within
 its word is mapped through the pre-tokenizer, then back through the normalization
-(`Normalizer.normalize_aligned`: per character, as HF's alignments).
+(`Normalizer.normalize_aligned`: per character, as HF's alignments). Word ids number the pieces HF calls
+splits, in order: each added token and each word of the pre-tokenizer (a word the model turns into no token
+still counts).
 
 Speed, the common case: normalization leaves every character in place and the pre-tokenizer cuts plain
 substrings, so a token's offset is an addition. Each word's split is remembered with its token spans already
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from itertools import chain, compress, repeat
 from operator import is_not, itemgetter, ne, or_, sub
+from typing import NamedTuple
 
 from llmlab.tokenizer.added_tokens import AddedTokenMatcher
 from llmlab.tokenizer.encoding import Encoding
@@ -84,63 +87,68 @@ class SequenceEncoder:
         self._map_word = None if identity_map else pre_tokenizer.map_word
 
     def encode(self, text: str, type_id: int = 0) -> Encoding:
-        """Tokenize one text: ids, tokens and offsets; type ids `type_id`, no special tokens."""
-        ids: list[int] = []
-        tokens: list[str] = []
-        offsets: list[tuple[int, int]] = []
+        """Tokenize one text: ids, tokens, offsets and word ids; type ids `type_id`, no special tokens."""
+        out = _Tokens([], [], [], [])
         pieces = self._raw.split(text)
         if pieces is None:
-            self._encode_piece(text, 0, ids, tokens, offsets)
+            self._encode_piece(text, 0, out, 0)
         else:
+            word = 0
             for start, stop, added in pieces:
                 if added is None:
-                    self._encode_piece(text[start:stop], start, ids, tokens, offsets)
+                    word = self._encode_piece(text[start:stop], start, out, word)
                 else:
-                    ids.append(added.id)
-                    tokens.append(text[start:stop])
-                    offsets.append((start, stop))
+                    out.added(added.id, text[start:stop], (start, stop), word)
+                    word += 1
+        ids, tokens, offsets, words = out
         n = len(ids)
-        return Encoding(ids, tokens, offsets, [type_id] * n, [1] * n, [0] * n, [])
+        return Encoding(ids, tokens, offsets, [type_id] * n, [1] * n, [0] * n, [], words)
 
-    def _encode_piece(self, raw: str, base: int, ids: list, tokens: list, offsets: list) -> None:
-        """Normalize `raw` (which starts at `base` in the text), split off normalized added tokens, encode."""
+    def _encode_piece(self, raw: str, base: int, out: _Tokens, word: int) -> int:
+        """Normalize `raw` (which starts at `base` in the text), split off normalized added tokens, encode;
+        the piece's first word is word `word`. Returns the index of the next word."""
         text, align = (raw, None) if self.normalizer is None else self.normalizer.normalize_aligned(raw)
         pieces = self._normalized.split(text)
         if pieces is None and align is None:  # the fast, common path: offsets need no mapping
-            self._encode_words(text, base, ids, tokens, offsets, first=base == 0)
-            return
+            return self._encode_words(text, base, out, word, first=base == 0)
+        offsets = out.offsets
         for start, stop, added in pieces or [(0, len(text), None)]:
             done = len(offsets)
             if added is None:
                 first = base + _raw_position(start, align, len(raw)) == 0
-                self._encode_words(text[start:stop], start, ids, tokens, offsets, first)
+                word = self._encode_words(text[start:stop], start, out, word, first)
             else:
-                ids.append(added.id)
-                tokens.append(text[start:stop])
-                offsets.append((start, stop))
+                out.added(added.id, text[start:stop], (start, stop), word)
+                word += 1
             offsets[done:] = _to_raw(offsets[done:], align, len(raw), base)
+        return word
 
-    def _encode_words(
-        self, text: str, shift: int, ids: list, tokens: list, offsets: list, first: bool
-    ) -> None:
+    def _encode_words(self, text: str, shift: int, out: _Tokens, word: int, first: bool) -> int:
         """Pre-tokenize `text`, let the model split each word; a token's offsets are `shift` + its text span.
 
-        `first` says whether `text` starts the input (for Metaspace's prepend_scheme "first"). Whole lists at
-        once: a word of one token that is its text span (most are) takes that span as its offsets.
+        `first` says whether `text` starts the input (for Metaspace's prepend_scheme "first"); `word` is the
+        index of its first word. Whole lists at once: a word of one token that is its text span (most are)
+        takes that span as its offsets. Returns the index of the next word.
         """
         pre = self.pre_tokenizer
         if pre is None:
             pieces, spans = ([text], [(0, len(text))]) if text else ([], [])
         elif self._aligned:
-            self._encode_aligned(text, shift, ids, tokens, offsets, first)
-            return
+            return self._encode_aligned(text, shift, out, word, first)
         elif isinstance(pre, Metaspace):
             pieces, spans = pre.split_spans(text, first)
         else:
             pieces, spans = pre.raw_split(text)  # words before the pre-tokenizer maps them (ByteLevel)
         splits = list(map(self._memo.__getitem__, pieces))
+        ids, tokens, offsets, words = out
+        before = len(ids)
         ids += chain.from_iterable(map(_IDS, splits))
         tokens += chain.from_iterable(map(_TOKENS, splits))
+        next_word = word + len(splits)
+        if len(ids) - before == len(splits):  # one token a word, the common case
+            words += range(word, next_word)
+        else:
+            words += chain.from_iterable(map(repeat, range(word, next_word), map(len, map(_IDS, splits))))
         # the words of more than one token, or not the whole word, or (pieces that are not substrings) not as
         # long as their text span: a `prepends` pre-tokenizer puts a character in front of the first piece only
         several = map(is_not, map(_SPANS, splits), repeat(None))
@@ -162,20 +170,23 @@ class SequenceEncoder:
                 offsets += self._word_offsets(splits[i], pieces[i], text, start - shift, end - shift, shift)
             done = i + 1
         offsets += spans[done:]
+        return next_word
 
-    def _encode_aligned(
-        self, text: str, shift: int, ids: list, tokens: list, offsets: list, first: bool
-    ) -> None:
+    def _encode_aligned(self, text: str, shift: int, out: _Tokens, word: int, first: bool) -> int:
         """`_encode_words` for a pre-tokenizer that says, character by character, where its pieces come from."""
+        ids, tokens, offsets, words = out
         for piece, align in self.pre_tokenizer.split_aligned([(text, list(range(len(text))))], first):
             split = self._memo[piece]
             ids += split[0]
             tokens += split[1]
+            words += repeat(word, len(split[0]))
+            word += 1
             spans = split[2] or ((0, len(piece)),)
             offsets += [
                 (shift + align[a], shift + align[b - 1] + 1) if b > a else (shift + align[a],) * 2
                 for a, b in spans
             ]
+        return word
 
     def _word_offsets(
         self, split: WordSplit, word: str, text: str, start: int, end: int, shift: int
@@ -218,6 +229,22 @@ class SequenceEncoder:
         if len(word) <= _MEMO_MAX_WORD and len(self._memo) < _MEMO_CAPACITY:
             self._memo[raw_word] = hit
         return hit
+
+
+class _Tokens(NamedTuple):
+    """The lists one encode fills, token by token."""
+
+    ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    words: list[int]
+
+    def added(self, id_: int, token: str, span: tuple[int, int], word: int) -> None:
+        """Append an added token, a word of its own."""
+        self.ids.append(id_)
+        self.tokens.append(token)
+        self.offsets.append(span)
+        self.words.append(word)
 
 
 class _Memo(dict):

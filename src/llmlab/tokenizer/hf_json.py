@@ -23,7 +23,6 @@ from llmlab.io import atomic_write_text
 from llmlab.tokenizer.bpe.model import BPE
 from llmlab.tokenizer.decoders import WordPiece as WordPieceDecoder
 from llmlab.tokenizer.decoders import decoder_from_hf
-from llmlab.tokenizer.encoding import Padding, Truncation
 from llmlab.tokenizer.normalize import BertNormalizer
 from llmlab.tokenizer.normalize_sp import normalizer_from_hf
 from llmlab.tokenizer.pipeline import AddedToken, Tokenizer, next_added_id
@@ -31,6 +30,7 @@ from llmlab.tokenizer.postprocess import postprocessor_from_hf
 from llmlab.tokenizer.pretokenize import BertPreTokenizer
 from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
 from llmlab.tokenizer.templates import TemplateProcessing
+from llmlab.tokenizer.truncation import Padding, Truncation
 from llmlab.tokenizer.unigram.model import Unigram
 from llmlab.tokenizer.wordpiece import WordPiece
 

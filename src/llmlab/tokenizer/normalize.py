@@ -2,10 +2,14 @@
 
 Each normalizer follows the Hugging Face `tokenizers` component of the same name (normalizers.rs, bert.rs)
 and reads/writes the same JSON. `BertNormalizer` follows Google's BERT `tokenization.py`: clean-text removes
-NUL, U+FFFD and control characters (Unicode Cc/Cf/Cn/Co/Cs, but not tab/newline/CR) and turns whitespace into a
-space; CJK ideographs (BERT's code-point ranges) get a space on each side; accents are stripped by NFD then
-dropping non-spacing marks (Mn); lowercasing is per character, as in HF (so a final capital sigma becomes
-'σ', not Python's context-sensitive 'ς').
+NUL, U+FFFD and control characters (Cc, Cf, Co, but not tab/newline/CR; unassigned code points stay) and turns
+whitespace into a space; CJK ideographs (BERT's code-point ranges) get a space on each side; accents are
+stripped by NFD then dropping non-spacing marks (Mn); lowercasing is per character, as in HF (so a final
+capital sigma becomes 'σ', not Python's context-sensitive 'ς'). The character classes and the normalization
+forms are HF's, from the Unicode tables of its crates (`unicode_classes.py`, `unicode_normalize.py`), not the
+running Python's.
+Deviations: lone surrogates (which HF cannot be given) count as control characters; lowercasing is Python's
+(Rust's may know characters added to Unicode since).
 
 Offsets need to know which original character each normalized character came from. `normalize_aligned`
 returns that alignment exactly as HF computes it (`alignment.py`): a normalizer that acts character by
@@ -20,7 +24,6 @@ tokenizer.json reader of all normalizers (`normalizer_from_hf`) are in `normaliz
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from collections.abc import Sequence as SequenceOf
 from itertools import chain, repeat
@@ -28,17 +31,19 @@ from itertools import chain, repeat
 import regex
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer import unicode_classes, unicode_normalize
 from llmlab.tokenizer.alignment import compose_alignments, unicode_form_aligned
+from llmlab.tokenizer.unicode_classes import COMBINING_MARK, CONTROL, NONSPACING_MARK, WHITE_SPACE
 
 CJK_RANGES = (  # BERT's CJK ideographs (Google BERT `_is_chinese_char`)
     "\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff"
     "\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f\U0002b920-\U0002ceaf\U0002f800-\U0002fa1f"
 )
 _CJK = regex.compile(f"[{CJK_RANGES}]")
-_CONTROL = regex.compile(r"[\x00\ufffd\p{Cc}\p{Cf}\p{Cn}\p{Co}\p{Cs}--[\t\n\r]]", regex.V1)
-_SPACE = regex.compile(r"[\t\n\r\p{Zs}\u2028\u2029]")
-_MARK = regex.compile(r"\p{Mn}")
-_ANY_MARK = regex.compile(r"\p{M}")
+_CONTROL = regex.compile(f"[[\\x00\\ufffd\\ud800-\\udfff{CONTROL}]--[\\t\\n\\r]]", regex.V1)
+_SPACE = regex.compile(f"[{WHITE_SPACE}]")
+_MARK = regex.compile(f"[{NONSPACING_MARK}]")
+_ANY_MARK = regex.compile(f"[{COMBINING_MARK}]")
 _ASCII_CLEAN = {i: None for i in range(32) if chr(i) not in "\t\n\r"} | {9: " ", 10: " ", 13: " ", 127: None}
 
 
@@ -167,14 +172,14 @@ def clean_text(text: str) -> str:
     """Drop NUL, U+FFFD and control characters; turn every whitespace character into a space."""
     if text.isascii():
         return text.translate(_ASCII_CLEAN)
-    return _SPACE.sub(" ", _CONTROL.sub("", text))
+    return unicode_classes.sub(_SPACE, " ", unicode_classes.sub(_CONTROL, "", text))
 
 
 def strip_accents(text: str) -> str:
     """NFD, then drop non-spacing marks (Unicode category Mn)."""
     if text.isascii():
         return text
-    return _MARK.sub("", unicodedata.normalize("NFD", text))
+    return unicode_classes.sub(_MARK, "", unicode_normalize.normalize("NFD", text))
 
 
 def lowercase(text: str) -> str:
@@ -197,7 +202,7 @@ class StripAccents(Normalizer):
     as in HF, it strips accents only after an NFD/NFKD normalizer."""
 
     def normalize(self, text: str) -> str:
-        return text if text.isascii() else _ANY_MARK.sub("", text)
+        return text if text.isascii() else unicode_classes.sub(_ANY_MARK, "", text)
 
     def to_hf(self) -> dict:
         return {"type": "StripAccents"}
@@ -212,7 +217,7 @@ class UnicodeForm(Normalizer):
         self.form = form
 
     def normalize(self, text: str) -> str:
-        return text if text.isascii() else unicodedata.normalize(self.form, text)
+        return unicode_normalize.normalize(self.form, text)
 
     def _aligned_across(self, text: str) -> tuple[str, list[int] | None]:
         return unicode_form_aligned(self.form, text)

@@ -13,7 +13,8 @@ results (tests run both paths), the Python code here being their reference and f
 Deviation: `max_length` below the number of special tokens is an error (HF's unsigned subtraction wraps
 around there and nothing is truncated).
 
-`AddedToken` (added_tokens.py) and `Encoding`, `Truncation`, `Padding` (encoding.py) are re-exported here.
+`AddedToken` (added_tokens.py), `Encoding` (encoding.py), `Truncation` and `Padding` (truncation.py) are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -27,18 +28,11 @@ from llmlab.io import atomic_write_json, fingerprint
 from llmlab.tokenizer import core
 from llmlab.tokenizer.added_tokens import AddedToken, AddedVocabulary, next_added_id
 from llmlab.tokenizer.encoder import SequenceEncoder
-from llmlab.tokenizer.encoding import (
-    Encoding,
-    Padding,
-    Truncation,
-    merge,
-    merge_all,
-    pad_encodings,
-    truncate_pair,
-)
+from llmlab.tokenizer.encoding import Encoding, empty, merge, merge_all
 from llmlab.tokenizer.normalize import Normalizer
 from llmlab.tokenizer.postprocess import PostProcessor
 from llmlab.tokenizer.pretokenize import PreTokenizer
+from llmlab.tokenizer.truncation import Padding, Truncation, pad_encodings, truncate_pair
 
 __all__ = ["AddedToken", "Encoding", "Padding", "Tokenizer", "Truncation", "check_fingerprint"]
 
@@ -147,7 +141,8 @@ class Tokenizer:
         # as HF: a normalized added token reads back in its normalized form (and is then not "special" by name)
         self._id_to_token = {i: t for t, i in self.model.vocab.items()} | self._added.read_back(norm)
         self._build_encoder()
-        self._core = None if self.encode_special_tokens else core.build_core(self)
+        python_only = self.encode_special_tokens or self.track_words
+        self._core = None if python_only else core.build_core(self)
         self._push_runtime()
 
     @property
@@ -158,6 +153,19 @@ class Tokenizer:
     @encode_special_tokens.setter
     def encode_special_tokens(self, value: bool) -> None:
         self._encode_special_tokens = bool(value)
+        self._refresh()
+
+    @property
+    def track_words(self) -> bool:
+        """True: every encoding carries word ids (`Encoding.word_ids`, `char_to_word`, `word_to_tokens`, ...).
+
+        The Python path always tracks them; the compiled core does not yet, so True encodes on the Python path.
+        """
+        return self.__dict__.get("_track_words", False)
+
+    @track_words.setter
+    def track_words(self, value: bool) -> None:
+        self._track_words = bool(value)
         self._refresh()
 
     def _build_encoder(self) -> None:
@@ -285,14 +293,16 @@ class Tokenizer:
         return self._post_process(self._encoder.encode(a, 0), self._encoder.encode(b, 1), add_special_tokens)
 
     def _encode_words(self, words: list[str], pair: list[str] | None, add_special_tokens: bool) -> Encoding:
-        """`encode` of pre-tokenized input: each word through the pipeline alone, its offsets within it."""
+        """`encode` of pre-tokenized input: each word through the pipeline alone, its offsets within it and
+        its index the word id of all its tokens (as HF)."""
 
         def sequence(items: list[str], type_id: int) -> Encoding:
             if isinstance(items, str):
                 raise LlmlabError("is_pretokenized: give a list of words, not a string")
-            return merge_all(
-                [self._encoder.encode(w, type_id) for w in items] or [Encoding([], [], [], [], [], [], [])]
-            )
+            encodings = [self._encoder.encode(w, type_id) for w in items] or [empty()]
+            for i, e in enumerate(encodings):
+                e.word_ids = [i] * len(e.ids)
+            return merge_all(encodings)
 
         enc = self._post_process(
             sequence(words, 0), None if pair is None else sequence(pair, 1), add_special_tokens
@@ -306,7 +316,10 @@ class Tokenizer:
             a, b = truncate_pair(a, b, self.truncation, added if add_special_tokens else 0)
         if self.post_processor:
             return self.post_processor.process(a, b, add_special_tokens)
-        return a if b is None else merge(a, b)
+        if b is None:
+            return a
+        a.sequence_ranges, b.sequence_ranges = {0: (0, len(a.ids))}, {1: (0, len(b.ids))}  # not their windows
+        return merge(a, b)
 
     # ---- decoding --------------------------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ same JSON and is tested against it, overflowing windows included:
   spaces ('Ġ'), except the one space `add_prefix_space` put before the first word.
 - `Sequence`: several processors in order.
 
-A processor works on the overflowing windows of its encodings too (see `encoding.py`, which holds `Encoding`,
-its merging, truncation and padding; they are re-exported here, where they used to live).
+A processor works on the overflowing windows of its encodings too (see `encoding.py`, which holds `Encoding`
+and its merging). As HF's `PostProcessor::process`, each input (and each of its windows) is first marked as
+sequence 0 or 1, so that the merged encoding knows which tokens came from which input (its sequence ranges).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class PostProcessor:
             The merged encoding, overflowing windows processed the same way.
         """
         encodings = [encoding] if pair is None else [encoding, pair]
+        for i, e in enumerate(encodings):
+            for part in (e, *e.overflowing):
+                part.sequence_ranges = {i: (0, len(part.ids))}
         return merge_all(self.process_encodings(encodings, add_special_tokens))
 
 
@@ -83,9 +87,8 @@ def trim_offsets(e: Encoding, add_prefix_space: bool) -> Encoding:
             if end >= trails[i]:
                 offsets[i] = (start, max(end - trails[i], start))
     windows = [trim_offsets(w, add_prefix_space) for w in e.overflowing]
-    return Encoding(
-        e.ids, e.tokens, list(offsets), e.type_ids, e.attention_mask, e.special_tokens_mask, windows
-    )
+    return Encoding(e.ids, e.tokens, list(offsets), e.type_ids, e.attention_mask, e.special_tokens_mask,
+                    windows, e.word_ids, e.sequence_ranges)  # fmt: skip
 
 
 class _SpaceCount(dict):

@@ -2,7 +2,8 @@
 
 Each follows the Hugging Face `tokenizers` component of the same name and reads/writes the same JSON:
 - `BertPreTokenizer`: split on whitespace (dropped) and on punctuation (each mark its own word), where
-  punctuation is Unicode P* plus all ASCII punctuation, as in Google's BERT `_is_punctuation`.
+  punctuation is Unicode P* plus all ASCII punctuation, as in Google's BERT `_is_punctuation`; whitespace and
+  P* are HF's classes (Rust's White_Space, the unicode_categories crate's P*: `unicode_classes.py`).
 - `ByteLevel`: GPT-2's split regex (Radford et al. 2019, openai/gpt-2 `encoder.py`), then every UTF-8 byte of a
   word as a printable character (the tables are in `byte_level.py`).
 - `Metaspace`: SentencePiece style (Kudo & Richardson 2018): spaces become '▁', a '▁' is prepended, and the
@@ -39,15 +40,17 @@ import regex
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, char_spans, to_byte_level
 from llmlab.tokenizer.normalize import CJK_RANGES
+from llmlab.tokenizer.unicode_classes import PUNCTUATION, WHITE_SPACE, stand_in
 
 Piece = tuple[str, int, int]
 Aligned = tuple[str, list[int]]  # a piece and, for each of its characters, the index of the text character
 
 _ASCII_PUNCT = r"\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e"
-_BERT_SPLIT = regex.compile(rf"[^\s\p{{P}}{_ASCII_PUNCT}]+|[\p{{P}}{_ASCII_PUNCT}]")
+_PUNCT = PUNCTUATION + _ASCII_PUNCT
+_BERT_SPLIT = regex.compile(f"[^{WHITE_SPACE}{_PUNCT}]+|[{_PUNCT}]")
 _BERT_SPLIT_ASCII = re.compile(rf"[^\t\n\x0b\x0c\r {_ASCII_PUNCT}]+|[{_ASCII_PUNCT}]")  # the same, on ASCII
 _BERT_SPLIT_CJK = regex.compile(  # the same with runs of CJK ideographs (group 1) apart, to be cut one by one
-    rf"([{CJK_RANGES}]+)|[^\s\p{{P}}{_ASCII_PUNCT}{CJK_RANGES}]+|[\p{{P}}{_ASCII_PUNCT}]"
+    f"([{CJK_RANGES}]+)|[^{WHITE_SPACE}{_PUNCT}{CJK_RANGES}]+|[{_PUNCT}]"
 )
 _GPT2_SPLIT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 _GPT2_SPLIT_ASCII = re.compile(  # the same, on ASCII
@@ -119,22 +122,23 @@ class BertPreTokenizer(PreTokenizer):
         """Args: isolate_cjk: also make each CJK ideograph a word, as the spaces `BertNormalizer` puts around
         them do; the pipeline uses this in their place (no HF equivalent on its own: saved as BERT's split)."""
         self.isolate_cjk = isolate_cjk
-        self._unicode_split = _BERT_SPLIT_CJK if isolate_cjk else _BERT_SPLIT
 
     def split_spans(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
         if text.isascii():
             return _pieces_and_spans(_BERT_SPLIT_ASCII.finditer(text))
+        probe = stand_in(text)  # HF's classes: spans found there hold for the text
         if not self.isolate_cjk:
-            return _pieces_and_spans(_BERT_SPLIT.finditer(text))
+            pieces, spans = _pieces_and_spans(_BERT_SPLIT.finditer(probe))
+            return (pieces, spans) if probe is text else ([text[a:b] for a, b in spans], spans)
         pieces: list[str] = []
         spans: list[tuple[int, int]] = []
-        for m in _BERT_SPLIT_CJK.finditer(text):
+        for m in _BERT_SPLIT_CJK.finditer(probe):
             start, end = m.span()
             if m.lastindex:  # a run of ideographs, one word each
-                pieces += m.group()
+                pieces += text[start:end]
                 spans += zip(range(start, end), range(start + 1, end + 1), strict=True)
             else:
-                pieces.append(m.group())
+                pieces.append(text[start:end])
                 spans.append((start, end))
         return pieces, spans
 

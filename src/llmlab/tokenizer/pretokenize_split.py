@@ -8,9 +8,10 @@ says what becomes of a match (HF `SplitDelimiterBehavior`):
 removed (dropped), isolated (its own piece), merged_with_previous / merged_with_next (joined to the piece
 before / after), contiguous (consecutive matches form one piece). Empty pieces are dropped.
 - `Split`: a literal string or a regex (HF: Oniguruma; here `regex`), `invert` swaps matches and the rest.
-- `Punctuation`: each punctuation character (Unicode P* and ASCII punctuation) is a delimiter.
+- `Punctuation`: each punctuation character (P* and ASCII punctuation) is a delimiter.
 - `Digits`: numeric characters (Unicode N*) apart from the rest, one by one or in runs.
-- `CharDelimiterSplit`: one character, removed. `WhitespaceSplit`: Unicode White_Space, removed.
+- `CharDelimiterSplit`: one character, removed. `WhitespaceSplit`: White_Space, removed.
+P* and White_Space are HF's classes (the unicode_categories crate's, Rust's: `unicode_classes.py`).
 - `UnicodeScripts` (`unicode_scripts.py`): a cut wherever the script changes.
 - `FixedLength`: pieces of `length` characters.
 - `Sequence`: several pre-tokenizers, each splitting the pieces of the one before (through `split_aligned`
@@ -35,6 +36,7 @@ from llmlab.tokenizer.pretokenize import (
     PreTokenizer,
     Whitespace,
 )
+from llmlab.tokenizer.unicode_classes import PUNCTUATION, WHITE_SPACE, stand_in
 from llmlab.tokenizer.unicode_scripts import UnicodeScripts
 
 Spans = tuple[list[str], list[tuple[int, int]]]
@@ -47,9 +49,9 @@ BEHAVIORS = {
     "merged_with_next": "MergedWithNext",
     "contiguous": "Contiguous",
 }
-_PUNCT = regex.compile(r"[\p{P}\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e]")
+_PUNCT = regex.compile(f"[{PUNCTUATION}\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e]")
 _DIGIT = regex.compile(r"\p{N}")
-_SPACE = regex.compile(r"\p{White_Space}")
+_SPACE = regex.compile(f"[{WHITE_SPACE}]")
 
 
 def behavior_name(value: str) -> str:
@@ -116,9 +118,10 @@ class _PatternSplit(PreTokenizer):
     pattern: regex.Pattern
     behavior = "isolated"
     invert = False
+    hf_classes = False  # the pattern matches HF's character classes: run it on `stand_in(text)`
 
     def split_spans(self, text: str) -> Spans:
-        matches = _find(self.pattern, text)
+        matches = _find(self.pattern, stand_in(text) if self.hf_classes else text)
         if self.invert:
             matches = [(a, b, not hit) for a, b, hit in matches]
         return split_matches(text, matches, self.behavior)
@@ -153,7 +156,7 @@ class Split(_PatternSplit):
 class Punctuation(_PatternSplit):
     """Each punctuation character is a delimiter."""
 
-    pattern = _PUNCT
+    pattern, hf_classes = _PUNCT, True
 
     def __init__(self, behavior: str = "isolated"):
         self.behavior = behavior_name(behavior)
@@ -193,7 +196,7 @@ class CharDelimiterSplit(_PatternSplit):
 class WhitespaceSplit(_PatternSplit):
     """Split at whitespace, which is dropped."""
 
-    pattern, behavior = _SPACE, "removed"
+    pattern, behavior, hf_classes = _SPACE, "removed", True
 
     def to_hf(self) -> dict:
         return {"type": "WhitespaceSplit"}

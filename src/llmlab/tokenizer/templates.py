@@ -27,6 +27,8 @@ def _with_type_id(e: Encoding, type_id: int) -> Encoding:
         e.attention_mask,
         e.special_tokens_mask,
         e.overflowing,
+        e.word_ids,
+        e.sequence_ranges,
     )
 
 
@@ -99,20 +101,22 @@ class TemplateProcessing(PostProcessor):
     def _special(self, name: str, type_id: int) -> Encoding:
         ids, tokens = self.special_tokens[name]["ids"], self.special_tokens[name]["tokens"]
         n = len(ids)
-        return Encoding(ids, tokens, [(0, 0)] * n, [type_id] * n, [1] * n, [1] * n, [])
+        return Encoding(ids, tokens, [(0, 0)] * n, [type_id] * n, [1] * n, [1] * n, [], [None] * n)
 
     def process(
         self, encoding: Encoding, pair: Encoding | None = None, add_special_tokens: bool = True
     ) -> Encoding:
         plain = type(self).process_encodings is TemplateProcessing.process_encodings
-        if not plain or encoding.overflowing or (pair is not None and pair.overflowing):
+        inputs = [encoding] if pair is None else [encoding, pair]
+        if not plain or any(e.overflowing or e.word_ids is None for e in inputs):
             return super().process(encoding, pair, add_special_tokens)
         # the common case, no windows: concatenate the template's parts directly (what merge_all would do)
-        ids, tokens, offsets, types, attention, special = [], [], [], [], [], []
+        ids, tokens, offsets, types, attention, special, words, ranges = [], [], [], [], [], [], [], {}
         for kind, name, type_id in self.single if pair is None else self.pair:
             if kind == "seq":
-                e = pair if name == "B" else encoding
+                e = inputs[name == "B"]
                 types += [type_id] * len(e.ids)
+                ranges[int(name == "B")] = (len(ids), len(ids) + len(e.ids))
             elif add_special_tokens:
                 e = self._specials[name, type_id]
                 types += e.type_ids
@@ -123,7 +127,8 @@ class TemplateProcessing(PostProcessor):
             offsets += e.offsets
             attention += e.attention_mask
             special += e.special_tokens_mask
-        return Encoding(ids, tokens, offsets, types, attention, special, [])
+            words += e.word_ids
+        return Encoding(ids, tokens, offsets, types, attention, special, [], words, ranges)
 
     def process_encodings(self, encodings: list[Encoding], add_special_tokens: bool) -> list[Encoding]:
         template = self.pair if len(encodings) == 2 else self.single
@@ -172,7 +177,7 @@ class BertProcessing(TemplateProcessing):
 def _all_type_ids_zero(e: Encoding) -> Encoding:
     """`e` with type id 0 everywhere, its windows included (RoBERTa has no segment embeddings)."""
     return Encoding(e.ids, e.tokens, e.offsets, [0] * len(e.ids), e.attention_mask, e.special_tokens_mask,
-                    [_all_type_ids_zero(w) for w in e.overflowing])  # fmt: skip
+                    [_all_type_ids_zero(w) for w in e.overflowing], e.word_ids, e.sequence_ranges)  # fmt: skip
 
 
 class RobertaProcessing(TemplateProcessing):

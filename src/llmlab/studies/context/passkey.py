@@ -8,14 +8,21 @@ Transformers", appendix, as used by the YaRN paper (Peng et al. 2023, section 4.
     Here we go. There and back again. (repeated) The pass key is 71432. Remember it. 71432 is the pass key.
     (more filler) What is the pass key? The pass key is 71432
 
-Deviations, for contexts of 64-128 tokens with a vocabulary of ~1000: the opening instructions are left
-out and the key is stated once ("The pass key is 71432. Remember it."), and the filler is cut sentence by
-sentence (not in blocks of five) so that the key can sit at any depth. The key is five random digits;
-"depth" is the share of the filler placed before it (0: first, 1: just before the question). A model
-passes a trial when greedy decoding after "The pass key is" gives exactly the key's tokens; that is checked
-in one teacher-forced pass (greedy decoding yields a sequence iff each of its tokens is the argmax given
-the ones before it). Documents are assembled from separately encoded pieces, each starting with a space
-(the byte-level pre-tokenizer splits there), so their length in tokens is known before encoding (tested).
+Deviations, for contexts of 64-512 tokens and a model of three layers trained for minutes:
+- The key is a two-digit number, 10 to 99, that the study's tokenizer holds as one token (its training
+  text includes the numbers), not five digits. Five digits need induction heads to copy the second to
+  fifth digit, which such a model does not form: measured after 2400 steps at 64 tokens, the first digit
+  came back in 100% of trials, each later digit at chance (10%); and a key word among the filler's words
+  was not retrieved at all after 1500 steps. Retrieval over distance, what context extension is about, is
+  the one token; chance is 1/90.
+- The opening instructions are left out, the key is stated once ("The pass key is 42. Remember it."),
+  and the filler is cut sentence by sentence (not in blocks of five), so that the key can sit at any depth
+  of a short context.
+"Depth" is the share of the filler placed before the key (0: first, 1: just before the question). A model
+passes a trial when greedy decoding after "The pass key is" gives exactly the key's token(s), checked in one
+teacher-forced pass (greedy decoding yields a sequence iff each of its tokens is the argmax given the ones
+before it). Documents are assembled from separately encoded pieces, each starting with a space (the
+byte-level pre-tokenizer splits there), so their length in tokens is known before encoding (tested).
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ def passkey_document(tokenizer: Tokenizer, length: int, depth: float, rng: rando
     Raises:
         LlmlabError: `length` cannot hold the key, the question and two filler sentences.
     """
-    key = f"{rng.randrange(10**5):05d}"
+    key = rng.choice(key_numbers(tokenizer))
     key_text, answer_text = KEY.format(key=key), ANSWER.format(key=key)
     key_ids, question, answer = (tokenizer.encode(p).ids for p in (key_text, QUESTION, answer_text))
     sentences = filler(tokenizer, length - len(key_ids) - len(question) - len(answer))
@@ -68,6 +75,20 @@ def passkey_document(tokenizer: Tokenizer, length: int, depth: float, rng: rando
     texts = [text for text, _ in sentences]
     text = "".join(texts[:before]) + key_text + "".join(texts[before:]) + QUESTION + answer_text
     return PasskeyDocument(text, prompt, answer)
+
+
+def key_numbers(tokenizer: Tokenizer) -> list[str]:
+    """The candidate keys: the numbers 10-99 that are one token with their leading space.
+
+    Raises:
+        LlmlabError: fewer than 20 (a tokenizer not trained on the task's text, see run.study_tokenizer).
+    """
+    numbers = [str(n) for n in range(10, 100) if len(tokenizer.encode(f" {n}").ids) == 1]
+    if len(numbers) < 20:
+        raise LlmlabError(
+            f"passkey: the vocabulary holds {len(numbers)} two-digit numbers as one token; 20 needed"
+        )
+    return numbers
 
 
 def filler(tokenizer: Tokenizer, room: int) -> list[tuple[str, list[int]]]:

@@ -64,20 +64,20 @@ class ContextSizes:
     d_model: int = 96
     n_layers: int = 3
     n_heads: int = 4
-    base_steps: int = 800
+    base_steps: int = 2000
     base_lr: float = 3e-3
     batch_size: int = 16
     tune_steps: int = 40
     tune_lr: float = 5e-4
     tune_tokens: int = 2048  # per fine-tuning step: batch = tune_tokens // (s * L0)
-    passkey_share: float = 0.3
+    passkey_share: float = 0.4
     eval_tokens: int = 8192
     seed: int = 0
 
 
 FULL = ContextSizes()
 QUICK = ContextSizes(
-    short=64, scales=(4,), eval_scales=(1, 2, 4), depths=(0.0, 0.5, 1.0), trials=2, vocab=512, d_model=32,
+    short=64, scales=(4,), eval_scales=(1, 2, 4), depths=(0.0, 0.5, 1.0), trials=2, vocab=1024, d_model=32,
     n_layers=2, n_heads=2, base_steps=30, batch_size=8, tune_steps=3, tune_tokens=512, eval_tokens=1024,
 )  # fmt: skip
 
@@ -155,17 +155,17 @@ def _prepare(out_dir: Path, sizes: ContextSizes) -> _Data:
     if path.is_file():
         tokenizer = Tokenizer.load(path)
     else:
-        tokenizer = study_tokenizer(lines[:cut], sizes.vocab, sizes.seed)
+        tokenizer = study_tokenizer(lines[:cut], sizes.vocab)
         tokenizer.save(path)
     train_tokens, valid_tokens = (_tokens(tokenizer, part) for part in (lines[:cut], lines[cut:]))
     dev = [Example(t, None) for t in _chunks(tokenizer, valid_tokens, sizes.short)[:16]]
     return _Data(tokenizer, train_tokens, valid_tokens, dev)
 
 
-def study_tokenizer(lines: list[str], vocab: int, seed: int = 0) -> Tokenizer:
-    """BPE on `lines` and 300 passkey sentences, so that the task's words are a few tokens each."""
-    rng = random.Random(seed)
-    task = ["".join(FILLER) + KEY.format(key=f"{rng.randrange(10**5):05d}") + QUESTION for _ in range(300)]
+def study_tokenizer(lines: list[str], vocab: int) -> Tokenizer:
+    """BPE on `lines`, the passkey sentences and the numbers 10-99 (300 copies each): the task's words and
+    keys become a token each (passkey.py)."""
+    task = ["".join(FILLER) + KEY.format(key="") + QUESTION + " " + " ".join(map(str, range(10, 100)))] * 300
     return train_tokenizer("bpe", lines + task, vocab, workers=1)
 
 

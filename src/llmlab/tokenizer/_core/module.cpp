@@ -452,6 +452,14 @@ NB_MODULE(_corelib, m) {
         for (int f = 0; f < 7; ++f) args.append(e.get(f));
         return nb::make_tuple(cls, nb::tuple(args));
     });
+    enc.def("__getattr__", [](Encoding& e, nb::str name) -> nb::object {
+        // Anything else (word ids, char_to_token, ...) comes from the pure-Python Encoding of the same fields.
+        const std::string n = nb::cast<std::string>(name);
+        if (n.rfind("__", 0) == 0) throw nb::attribute_error(n.c_str());
+        nb::object cls = nb::module_::import_("llmlab.tokenizer.encoding").attr("Encoding");
+        nb::object plain = cls(e.get(0), e.get(1), e.get(2), e.get(3), e.get(4), e.get(5), e.get(6));
+        return plain.attr(name);
+    });
     enc.def("__eq__", [](Encoding& e, nb::handle other) -> nb::object {
         static const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask",
                                       "special_tokens_mask", "overflowing"};

@@ -181,7 +181,9 @@ def _prune(lattice: Lattice, lengths, reps, scores, alive, target: int) -> np.nd
 
 def _finalize(pieces, logp, alive, required: list[str], size: int, meta: set[str]) -> list[tuple[str, float]]:
     """The required characters, then the best pieces up to `size`, ordered by score (ties: by piece)."""
-    scores = {pieces[i]: float(logp[i]) for i in np.flatnonzero(alive)}
+    # 12 significant digits: HF reads tokenizer.json floats with serde_json's fast parser, which can be one
+    # unit in the last place off for 17-digit decimals, and two pieces that tie that closely would then swap
+    scores = {pieces[i]: float(f"{logp[i]:.12g}") for i in np.flatnonzero(alive)}
     low = min(scores.values())
     missing = [c for c in required if c not in scores]  # EM dropped them: scored as sentencepiece does
     final = {c: low + 0.0001 * rank for rank, c in enumerate(missing)}
