@@ -67,11 +67,15 @@ def _config(corpus: dict[str, Path], out: Path, **overrides) -> PretrainConfig:
     return PretrainConfig(**{**settings, **overrides})
 
 
-def test_resumed_run_logs_the_same_losses_as_an_uninterrupted_one(corpus, tmp_path):
-    pretrain(_config(corpus, tmp_path / "a"), progress=False)
-    pretrain(_config(corpus, tmp_path / "b", stop_after=10), progress=False)  # interrupted after step 10
+@pytest.mark.parametrize(
+    "precision", ["fp32", "bf16-mixed"]
+)  # exact in both: the same machine rounds the same
+def test_resumed_run_logs_the_same_losses_as_an_uninterrupted_one(corpus, tmp_path, precision):
+    pretrain(_config(corpus, tmp_path / "a", precision=precision), progress=False)
+    interrupted = _config(corpus, tmp_path / "b", stop_after=10, precision=precision)  # after step 10
+    pretrain(interrupted, progress=False)
     assert [r["step"] for r in read_metrics(tmp_path / "b")] == list(range(1, 11))
-    final = pretrain(_config(corpus, tmp_path / "b", resume=True), progress=False)
+    final = pretrain(_config(corpus, tmp_path / "b", resume=True, precision=precision), progress=False)
     a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
     assert [r["step"] for r in b] == list(range(1, 21))
     assert [r["loss"] for r in a] == [r["loss"] for r in b]  # exactly, not approximately
@@ -102,6 +106,19 @@ def test_loss_decreases_on_tiny_shakespeare(corpus, tmp_path):
     assert records[-1]["val_ppl"] < 200 < 400  # far below a uniform guess over 400 tokens
     assert {"step", "loss", "lr", "tokens_per_s"} <= set(records[0])
     assert list(tmp_path.glob("tokens-*.npy"))  # the token arrays are cached in the output folder
+
+
+def test_bf16_mixed_tracks_fp32_and_a_changed_precision_is_refused_on_resume(corpus, tmp_path):
+    losses = {}
+    for precision in ("fp32", "bf16-mixed"):
+        pretrain(_config(corpus, tmp_path / precision, precision=precision, steps=10), progress=False)
+        losses[precision] = [r["loss"] for r in read_metrics(tmp_path / precision)]
+    assert losses["fp32"] != losses["bf16-mixed"]  # bf16 did run
+    assert losses["bf16-mixed"] == pytest.approx(losses["fp32"], abs=0.02)  # measured: 0.0003
+    with pytest.raises(LlmlabError, match="precision"):
+        pretrain(
+            _config(corpus, tmp_path / "fp32", steps=10, resume=True, precision="bf16-mixed"), progress=False
+        )
 
 
 def test_schedule_warms_up_then_decays_to_the_floor(corpus, tmp_path):
@@ -149,6 +166,7 @@ def test_resume_without_a_checkpoint_is_refused(corpus, tmp_path):
         ({"steps": 0}, "steps=0 must be a positive integer"),
         ({"lr": "fast"}, "lr=.fast. must be a number"),
         ({"stop_after": 99}, "stop_after=99"),
+        ({"precision": "fp16"}, "precision='fp16': choose one of auto, fp32"),
     ],
 )
 def test_bad_settings_are_refused_on_construction(corpus, tmp_path, overrides, message):

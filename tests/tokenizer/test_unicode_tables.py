@@ -21,13 +21,18 @@ hf = pytest.importorskip("tokenizers")
 CODE_POINTS = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000]
 
 
-def packed(pattern: str, per_text: int) -> list[str]:
+def packed(pattern: str, per_text: int, code_points: list[int] = CODE_POINTS) -> list[str]:
     """Every code point c as `pattern.format(c)`, `per_text` of them a text, apart by spaces (BERT never
     looks across a space: it splits there, and a space is a starter that no mark moves past)."""
     return [
-        " ".join(pattern.format(chr(cp)) for cp in CODE_POINTS[i : i + per_text])
-        for i in range(0, len(CODE_POINTS), per_text)
+        " ".join(pattern.format(chr(cp)) for cp in code_points[i : i + per_text])
+        for i in range(0, len(code_points), per_text)
     ]
+
+
+# Lowercasing is Python's `str.lower`, HF's is Rust's (Unicode 17 in the Rust that built tokenizers 0.23.3):
+# characters Python's tables do not know yet may lowercase in HF only (a documented deviation, bounded below).
+KNOWN_TO_PYTHON = [cp for cp in CODE_POINTS if unicodedata.category(chr(cp)) != "Cn"]
 
 
 def offsets(e) -> list[tuple[int, int]]:
@@ -96,8 +101,18 @@ NORMALIZERS = {
 @pytest.mark.parametrize("name", NORMALIZERS)
 def test_every_code_point_normalizes_as_hf(name):
     ours, ref = NORMALIZERS[name]
-    for text in packed("a{}b", 4096):
+    lowercases = isinstance(ours, N.BertNormalizer) and ours.lowercase
+    for text in packed("a{}b", 4096, KNOWN_TO_PYTHON if lowercases else CODE_POINTS):
         assert ours.normalize(text) == ref.normalize_str(text), name
+
+
+def test_lowercase_differs_from_hf_only_on_characters_python_does_not_know():
+    ours, ref = N.Lowercase(), hf.normalizers.Lowercase()
+    differ = set()
+    for text in packed("{}", 4096):
+        for a, b in zip(ours.normalize(text).split(" "), ref.normalize_str(text).split(" "), strict=True):
+            differ |= {a} if a != b else set()  # ours left it as it was
+    assert differ and all(unicodedata.category(c) == "Cn" for c in "".join(differ))
 
 
 PRETOKENIZERS = {
