@@ -109,15 +109,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def json_depth(text: str) -> int:
-    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return 0  # cannot nest deeper than the limit: skip the scan
-    import numpy as np  # here: the command line starts without numpy (the demo pins its kernels first)
+def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the arrays and objects of a JSON text nest more than `limit` deep (brackets inside strings do
+    not count); a text with fewer opening brackets than that is not scanned."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    import numpy as np  # here, not at the top: importing llmlab.io stays cheap
 
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
     steps = np.where(np.isin(np.frombuffer(brackets, np.uint8), (ord("["), ord("{"))), 1, -1)
-    return int(np.cumsum(steps).max()) if len(steps) else 0
+    return bool(len(steps)) and int(np.cumsum(steps).max()) > limit
 
 
 def loads_json(text: str | bytes, where: str, what: str = "JSON") -> Any:
@@ -136,7 +137,7 @@ def loads_json(text: str | bytes, where: str, what: str = "JSON") -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
             raise LlmlabError(f"{where}: {what} is not UTF-8 (byte offset {e.start})") from None
-    if json_depth(text) > MAX_JSON_DEPTH:
+    if too_deep(text):
         raise LlmlabError(f"{where}: {what} is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return json.loads(text)

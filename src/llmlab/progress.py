@@ -24,10 +24,10 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[ProgressFn]
         description: what is being done, shown left of the bar.
         enabled: False gives a callback that does nothing (quiet runs, tests).
     """
-    release_notices()  # work starts: the notices held back until now (`llmlab.errors.notice`) may show
     if not enabled:
         yield lambda done, total: None
         return
+    release_notices()  # shown work starts: the notices held back until now (`llmlab.errors.notice`) show
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=_console, transient=False) as bar:
         task = bar.add_task(description, total=None)

@@ -16,7 +16,7 @@ from llmlab.cli import main
 from llmlab.evaluation.compare_methods import COLUMNS, ensemble_verdict, format_table
 from llmlab.evaluation.predictor import load_predictor
 from llmlab.finetuning.methods import load_classifier
-from tests.finetune import test_methods
+from tests.finetuning import test_methods
 
 tiny_bert = test_methods.tiny_bert  # the shared fixture
 

@@ -112,3 +112,17 @@ def test_evaluate_runs_in_the_precision_asked_and_refuses_bad_ones(
         assert main(["evaluate", str(tmp_path / "probe"), data, "--precision", precision]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+
+
+def test_library_defaults_stay_fp32_so_the_demo_does_not_depend_on_the_processor():
+    import dataclasses
+    import inspect
+
+    from llmlab.evaluation.predictor import load_predictor
+    from llmlab.pretraining.loop import PretrainConfig
+
+    config = TrainConfig()
+    assert config.precision == "fp32" and config.group_by_length is False  # the demo builds TrainConfigs
+    pretrain_default = {f.name: f.default for f in dataclasses.fields(PretrainConfig)}["precision"]
+    assert pretrain_default == "fp32"
+    assert inspect.signature(load_predictor).parameters["precision"].default == "fp32"

@@ -16,8 +16,8 @@ import pytest
 from llmlab.abtest.store import open_store
 from llmlab.cli import main
 from llmlab.demo.corpus import demo_corpus
-from llmlab.model.checkpoint import save_model
 from llmlab.model import precision
+from llmlab.model.checkpoint import save_model
 from llmlab.model.config import ModelConfig
 from llmlab.model.transformer import Transformer
 from llmlab.tokenizer.pipeline import Tokenizer
@@ -35,8 +35,16 @@ def _csv(path: Path, rows: list[list], header=("text", "label")) -> None:
 def _tiny_base(folder: Path, tokenizer: Path) -> None:
     """A random 1-layer encoder with the fixture tokenizer: a valid --base that fine-tunes in a second."""
     tok = Tokenizer.load(tokenizer)
-    config = ModelConfig(tok.vocab_size, d_model=16, n_layers=1, n_heads=2, d_ff=32, causal=False,
-                         positional="learned", max_seq_len=64)
+    config = ModelConfig(
+        tok.vocab_size,
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        d_ff=32,
+        causal=False,
+        positional="learned",
+        max_seq_len=64,
+    )
     save_model(folder, Transformer(config), tok)
 
 
@@ -62,7 +70,9 @@ def _hostile(root: Path, lines: list[str]) -> None:
     (root / "oneline.txt").write_text("hello\n", encoding="utf-8")
     (root / "deep.json").write_text(DEEP, encoding="utf-8")
     (root / "deep.jsonl").write_text('{"text": "a", "label": ' + DEEP + "}\n", encoding="utf-8")
-    (root / "trunc.json").write_text('{"version": "1.0", "model": {"type": "BPE", "vocab": {"a"', encoding="utf-8")
+    (root / "trunc.json").write_text(
+        '{"version": "1.0", "model": {"type": "BPE", "vocab": {"a"', encoding="utf-8"
+    )
     (root / "array.json").write_text("[]", encoding="utf-8")
     (root / "existing.txt").write_text("a file where a folder is expected\n", encoding="utf-8")
     (root / "adir").mkdir()

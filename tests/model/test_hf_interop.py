@@ -345,7 +345,10 @@ def encoder_settings():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"positional": "rope"}, "norm_type='layer' cannot be exported: a causal RoPE model exports as Llama"),
+        (
+            {"positional": "rope"},
+            "norm_type='layer' cannot be exported: a causal RoPE model exports as Llama",
+        ),
         ({"positional": "rope", "causal": False}, "positional 'rope' has no GPT-2 or BERT equivalent"),
         ({"positional": "alibi"}, "positional 'alibi' has no GPT-2 or BERT equivalent"),
         ({"bias": False}, "bias=false has no GPT-2 or BERT equivalent"),

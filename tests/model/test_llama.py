@@ -75,7 +75,9 @@ def make_llama(path, tokenizer, variant: str, **overrides):
 
 
 def token_batch(tokenizer, n: int = 2, length: int = 40) -> torch.Tensor:
-    ids = [tokenizer.encode(" ".join(demo_corpus()[100 + 40 * i : 140 + 40 * i])).ids[:length] for i in range(n)]
+    ids = [
+        tokenizer.encode(" ".join(demo_corpus()[100 + 40 * i : 140 + 40 * i])).ids[:length] for i in range(n)
+    ]
     return torch.tensor(ids)  # (n, length)
 
 
@@ -96,7 +98,9 @@ def test_from_hf_matches_transformers_in_every_layer_and_in_generation(tmp_path,
     with torch.no_grad():
         ours = model(ids[:, :upto], output_hidden_states=True)
         theirs = hf(input_ids=ids[:, :upto], output_hidden_states=True)
-    diffs = [(a - b).abs().max().item() for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True)]
+    diffs = [
+        (a - b).abs().max().item() for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True)
+    ]
     assert len(diffs) == 4 and max(diffs) < TOL, diffs
     assert (ours.logits - theirs.logits).abs().max().item() < TOL
     prompts = ids[:, :10]

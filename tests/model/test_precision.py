@@ -32,7 +32,8 @@ def no_bf16(monkeypatch):
     monkeypatch.setenv(mp.DISABLE_ENV, "1")
 
 
-def test_forcing_detection_off_falls_back_to_fp32(no_bf16, capsys):
+def test_forcing_detection_off_falls_back_to_fp32(no_bf16, capsys, monkeypatch):
+    monkeypatch.setattr(mp, "_announced", set())  # said once per process: forget earlier tests' choices
     assert mp.bf16_support("cpu") == "none"
     assert mp.resolve_precision("auto", "cpu") == "fp32"
     assert mp.resolve_precision(None, "cpu", announce=False) == "fp32"

@@ -12,8 +12,9 @@ from llmlab.cli import main
 from llmlab.demo.corpus import demo_corpus
 from llmlab.errors import LlmlabError
 from llmlab.studies.context import QUICK, check_results
-from llmlab.studies.context.passkey import KEY, QUESTION, key_numbers, passkey_document
-from llmlab.studies.context.run import METHODS, method_fields, study_tokenizer
+from llmlab.studies.context.data import study_tokenizer
+from llmlab.studies.context.passkey import KEY, QUESTION, key_digits, passkey_document
+from llmlab.studies.context.run import METHODS, method_fields
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_passkey_documents_fit_their_length_and_tokenize_as_assembled(tokenizer,
     key = doc.text.rsplit(" ", 1)[1]
     key_text = KEY.format(key=key)
     filler = len(doc.text) - len(key_text) - len(QUESTION) - len(key) - 1  # characters of filler
-    assert abs(doc.text.index(key_text) / filler - depth) < 0.2 and key in key_numbers(tokenizer)
+    assert abs(doc.text.index(key_text) / filler - depth) < 0.2 and key in key_digits(tokenizer)
     assert len(doc.answer_ids) == 1  # one token: retrieval over distance, not induction (passkey.py)
 
 

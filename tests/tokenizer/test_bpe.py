@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from unittest import mock
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer import core
 from llmlab.tokenizer.bpe import pairs as bpe_pairs
 from llmlab.tokenizer.bpe import trainer as bpe_train
 from llmlab.tokenizer.bpe.model import BPE
@@ -112,13 +114,21 @@ def shakespeare_model(shared_data) -> BPE:
 # ---------------------------------------------------------------- 1. training equals HF's BpeTrainer
 
 
-def test_training_matches_hf_tiny_shakespeare(shared_data, shakespeare_model):
-    vocab, merges = hf_train_on_lines(corpus_lines(shared_data / "tiny_shakespeare" / "train.txt"), 8000)
-    assert shakespeare_model.vocab == vocab
-    assert shakespeare_model.merges == merges
+# The training tests below take the `engine` fixture (conftest.py): they run on the compiled merge loop
+# (_core/bpe_trainer.cpp) and on the Python one.
+
+
+@pytest.mark.usefixtures("engine")
+def test_training_matches_hf_tiny_shakespeare(shared_data):
+    lines = corpus_lines(shared_data / "tiny_shakespeare" / "train.txt")
+    ours = train_bpe(hf_byte_level_counts(lines), 8000, special_tokens=SPECIALS, initial_alphabet=BYTES)
+    vocab, merges = hf_train_on_lines(lines, 8000)
+    assert ours.vocab == vocab
+    assert ours.merges == merges
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("vocab_size", [8000, 32000])
 def test_training_matches_hf_gutenberg(shared_data, vocab_size):
     lines = corpus_lines(shared_data / "gutenberg_en" / "train.txt")
@@ -128,6 +138,7 @@ def test_training_matches_hf_gutenberg(shared_data, vocab_size):
     assert ours.merges == merges
 
 
+@pytest.mark.usefixtures("engine")
 def test_training_matches_hf_chinese(shared_data):
     lines = corpus_lines(shared_data / "zh_poetry" / "train.txt", 600)
     ours = train_bpe(hf_byte_level_counts(lines), 2000, special_tokens=SPECIALS, initial_alphabet=BYTES)
@@ -137,15 +148,30 @@ def test_training_matches_hf_chinese(shared_data):
 
 words_st = st.text(alphabet="abcd", min_size=1, max_size=8)
 
-# The trainer's two ways to merge and its queue, forced on tiny corpora: (bpe_train.BATCH, bpe_pairs.PARK) =
-# (merges visiting this many positions take numpy steps, pairs below the best count / PARK wait off the heap).
-MERGE_PATHS = {"python": (10**9, 10**9), "numpy-parked": (1, 1), "mixed": (3, 2)}
+# The Python trainer's two ways to merge and its queue, forced on tiny corpora: (bpe_train.BATCH,
+# bpe_pairs.PARK) = (merges visiting this many positions take numpy steps, pairs below the best count / PARK
+# wait off the heap); and the compiled merge loop (None: not built here).
+PYTHON_PATHS = {"python": (10**9, 10**9), "numpy-parked": (1, 1), "mixed": (3, 2)}
+MERGE_PATHS = [
+    *PYTHON_PATHS,
+    pytest.param(
+        "core", marks=pytest.mark.skipif(core._corelib is None, reason="the core is not built here")
+    ),
+]
 
 
 @contextlib.contextmanager
 def merge_path(name: str):
-    batch, park = MERGE_PATHS[name]
-    with mock.patch.object(bpe_train, "BATCH", batch), mock.patch.object(bpe_pairs, "PARK", park):
+    if name == "core":
+        with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "0"}):
+            yield
+        return
+    batch, park = PYTHON_PATHS[name]
+    with (
+        mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "1"}),
+        mock.patch.object(bpe_train, "BATCH", batch),
+        mock.patch.object(bpe_pairs, "PARK", park),
+    ):
         yield
 
 
@@ -187,10 +213,10 @@ def test_rebuilt_token_matches_hf(path, word_counts):
 )
 def test_rebuilt_tokens_merge_alike_on_every_path(word_counts, vocab_size, max_token_length):
     """Words of "#" and "a" with the prefix "##" often rebuild tokens. HF then breaks ties between queue entries
-    of one pair in heap order (and numbers "##" tokens in hash order), so our merge paths must agree with each
-    other, the plain Python one being the reference."""
+    of one pair in heap order (and numbers "##" tokens in hash order), so our merge paths, the compiled one
+    included, must agree with each other, the plain Python one being the reference."""
     trained = []
-    for path in MERGE_PATHS:
+    for path in [*PYTHON_PATHS, *(["core"] if core._corelib is not None else [])]:
         with merge_path(path):
             bpe = train_bpe(
                 word_counts, vocab_size, continuing_subword_prefix="##", max_token_length=max_token_length
@@ -199,6 +225,7 @@ def test_rebuilt_tokens_merge_alike_on_every_path(word_counts, vocab_size, max_t
     assert trained[1:] == trained[:1] * (len(trained) - 1)
 
 
+@pytest.mark.usefixtures("engine")
 def test_special_tokens_and_initial_alphabet_come_first():
     ours = train_bpe(
         {"hello": 3, "yellow": 2}, 30, special_tokens=["<s>", "</s>"], initial_alphabet=["z", "a"]
@@ -210,6 +237,7 @@ def test_special_tokens_and_initial_alphabet_come_first():
     assert (ours.vocab, ours.merges) == (vocab, merges)
 
 
+@pytest.mark.usefixtures("engine")
 def test_limit_alphabet_keeps_the_most_frequent_characters():
     counts = {"aaab": 5, "ccd": 2, "x": 1}  # a:15 c:4 b:5 d:2 x:1 -> keep a, b, c
     ours = train_bpe(counts, 10, limit_alphabet=3)
@@ -218,6 +246,7 @@ def test_limit_alphabet_keeps_the_most_frequent_characters():
     assert "x" not in ours.vocab and "d" not in ours.vocab
 
 
+@pytest.mark.usefixtures("engine")
 def test_progress_reports_every_merge():
     seen = []
     train_bpe({"abcabc": 4, "abd": 2}, 8, progress=lambda done, total: seen.append((done, total)))
@@ -328,6 +357,7 @@ def in_hf_order(counts: Counter, hf_vocab: dict[str, int], prefix: str = "##") -
     return {**first, **counts}
 
 
+@pytest.mark.usefixtures("engine")
 def test_wordpiece_vocab_matches_hf_wordpiece_trainer(shared_data):
     """HF's WordPieceTrainer is its BpeTrainer with "##", keeping only the vocabulary.
 
@@ -345,6 +375,7 @@ def test_wordpiece_vocab_matches_hf_wordpiece_trainer(shared_data):
     assert ours.vocab == ref
 
 
+@pytest.mark.usefixtures("engine")
 def test_prefixed_merges_match_hf(shared_data):
     lines = corpus_lines(shared_data / "tiny_shakespeare" / "train.txt")
     trainer = hf.trainers.BpeTrainer(vocab_size=4000, special_tokens=WORDPIECE_SPECIALS, show_progress=False,
@@ -402,7 +433,7 @@ def naive_likelihood(word_counts: dict[str, int], vocab_size: int, prefix: str) 
     return ids, [m for r, m in enumerate(merges) if last[m] == r]
 
 
-@pytest.mark.parametrize("path", MERGE_PATHS)
+@pytest.mark.parametrize("path", PYTHON_PATHS)  # the likelihood score runs in Python only
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(words_st, st.integers(1, 9), min_size=1, max_size=20), st.integers(8, 50))
 def test_likelihood_matches_naive_recount(path, word_counts, vocab_size):

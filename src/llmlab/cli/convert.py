@@ -14,11 +14,11 @@ from llmlab.validate import check_input, check_output
 def convert(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (created; its parent must exist).")],
     from_hf: Annotated[
-        Path | None, typer.Option("--from-hf", help="HF BERT or GPT-2 folder to import.")
+        Path | None, typer.Option("--from-hf", help="HF BERT, GPT-2 or Llama folder to import.")
     ] = None,
     to_hf: Annotated[Path | None, typer.Option("--to-hf", help="llmlab checkpoint folder to export.")] = None,
 ) -> None:
-    """Convert a checkpoint folder between Hugging Face (BERT, GPT-2) and llmlab formats, tokenizer included."""
+    """Convert a checkpoint folder between Hugging Face (BERT, GPT-2, Llama) and llmlab formats, tokenizer included."""
     from llmlab.model.hf_export import convert as convert_checkpoint
 
     if (from_hf is None) == (to_hf is None):

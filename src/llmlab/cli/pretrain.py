@@ -46,7 +46,7 @@ def pretrain(
         str, Opt(help="Invalid UTF-8 in the text files: 'strict' stops, 'replace' puts U+FFFD in its place.")
     ] = "strict",
     rope_scaling: Annotated[str | None, Opt(help=ROPE_HELP["scaling"])] = None,
-    rope_factor: Annotated[float | None, Opt(help=ROPE_HELP["factor"])] = None,
+    rope_factor: Annotated[float | None, Opt(min=1, max=1e4, help=ROPE_HELP["factor"])] = None,
     rope_original_length: Annotated[int | None, Opt(min=1, max=2**30, help=ROPE_HELP["original"])] = None,
     rope_param: Annotated[list[str] | None, Opt(help=ROPE_HELP["param"])] = None,
     precision: Annotated[str, Opt(help=PRECISION_HELP)] = "auto",

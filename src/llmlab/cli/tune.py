@@ -121,6 +121,9 @@ def tune_command(
     metric: Annotated[str, typer.Option(help="accuracy, f1 or loss (minimised).")] = "accuracy",
     max_length: Annotated[int, typer.Option(min=1, max=2**20, help="Tokens per example.")] = 128,
     precision: Annotated[str, typer.Option(help="Finetune objective: " + PRECISION_HELP)] = "auto",
+    group_by_length: Annotated[
+        bool, typer.Option(help="Finetune objective: batches of similar length (less padding).")
+    ] = True,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Search hyperparameters with Optuna (grid, random, TPE; median or Hyperband pruning); many workers share
@@ -152,6 +155,7 @@ def tune_command(
                 "metric": metric,
                 "max_length": max_length,
                 "precision": resolve_precision(precision),  # the study keeps the choice for every worker
+                "group_by_length": group_by_length,
                 "seed": seed or 0,
             },
         }

@@ -122,8 +122,8 @@ def shown_url(url: str) -> str:
     try:
         sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise LlmlabError(
-            f"--storage {mask_secrets(url)!r}: not a database URL (e.g. sqlite:///study.db)"
+        raise LlmlabError(  # not echoed: a garbled URL may still hold a password
+            "--storage: not a database URL (e.g. sqlite:///study.db or postgresql://USER@HOST/DB)"
         ) from None
     return mask_secrets(url)
 

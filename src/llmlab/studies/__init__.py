@@ -2,4 +2,6 @@
 
 positions/: the seven positional encodings side by side (permutation, word order, length extrapolation,
 pictures).
+context/: RoPE context extension (linear, ntk, dynamic, yarn, llama3) beside ALiBi: perplexity and passkey
+retrieval past the training length.
 """

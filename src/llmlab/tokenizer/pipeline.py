@@ -6,10 +6,12 @@ utils/padding.rs) and is tested against it id for id, offset for offset, on real
    by the model (`encoder.py`; offsets are character spans into the original text, as HF's Python binding
    gives them).
 2. Truncation (room left for the special tokens), post-processing (special tokens, type ids), padding
-   (`encoding.py`, `postprocess.py`).
+   (`truncation.py`, `postprocess.py`). Word ids and the input each token comes from follow the tokens
+   (`Encoding.word_ids`, `char_to_token`, ...; `encoding.py`).
 3. Decoding: ids back to tokens (special ones skipped on request), then the decoder.
 The standard pipelines run on the compiled core (`core.py`, sources in `_core/`) when it is built: the same
-results (tests run both paths), the Python code here being their reference and fallback.
+results (tests run both paths), the Python code here being their reference and fallback. The core does not
+track words yet: `track_words = True` sends encoding to the Python path, which does.
 Deviation: `max_length` below the number of special tokens is an error (HF's unsigned subtraction wraps
 around there and nothing is truncated).
 

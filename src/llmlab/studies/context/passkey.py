@@ -9,13 +9,13 @@ Transformers", appendix, as used by the YaRN paper (Peng et al. 2023, section 4.
     (more filler) What is the pass key? The pass key is 71432
 
 Deviations, for contexts of 64-512 tokens and a model of three layers trained for minutes:
-- The key is a two-digit number, 10 to 99, that the study's tokenizer holds as one token (its training
-  text includes the numbers), not five digits. Five digits need induction heads to copy the second to
-  fifth digit, which such a model does not form: measured after 2400 steps at 64 tokens, the first digit
-  came back in 100% of trials, each later digit at chance (10%); and a key word among the filler's words
-  was not retrieved at all after 1500 steps. Retrieval over distance, what context extension is about, is
-  the one token; chance is 1/90.
-- The opening instructions are left out, the key is stated once ("The pass key is 42. Remember it."),
+- The key is one digit, 0 to 9, a token of its own with its leading space (the study's tokenizer is
+  trained on the task's text), not five digits; chance is 10%. Five digits need induction heads to copy
+  the second to fifth digit, which such a model does not form in minutes: measured after 2400 steps at 64
+  tokens, the first digit came back in 100% of trials, each later digit at chance (10%). With a two-digit
+  key among 90 one-token numbers, retrieval stayed at chance after 2000 steps. Retrieval over distance,
+  what context extension is about, is the one token.
+- The opening instructions are left out, the key is stated once ("The pass key is 7. Remember it."),
   and the filler is cut sentence by sentence (not in blocks of five), so that the key can sit at any depth
   of a short context.
 "Depth" is the share of the filler placed before the key (0: first, 1: just before the question). A model
@@ -63,7 +63,7 @@ def passkey_document(tokenizer: Tokenizer, length: int, depth: float, rng: rando
     Raises:
         LlmlabError: `length` cannot hold the key, the question and two filler sentences.
     """
-    key = rng.choice(key_numbers(tokenizer))
+    key = rng.choice(key_digits(tokenizer))
     key_text, answer_text = KEY.format(key=key), ANSWER.format(key=key)
     key_ids, question, answer = (tokenizer.encode(p).ids for p in (key_text, QUESTION, answer_text))
     sentences = filler(tokenizer, length - len(key_ids) - len(question) - len(answer))
@@ -77,18 +77,16 @@ def passkey_document(tokenizer: Tokenizer, length: int, depth: float, rng: rando
     return PasskeyDocument(text, prompt, answer)
 
 
-def key_numbers(tokenizer: Tokenizer) -> list[str]:
-    """The candidate keys: the numbers 10-99 that are one token with their leading space.
+def key_digits(tokenizer: Tokenizer) -> list[str]:
+    """The candidate keys: the digits 0-9, each of which must be one token with its leading space.
 
     Raises:
-        LlmlabError: fewer than 20 (a tokenizer not trained on the task's text, see run.study_tokenizer).
+        LlmlabError: a digit that is not (a tokenizer not trained on the task's text, see run.study_tokenizer).
     """
-    numbers = [str(n) for n in range(10, 100) if len(tokenizer.encode(f" {n}").ids) == 1]
-    if len(numbers) < 20:
-        raise LlmlabError(
-            f"passkey: the vocabulary holds {len(numbers)} two-digit numbers as one token; 20 needed"
-        )
-    return numbers
+    split = [d for d in "0123456789" if len(tokenizer.encode(f" {d}").ids) != 1]
+    if split:
+        raise LlmlabError(f"passkey: ' {split[0]}' is not one token; train the tokenizer on the task's text")
+    return list("0123456789")
 
 
 def filler(tokenizer: Tokenizer, room: int) -> list[tuple[str, list[int]]]:

@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from llmlab.demo.corpus import demo_corpus
 from llmlab.errors import LlmlabError
-from llmlab.finetuning.data import Example
 from llmlab.finetuning.methods import MethodSettings, build_model
 from llmlab.finetuning.trainer import TrainConfig, train
 from llmlab.io import atomic_write_json
@@ -43,10 +39,9 @@ from llmlab.model.config import ModelConfig
 from llmlab.model.extend import extend_context
 from llmlab.model.transformer import Transformer
 from llmlab.pretraining.data import evaluate_loss
-from llmlab.studies.context.passkey import FILLER, KEY, QUESTION, passkey_accuracy, passkey_document
+from llmlab.studies.context.data import StudyData, documents, prepare_data
+from llmlab.studies.context.passkey import passkey_accuracy
 from llmlab.studies.positions.run import torch_threads
-from llmlab.tokenizer.pipeline import Tokenizer
-from llmlab.tokenizer.train import train_tokenizer
 
 METHODS = ("none", "linear", "ntk", "dynamic", "yarn", "llama3")
 
@@ -64,13 +59,13 @@ class ContextSizes:
     d_model: int = 96
     n_layers: int = 3
     n_heads: int = 4
-    base_steps: int = 2000
+    base_steps: int = 2400
     base_lr: float = 3e-3
     batch_size: int = 16
     tune_steps: int = 40
     tune_lr: float = 5e-4
     tune_tokens: int = 2048  # per fine-tuning step: batch = tune_tokens // (s * L0)
-    passkey_share: float = 0.4
+    passkey_share: float = 0.5
     eval_tokens: int = 8192
     seed: int = 0
 
@@ -122,7 +117,7 @@ def run_context_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with torch_threads(threads):
-        data = _prepare(out_dir, sizes)
+        data = prepare_data(out_dir, sizes)
         rows = [
             row
             for positional in ("rope", "alibi")
@@ -139,58 +134,9 @@ def run_context_study(
     return results
 
 
-@dataclass
-class _Data:
-    tokenizer: Tokenizer
-    train_tokens: np.ndarray
-    valid_tokens: np.ndarray
-    dev: list[Example]  # a few valid documents for the trainer's dev loss
-
-
-def _prepare(out_dir: Path, sizes: ContextSizes) -> _Data:
-    """Split the corpus, train (or reload) the tokenizer, tokenize both splits."""
-    lines = demo_corpus()
-    cut = len(lines) * 9 // 10
-    path = out_dir / "tokenizer.json"
-    if path.is_file():
-        tokenizer = Tokenizer.load(path)
-    else:
-        tokenizer = study_tokenizer(lines[:cut], sizes.vocab)
-        tokenizer.save(path)
-    train_tokens, valid_tokens = (_tokens(tokenizer, part) for part in (lines[:cut], lines[cut:]))
-    dev = [Example(t, None) for t in _chunks(tokenizer, valid_tokens, sizes.short)[:16]]
-    return _Data(tokenizer, train_tokens, valid_tokens, dev)
-
-
-def study_tokenizer(lines: list[str], vocab: int) -> Tokenizer:
-    """BPE on `lines`, the passkey sentences and the numbers 10-99 (300 copies each): the task's words and
-    keys become a token each (passkey.py)."""
-    task = ["".join(FILLER) + KEY.format(key="") + QUESTION + " " + " ".join(map(str, range(10, 100)))] * 300
-    return train_tokenizer("bpe", lines + task, vocab, workers=1)
-
-
-def _tokens(tokenizer: Tokenizer, lines: list[str]) -> np.ndarray:
-    return np.array([i for enc in tokenizer.encode_batch([" " + line for line in lines]) for i in enc.ids])
-
-
-def _chunks(tokenizer: Tokenizer, tokens: np.ndarray, length: int) -> list[str]:
-    """The token stream cut into pieces of `length` tokens, as text (one training document each)."""
-    return tokenizer.decode_batch(
-        [tokens[i : i + length].tolist() for i in range(0, len(tokens) - length, length)]
-    )
-
-
-def _documents(data: _Data, sizes: ContextSizes, length: int, seed: int) -> list[Example]:
-    """Corpus pieces of `length` tokens with passkey documents of that length mixed in (keys at random depths)."""
-    texts = _chunks(data.tokenizer, data.train_tokens, length)
-    rng = random.Random(seed)
-    n_passkey = round(len(texts) * sizes.passkey_share / (1 - sizes.passkey_share))
-    texts += [passkey_document(data.tokenizer, length, rng.random(), rng).text for _ in range(n_passkey)]
-    rng.shuffle(texts)
-    return [Example(t, None) for t in texts]
-
-
-def _variants(out_dir: Path, data: _Data, sizes: ContextSizes, positional: str, progress: bool) -> list[dict]:
+def _variants(
+    out_dir: Path, data: StudyData, sizes: ContextSizes, positional: str, progress: bool
+) -> list[dict]:
     """Every measured model of one base: zero-shot and fine-tuned, per method and scale."""
     base = _base(out_dir, data, sizes, positional, progress)
     methods = METHODS if positional == "rope" else ("none",)
@@ -207,7 +153,7 @@ def _variants(out_dir: Path, data: _Data, sizes: ContextSizes, positional: str, 
     return rows
 
 
-def _base(out_dir: Path, data: _Data, sizes: ContextSizes, positional: str, progress: bool) -> Path:
+def _base(out_dir: Path, data: StudyData, sizes: ContextSizes, positional: str, progress: bool) -> Path:
     """Train (or reuse) the base model at L0; returns its folder."""
     folder = out_dir / f"base-{positional}"
     if (folder / "config.json").is_file():
@@ -220,7 +166,7 @@ def _base(out_dir: Path, data: _Data, sizes: ContextSizes, positional: str, prog
     )  # fmt: skip
     init = out_dir / f"init-{positional}"
     save_model(init, _seeded(config, sizes.seed), data.tokenizer)
-    docs = _documents(data, sizes, sizes.short, sizes.seed)
+    docs = documents(data, sizes, sizes.short, sizes.seed)
     settings = TrainConfig(
         lr=sizes.base_lr, batch_size=sizes.batch_size, max_steps=sizes.base_steps, max_length=sizes.short,
         schedule="cosine", warmup_ratio=0.05, weight_decay=0.1, metric="loss", eval_every=sizes.base_steps,
@@ -248,7 +194,7 @@ def _extended(out_dir, data, sizes, base: Path, positional, method, scale, stage
             max_length=length, schedule="cosine", warmup_ratio=0.1, weight_decay=0.1, metric="loss",
             eval_every=sizes.tune_steps, seed=sizes.seed,
         )  # fmt: skip
-        docs = _documents(data, sizes, length, sizes.seed + scale)
+        docs = documents(data, sizes, length, sizes.seed + scale)
         seconds = _train(
             base, docs, data.dev, settings, MethodSettings(rope_scaling=fields or None), folder, progress
         )
@@ -270,7 +216,15 @@ def _train(
 
 
 def _measure(
-    model: Transformer, data: _Data, sizes: ContextSizes, positional, method, scale, stage, seconds, progress
+    model: Transformer,
+    data: StudyData,
+    sizes: ContextSizes,
+    positional,
+    method,
+    scale,
+    stage,
+    seconds,
+    progress,
 ):
     """One table row: perplexity and passkey accuracy at every evaluation length."""
     ppl, passkey = {}, {}

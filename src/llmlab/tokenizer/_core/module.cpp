@@ -19,6 +19,10 @@
 namespace nb = nanobind;
 using namespace llmlab;
 
+namespace llmlab {
+void bind_training(nb::module_& m);  // training.cpp
+}
+
 namespace {
 
 // The code points of a str; false for something else, or a str holding a lone surrogate.
@@ -437,6 +441,7 @@ struct Core {
 
 NB_MODULE(_corelib, m) {
     m.doc() = "The compiled tokenizer core (sources: src/llmlab/tokenizer/_core/; Python side: core.py).";
+    bind_training(m);
 
     nb::class_<Encoding> enc(m, "Encoding");
     const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask", "special_tokens_mask",

@@ -26,12 +26,19 @@ Schuster & Nakajima (2012), a reconstruction following the description in the Hu
 lowers count(a) and count(b), which *raises* the score of every pair holding a or b, so those pairs are
 re-queued after each merge (a lazy queue alone only copes with scores that fall).
 
-Speed (HF's bookkeeping, laid out for Python): the words are linked lists of symbol ids in numpy arrays
-(`words.py`); every pair that appears gets a slot holding its count and its positions (`pairs.py`), so
-a merge visits only the occurrences its queue entry names and changes counts by slot. Merges with few
-occurrences run in a Python loop, the large ones (early merges of byte-level Chinese, whose "words" are whole
-clauses) in numpy steps; pairs too rare to be merged soon never enter the heap. Counting the words is the
-caller's job (and, on a few MB of English, takes longer than training).
+Two merge loops, the same merges (tested: hypothesis on random corpora with every option, HF parity on both):
+- compiled (`_core/bpe_trainer.cpp`, used when the core is built and the score is "frequency"): HF's own
+  layout, each word an array of symbol ids merged in place, each queue entry the list of words to merge
+  (varint-coded), counts in a hash table by pair; it takes a `WordTable`'s arrays as they are. Its state is
+  sized by distinct words and pairs: on the shared raw corpora (527k distinct words), 190 bytes per distinct
+  word at vocab 8k, 276 at 32k, whatever the corpus size;
+- Python, the readable reference and the fallback (HF's bookkeeping, laid out for Python): the words are
+  linked lists of symbol ids in numpy arrays (`words.py`); every pair that appears gets a slot holding its
+  count and its positions (`pairs.py`), so a merge visits only the occurrences its queue entry names and
+  changes counts by slot. Merges with few occurrences run in a Python loop, the large ones (early merges of
+  byte-level Chinese, whose "words" are whole clauses) in numpy steps; pairs too rare to be merged soon never
+  enter the heap.
+Counting the words is the caller's job.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer import core
 from llmlab.tokenizer.bpe.model import BPE
 from llmlab.tokenizer.bpe.pairs import ID_BITS, ID_MASK, Queue
 from llmlab.tokenizer.bpe.words import Words
@@ -49,6 +57,7 @@ from llmlab.tokenizer.word_table import WordTable, word_arrays
 
 _MAX_IDS = 1 << ID_BITS
 BATCH = 32  # merges with at least this many positions to visit take numpy steps
+BLOCK_WORDS = 1 << 16  # words per step when counting characters
 
 
 def train_bpe(
@@ -90,7 +99,7 @@ def train_bpe(
     if not 0 < vocab_size < _MAX_IDS:
         raise LlmlabError(f"vocab_size must be between 1 and {_MAX_IDS - 1}, not {vocab_size}")
     codes, lengths, counts = word_arrays(word_counts)
-    alphabet = _alphabet(codes, np.repeat(counts, lengths), initial_alphabet, limit_alphabet)
+    alphabet = _alphabet(codes, lengths, counts, initial_alphabet, limit_alphabet)
     tokens = list(dict.fromkeys([*special_tokens, *alphabet]))
     if vocab_size < len(tokens):
         raise LlmlabError(
@@ -98,34 +107,27 @@ def train_bpe(
             f"{len(alphabet)} alphabet characters = {len(tokens)} tokens it must hold"
         )
     vocab = {token: i for i, token in enumerate(tokens)}
-    gc_was_on = gc.isenabled()
-    gc.disable()  # training makes millions of small acyclic objects; cyclic GC passes over them cost ~15%
-    try:
-        words = Words(*_symbols(codes, lengths, vocab, tokens, continuing_subword_prefix), counts)
-        units = words.symbol_counts(len(tokens)) if score == "likelihood" else []
-        queue = Queue(words.count_pairs(), score == "likelihood", units)
-        merges = _learn_merges(
-            words, queue, vocab, tokens, vocab_size, min_frequency, continuing_subword_prefix, max_token_length,
-            progress,
-        )  # fmt: skip
-        del words, queue  # freed now by reference counting, before the collector would walk them
-        # HF keeps its merges in a map, so a pair merged twice (only when a merge rebuilds an existing token,
-        # which real corpora hardly ever do) keeps its last rank
-        last = {pair: rank for rank, pair in enumerate(merges)}
-        kept = [
-            (tokens[p >> ID_BITS], tokens[p & ID_MASK]) for rank, p in enumerate(merges) if last[p] == rank
-        ]
-        return BPE(vocab, kept, continuing_subword_prefix=continuing_subword_prefix)
-    finally:
-        if gc_was_on:
-            gc.enable()
+    tables = _id_tables(codes, lengths, vocab, tokens, continuing_subword_prefix)
+    options = (vocab_size, min_frequency, continuing_subword_prefix, max_token_length, progress)
+    if score == "frequency" and core.available():
+        merges = _learn_merges_core((codes, lengths, counts), tables, vocab, tokens, *options)
+    else:
+        merges = _learn_merges_python((codes, lengths, counts), tables, vocab, tokens, score, *options)
+    # HF keeps its merges in a map, so a pair merged twice (only when a merge rebuilds an existing token,
+    # which real corpora hardly ever do) keeps its last rank
+    last = {pair: rank for rank, pair in enumerate(merges)}
+    kept = [(tokens[p >> ID_BITS], tokens[p & ID_MASK]) for rank, p in enumerate(merges) if last[p] == rank]
+    return BPE(vocab, kept, continuing_subword_prefix=continuing_subword_prefix)
 
 
-def _alphabet(codes: np.ndarray, weights: np.ndarray, initial: Iterable[str], limit: int | None) -> list[str]:
+def _alphabet(
+    codes: np.ndarray, lengths: np.ndarray, counts: np.ndarray, initial: Iterable[str], limit: int | None
+) -> list[str]:
     """Characters of the words (code points, each weighted by its word's count) plus `initial`; the `limit`
     most frequent, by code point."""
+    weights = _char_counts(codes, lengths, counts)
     seen = np.flatnonzero(np.bincount(codes))
-    freq = dict(zip(map(chr, seen.tolist()), np.bincount(codes, weights)[seen].tolist(), strict=True))
+    freq = dict(zip(map(chr, seen.tolist()), weights[seen].tolist(), strict=True))
     for ch in (s[0] for s in initial if s):  # of a longer string only its first character, as HF
         freq[ch] = float("inf")  # always kept first, as HF's usize::MAX
     kept = list(freq)
@@ -134,36 +136,87 @@ def _alphabet(codes: np.ndarray, weights: np.ndarray, initial: Iterable[str], li
     return sorted(kept)
 
 
-def _symbols(
+def _char_counts(codes: np.ndarray, lengths: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each code point's count: the counts of the words holding it, summed (a block of words at a time, so
+    that no array per character is made)."""
+    total = np.zeros(int(codes.max(initial=0)) + 1)
+    ends = np.cumsum(lengths)
+    for lo in range(0, len(lengths), BLOCK_WORDS):
+        hi = min(lo + BLOCK_WORDS, len(lengths))
+        start = int(ends[lo] - lengths[lo])
+        weights = np.repeat(counts[lo:hi], lengths[lo:hi])
+        total += np.bincount(codes[start : int(ends[hi - 1])], weights, len(total))
+    return total
+
+
+def _id_tables(
     codes: np.ndarray, lengths: np.ndarray, vocab: dict[str, int], tokens: list[str], prefix: str | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The words (code points, one word after the other) as symbol ids, and each word's new length:
-    characters outside the vocabulary are dropped.
+    """Code point -> symbol id (-1: not in the vocabulary, dropped from the words) for the first character of a
+    word and for the others.
 
     With a `prefix`, every character but the word's first becomes prefix + character, a token added to the
     vocabulary in the order the words first show it.
     """
+    present = np.flatnonzero(np.bincount(codes))
+    first = np.full(len(codes) and int(codes.max()) + 1, -1, np.int32)
+    first[present] = [vocab.get(chr(code), -1) for code in present.tolist()]
+    if not prefix:
+        return first, first
+    later = np.ones(len(codes), bool)
+    later[(np.cumsum(lengths) - lengths)[lengths > 0]] = False
+    rest, where = np.unique(codes[later], return_index=True)
+    for ch in map(chr, rest[np.argsort(where)].tolist()):  # in the order the words first show them
+        if ch in vocab and prefix + ch not in vocab:
+            vocab[prefix + ch] = len(tokens)
+            tokens.append(prefix + ch)
+    table = np.full(len(first), -1, np.int32)
+    table[rest] = [vocab[prefix + chr(c)] if chr(c) in vocab else -1 for c in rest.tolist()]
+    return first, table
+
+
+def _symbols(codes: np.ndarray, lengths: np.ndarray, tables: tuple[np.ndarray, np.ndarray]):
+    """The words as symbol ids, one word after the other (characters outside the vocabulary dropped), and each
+    word's new length."""
     first = np.zeros(len(codes), bool)
     first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
-    ids = _lookup(codes, lambda ch: vocab.get(ch, -1))
-    if prefix:
-        rest, where = np.unique(codes[~first], return_index=True)
-        for ch in map(chr, rest[np.argsort(where)].tolist()):  # in the order the words first show them
-            if ch in vocab and prefix + ch not in vocab:
-                vocab[prefix + ch] = len(tokens)
-                tokens.append(prefix + ch)
-        ids[~first] = _lookup(codes[~first], lambda ch: vocab[prefix + ch] if ch in vocab else -1)
+    ids = np.where(first, tables[0][codes], tables[1][codes])
     kept = ids >= 0
     word = np.repeat(np.arange(len(lengths)), lengths)
     return ids[kept], np.bincount(word[kept], minlength=len(lengths))
 
 
-def _lookup(codes: np.ndarray, id_of: Callable[[str], int]) -> np.ndarray:
-    """id_of(character) for every code point."""
-    table = np.full(int(codes.max(initial=0)) + 1, -1, np.int64)
-    present = np.flatnonzero(np.bincount(codes, minlength=len(table)))
-    table[present] = [id_of(chr(code)) for code in present.tolist()]
-    return table[codes]
+def _learn_merges_core(words, tables, vocab, tokens, vocab_size, min_frequency, prefix, max_len, progress):
+    """The compiled merge loop (_core/bpe_trainer.cpp, proven equal to `_learn_merges_python`): the merged
+    pairs, in order; the tokens it made are added to `vocab` and `tokens`."""
+    from llmlab.tokenizer._corelib import learn_bpe_merges
+
+    merges, made, _ = learn_bpe_merges(
+        *(np.ascontiguousarray(x, t) for x, t in zip(words, (np.uint32, np.int64, np.int64), strict=True)),
+        *tables, tokens, vocab_size, min_frequency, prefix or "", -1 if max_len is None else max_len, progress,
+    )  # fmt: skip
+    vocab.update((token, len(tokens) + i) for i, token in enumerate(made))
+    tokens.extend(made)
+    return merges
+
+
+def _learn_merges_python(
+    words, tables, vocab, tokens, score, vocab_size, min_frequency, prefix, max_token_length, progress
+) -> list[int]:
+    """The merge loop in Python (the reference): the merged pairs, in order."""
+    gc_was_on = gc.isenabled()
+    gc.disable()  # training makes millions of small acyclic objects; cyclic GC passes over them cost ~15%
+    try:
+        codes, lengths, counts = words
+        words = Words(*_symbols(codes, lengths, tables), counts)
+        units = words.symbol_counts(len(tokens)) if score == "likelihood" else []
+        queue = Queue(words.count_pairs(), score == "likelihood", units)
+        return _learn_merges(
+            words, queue, vocab, tokens, vocab_size, min_frequency, prefix, max_token_length, progress
+        )  # fmt: skip
+    finally:
+        if gc_was_on:
+            gc.enable()
 
 
 def _learn_merges(

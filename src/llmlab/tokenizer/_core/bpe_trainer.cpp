@@ -1,0 +1,212 @@
+// BPE training: the words as arrays of symbol ids merged in place, the first pair count, and the merge loop.
+// Reference: src/llmlab/tokenizer/bpe/trainer.py and words.py (HF tokenizers' trainer.rs and word.rs).
+//
+// A merge of (a, b) into n runs left to right through each word of its queue entry and reports, per
+// occurrence, (left, a) -1, (left, n) +1, (b, right) -1, (n, right) +1 (HF's `Word::merge`), where `left` is
+// already merged ("abab": the second ab has the left neighbour n) and `right` is not yet. A +1 is dropped
+// unless the two tokens together are shorter than max_token_length; the symbol that starts such a pair is
+// marked (the top bit), and the -1 that later takes that pair apart is dropped too (the Python reference
+// counts both into its slot 0, which nothing reads).
+//
+// Memory, per distinct word: its symbols (2 bytes each while the vocabulary fits 15 bits, else 4; they only
+// shrink), where it starts and its size (12 bytes); the counts are read from the caller's array. Per pair:
+// see bpe_pairs.h.
+#include "bpe_trainer.h"
+
+#include <stdexcept>
+#include <utility>
+
+#include "bpe_pairs.h"
+
+namespace llmlab {
+namespace {
+
+constexpr int kIdBits = 21;
+constexpr uint64_t kIdMask = (1u << kIdBits) - 1;
+
+inline uint64_t pair_key(uint32_t left, uint32_t right) { return static_cast<uint64_t>(left) << kIdBits | right; }
+
+// HF's max_token_length rule: a pair made with the new token is counted only when the two are shorter.
+struct LengthRule {
+    int64_t max = -1;             // -1: no limit
+    std::vector<int64_t> length;  // characters per token, by id (a new token's once, when first made)
+    bool counted(uint32_t other, uint32_t made) const { return max < 0 || length[other] + length[made] < max; }
+};
+
+// Every distinct word's symbols, one word after the other; a merge rewrites a word in place.
+template <class Sym>
+struct Words {
+    static constexpr Sym kUncounted = Sym(1) << (8 * sizeof(Sym) - 1);  // the pair this symbol starts is not counted
+    static constexpr Sym kSymbol = static_cast<Sym>(~kUncounted);
+
+    std::vector<Sym> sym;
+    std::vector<uint64_t> start;  // (W,) where each word's symbols start
+    std::vector<uint32_t> size;   // (W,) how many symbols each word has now
+    const int64_t* count;         // (W,) each word's count (the caller's array)
+
+    explicit Words(const BpeWords& in) : start(in.n_words), size(in.n_words), count(in.counts) {
+        auto id_of = [&](int64_t i, uint32_t code) { return code < in.n_ids ? (i ? in.rest_id : in.first_id)[code] : -1; };
+        size_t kept = 0;
+        for (size_t w = 0, c = 0; w < in.n_words; ++w)  // first the number of symbols: `sym` is allocated once
+            for (int64_t i = 0; i < in.lengths[w]; ++i, ++c) kept += id_of(i, in.codes[c]) >= 0;
+        sym.reserve(kept);
+        for (size_t w = 0, c = 0; w < in.n_words; ++w) {
+            start[w] = sym.size();
+            for (int64_t i = 0; i < in.lengths[w]; ++i, ++c) {
+                const int32_t id = id_of(i, in.codes[c]);
+                if (id >= 0) sym.push_back(static_cast<Sym>(id));
+            }
+            if (sym.size() - start[w] > UINT32_MAX) throw std::length_error("BPE trainer: a word of over 2^32 symbols");
+            size[w] = static_cast<uint32_t>(sym.size() - start[w]);
+        }
+    }
+
+    size_t bytes() const { return sym.capacity() * sizeof(Sym) + start.capacity() * 8 + size.capacity() * 4; }
+
+    // Merge (a, b) into `made` throughout word w (HF's Word::merge), reporting the changes to `out`.
+    void merge(uint32_t w, uint32_t a, uint32_t b, uint32_t made, const LengthRule& rule, MergeChanges& out) {
+        Sym* s = sym.data() + start[w];
+        const uint32_t n = size[w];
+        const int64_t k = count[w];
+        uint32_t r = 0, o = 0;  // read and write positions
+        while (r < n) {
+            if ((s[r] & kSymbol) != a || r + 1 >= n || (s[r + 1] & kSymbol) != b) {
+                s[o++] = s[r++];
+                continue;
+            }
+            if (o > 0) {  // the left neighbour: already written, maybe merged just before
+                const uint32_t left = s[o - 1] & kSymbol;
+                if (!(s[o - 1] & kUncounted)) out.lose(pair_key(left, a), k);
+                const bool counted = rule.counted(left, made);
+                s[o - 1] = static_cast<Sym>(left | (counted ? 0 : kUncounted));
+                if (counted) out.make(pair_key(left, made), k, w);
+            }
+            bool counted = true;
+            if (r + 2 < n) {  // the right neighbour: not merged yet
+                const uint32_t right = s[r + 2] & kSymbol;
+                if (!(s[r + 1] & kUncounted)) out.lose(pair_key(b, right), k);
+                counted = rule.counted(right, made);
+                if (counted) out.make(pair_key(made, right), k, w);
+            }
+            s[o++] = static_cast<Sym>(made | (counted ? 0 : kUncounted));
+            r += 2;
+        }
+        size[w] = o;
+    }
+};
+
+// The first count: every adjacent pair, weighted by word counts, queued with the words that hold it (in key
+// order, as the Python reference numbers its slots). Two passes over the words, so that each pair's list is
+// written straight into the pool: the first counts the pairs and sizes their lists, the second writes them.
+template <class Sym>
+void count_pairs(const Words<Sym>& words, PairCounts& counts, WordLists& lists, MergeQueue& queue) {
+    struct Pair {
+        uint64_t key;
+        int64_t count = 0;
+        uint64_t bytes = 0;          // the size of its list
+        uint32_t last = UINT32_MAX;  // the last word seen with the pair
+        uint8_t* out = nullptr;      // where its list's next gap goes
+    };
+    std::vector<Pair> pairs;
+    PairCounts index;  // key -> position in `pairs`, + 1
+    auto each_pair = [&](auto&& f) {
+        for (uint32_t w = 0; w < words.size.size(); ++w) {
+            const Sym* s = words.sym.data() + words.start[w];
+            for (uint32_t i = 0; i + 1 < words.size[w]; ++i) f(w, pair_key(s[i], s[i + 1]));
+        }
+    };
+    each_pair([&](uint32_t w, uint64_t key) {
+        int64_t i = index.get(key);
+        if (i == 0) {
+            pairs.push_back({key});
+            index.add(key, i = static_cast<int64_t>(pairs.size()));
+        }
+        Pair& p = pairs[i - 1];
+        p.count += words.count[w];
+        if (p.last != w) p.bytes += WordLists::coded_size(p.last == UINT32_MAX ? w : w - p.last), p.last = w;
+    });
+    std::vector<uint32_t> order(pairs.size());
+    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) { return pairs[x].key < pairs[y].key; });
+    for (uint32_t i : order) {
+        Pair& p = pairs[i];
+        const uint64_t list = lists.allot(p.bytes, p.out);
+        p.last = UINT32_MAX;
+        if (p.count > 0) queue.add({p.count, p.key, list}), counts.add(p.key, p.count);
+    }
+    queue.heapify();
+    each_pair([&](uint32_t w, uint64_t key) {
+        Pair& p = pairs[index.get(key) - 1];
+        if (p.last != w) WordLists::code(p.out, p.last == UINT32_MAX ? w : w - p.last), p.last = w;
+    });
+}
+
+template <class Sym>
+BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& options,
+                const std::function<void(size_t, size_t)>& progress) {
+    BpeMerges result;
+    StrMap vocab;
+    for (size_t i = 0; i < tokens.size(); ++i) vocab.put(tokens[i], static_cast<int32_t>(i));
+    const size_t vocab_size = static_cast<size_t>(std::max<int64_t>(options.vocab_size, 0));
+    const size_t wanted = vocab_size > tokens.size() ? vocab_size - tokens.size() : 0;
+    LengthRule rule{options.max_token_length, {}};
+    if (rule.max >= 0) rule.length.assign(std::max(tokens.size(), vocab_size) + 1, 1);
+
+    Words<Sym> words(in);
+    PairCounts counts;
+    WordLists lists;
+    MergeQueue queue;
+    count_pairs(words, counts, lists, queue);
+    MergeChanges changes;
+    auto measure = [&] {
+        const size_t bytes = words.bytes() + counts.bytes() + lists.bytes() + queue.bytes() + changes.bytes();
+        result.peak_bytes = std::max(result.peak_bytes, bytes);
+    };
+    measure();
+
+    const int64_t least = std::max<int64_t>(1, options.min_frequency);
+    MergeQueue::Entry top;
+    while (tokens.size() < vocab_size && queue.pop_best(counts, least, top)) {
+        const uint32_t a = static_cast<uint32_t>(top.key >> kIdBits), b = static_cast<uint32_t>(top.key & kIdMask);
+        View right = tokens[b];
+        if (!options.prefix.empty() && right.substr(0, options.prefix.size()) == options.prefix)
+            right.remove_prefix(options.prefix.size());
+        Str joined = tokens[a];
+        joined += right;
+        int32_t id = vocab.find(joined);
+        if (id < 0) {  // a new token (else an existing one is built again, and the vocabulary does not grow)
+            id = static_cast<int32_t>(tokens.size());
+            vocab.put(joined, id);
+            tokens.push_back(std::move(joined));
+            if (rule.max >= 0) rule.length[id] = rule.length[a] + rule.length[b];
+        }
+        result.merges.push_back(top.key);
+
+        lists.for_each(top.list, [&](uint32_t w) { words.merge(w, a, b, static_cast<uint32_t>(id), rule, changes); });
+        lists.release(top.list);
+        measure();
+        changes.flush(counts, [&](uint64_t key, const uint32_t* made, uint32_t n) {
+            const int64_t count = counts.get(key);
+            if (count > 0) queue.push({count, key, lists.add(made, n)});  // queued only while it occurs, as HF
+        });
+        if (lists.wasteful()) lists.collect(queue.lists());
+        if (progress) progress(result.merges.size(), wanted);
+    }
+    measure();
+    return result;
+}
+
+}  // namespace
+
+BpeMerges bpe_learn_merges(const BpeWords& in, std::vector<Str> tokens, const BpeOptions& options,
+                           const std::function<void(size_t, size_t)>& progress) {
+    const size_t given = tokens.size();
+    const size_t ids = std::max<size_t>(given, static_cast<size_t>(std::max<int64_t>(options.vocab_size, 0)));
+    if (ids > kIdMask) throw std::length_error("BPE trainer: more than 2^21 token ids");
+    BpeMerges result = ids <= (1u << 15) ? learn<uint16_t>(in, tokens, options, progress)
+                                         : learn<uint32_t>(in, tokens, options, progress);
+    result.new_tokens.assign(std::make_move_iterator(tokens.begin() + given), std::make_move_iterator(tokens.end()));
+    return result;
+}
+
+}  // namespace llmlab
