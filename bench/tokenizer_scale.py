@@ -11,7 +11,9 @@ a fresh child process, fed the same generator of lines, one thread each:
   (it keeps every sentence in memory: the memory sentencepiece's users work around with
   `--input_sentence_size`, google/sentencepiece #680).
 Peak memory is the child's VmHWM (/proc/self/status), the whole process, imports included; `base` is after
-the imports; "llmlab count MiB" is the peak when counting ends, before training. Ratios are llmlab / reference (below 1: llmlab uses less).
+the imports; "llmlab count MiB" is the peak when counting ends, before training; "train adds" is the peak of
+training above the memory held when it starts (VmHWM reset through /proc/self/clear_refs), also per distinct
+word. Ratios are llmlab / reference (below 1: llmlab uses less).
 
     python bench/tokenizer_scale.py                         # 1x 4x 16x, vocab 8000, every library
     python bench/tokenizer_scale.py --multiples 1 4 --only llmlab hf --json scale.json
@@ -56,6 +58,16 @@ def rss_mib(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux /proc/self/clear_refs "5"), so that a later VmHWM is the peak of
+    what runs after; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- one library, in a child process
 
 
@@ -73,11 +85,15 @@ def run_llmlab(k: int, vocab: int, max_memory: int | None) -> dict:
     start = time.perf_counter()
     counts = count_words(lines(k), normalizer, pretokenizer, workers=1, max_memory=max_memory)
     counted, count_peak = time.perf_counter(), rss_mib("VmHWM")
+    before = rss_mib("VmRSS")
+    reset = reset_peak()
     tok = train_from_counts("bpe", counts, vocab, special_tokens=SPECIALS)
+    train_s = time.perf_counter() - counted
     merges = [" ".join(m) for m in tok.to_hf()["model"]["merges"]]
     return {
         "count_s": counted - start,
-        "train_s": time.perf_counter() - counted,
+        "train_s": train_s,
+        "train_adds_mib": rss_mib("VmHWM") - before if reset else None,
         "count_peak_mib": count_peak,
         "distinct_words": len(counts),
         "table_mib": counts.nbytes / 2**20,
@@ -165,7 +181,8 @@ def fmt(result: dict | None, key: str, spec: str) -> str:
 
 def table(rows: list[dict], libs: list[str], mb: float) -> None:
     head = ["k", "MB"] + [f"{lib} {x}" for lib in libs for x in ("s", "MiB")]
-    head += ["llmlab count s/MB", "llmlab count MiB", "mem llmlab/hf", "mem llmlab/spm", "merges"]
+    head += ["llmlab count s/MB", "llmlab count MiB", "llmlab train adds MiB (B/word)", "mem llmlab/hf",
+             "mem llmlab/spm", "merges"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     first = rows[0].get("llmlab") if rows else None
@@ -176,12 +193,21 @@ def table(rows: list[dict], libs: list[str], mb: float) -> None:
         ours = row.get("llmlab") or {}
         cells.append(f"{ours['count_s'] / (row['k'] * mb):.2f}" if "count_s" in ours else "-")
         cells.append(fmt(ours, "count_peak_mib", ".0f"))
+        cells.append(train_memory(ours))
         for ref in ("hf", "sentencepiece"):
             other = row.get(ref) or {}
             ok = "peak_mib" in ours and "peak_mib" in other
             cells.append(f"{ours['peak_mib'] / other['peak_mib']:.2f}" if ok else "-")
         cells.append(merges_note(ours, row.get("hf") or {}, first or {}))
         print("| " + " | ".join(cells) + " |")
+
+
+def train_memory(ours: dict) -> str:
+    """What training adds to the resident memory at its peak, and that per distinct word."""
+    if ours.get("train_adds_mib") is None:
+        return "-"
+    adds = ours["train_adds_mib"]
+    return f"{adds:.0f} ({adds * 2**20 / ours['distinct_words']:.0f})"
 
 
 def merges_note(ours: dict, hf: dict, first: dict) -> str:

@@ -13,6 +13,7 @@ Ratios are speed ours / speed reference: above 1 we are faster. Tables go to std
     python bench/tokenizers.py --quick                 # small inputs, vocab 8k, about two minutes
     python bench/tokenizers.py --json out.json         # full corpora, vocab 8k and 32k
     python bench/tokenizers.py --only encode --memory   # issue 10's table: every engine, every row
+    python bench/tokenizers.py --only train --python-trainer   # also our trainers on the pure-Python path
 """
 
 from __future__ import annotations
@@ -94,11 +95,20 @@ def training_corpora(quick: bool, langs: tuple[str, ...] | list[str] = ("en", "z
 # ---------------------------------------------------------------- trainers
 
 
-def train_ours(model: str, lines: list[str], vocab: int, threads: int):
-    """llmlab's standard pipeline for `model` (returns a llmlab Tokenizer)."""
+def train_ours(model: str, lines: list[str], vocab: int, threads: int, pure_python: bool = False):
+    """llmlab's standard pipeline for `model` (returns a llmlab Tokenizer); `pure_python`: the trainer's
+    Python path (LLMLAB_PURE_PYTHON=1) instead of the compiled core."""
     from llmlab.tokenizer.train import train_tokenizer
 
-    return train_tokenizer(model, lines, vocab, workers=threads)
+    saved = os.environ.get("LLMLAB_PURE_PYTHON")
+    os.environ["LLMLAB_PURE_PYTHON"] = "1" if pure_python else (saved or "0")
+    try:
+        return train_tokenizer(model, lines, vocab, workers=threads)
+    finally:
+        if saved is None:
+            del os.environ["LLMLAB_PURE_PYTHON"]
+        else:
+            os.environ["LLMLAB_PURE_PYTHON"] = saved
 
 
 def count_ours(model: str, lines: list[str], threads: int):
@@ -273,16 +283,18 @@ def bench_train(args: argparse.Namespace, corpora: dict, cache: dict) -> list[di
             "ours",
             "(count",
             "trainer)",
+            *(["trainer py", "core/py"] if args.python_trainer else []),
             "HF",
             "SP",
             "ours/HF",
             "ours/SP",
             "|V| ours/HF/SP",
         ],
-        [train_cells(r) for r in rows],
+        [train_cells(r, args.python_trainer) for r in rows],
         [
             f"threads: {args.threads} (ours workers, RAYON_NUM_THREADS, sentencepiece num_threads)",
-            "ours = train_tokenizer; count = count_words alone; trainer = ours - count.",
+            "ours = train_tokenizer; count = count_words alone; trainer = ours - count (compiled where the core "
+            "is built); trainer py = the same on the pure-Python path, core/py = its speed-up.",
             "SP = sentencepiece, model_type bpe or unigram (it has no WordPiece).",
             "Ratios: speed ours / speed reference (above 1: ours faster).",
         ],
@@ -314,6 +326,8 @@ def train_row(args, name: str, lang: str, lines: list[str], vocab: int, model: s
         "count": lambda: count_ours(model, lines, args.threads),
         "hf": lambda: train_hf(model, lines, vocab, args.threads),
     }
+    if args.python_trainer:
+        libs["py"] = lambda: train_ours(model, lines, vocab, args.threads, pure_python=True)
     if model != "wordpiece":
         libs["sp"] = lambda: train_sp(model, lines, vocab, args.threads)
     for lib, fn in libs.items():
@@ -323,16 +337,19 @@ def train_row(args, name: str, lang: str, lines: list[str], vocab: int, model: s
         row[f"{lib}_s"], row[f"{lib}_runs"] = (res[0], res[1]) if res else (None, 0)
         if err:
             row[f"{lib}_error"] = err
-        elif lib != "count":
+        elif lib not in ("count", "py"):
             row[f"{lib}_vocab"] = vocab_size_of(res[2])
             cache[(lib, model, lang, vocab)] = res[2]
     if row["ours_s"] is not None and row["count_s"] is not None:
         row["trainer_s"] = row["ours_s"] - row["count_s"]
+        if row.get("py_s") is not None:
+            row["trainer_py_s"] = row["py_s"] - row["count_s"]
     return row
 
 
-def train_cells(r: dict) -> list[str]:
+def train_cells(r: dict, python_trainer: bool = False) -> list[str]:
     sizes = "/".join(str(r.get(f"{lib}_vocab", "-")) for lib in ("ours", "hf", "sp"))
+    py = [fmt(r.get("trainer_py_s")), time_ratio(r.get("trainer_s"), r.get("trainer_py_s"))]
     return [
         r["corpus"],
         str(r["vocab"]),
@@ -340,6 +357,7 @@ def train_cells(r: dict) -> list[str]:
         fmt(r["ours_s"]),
         fmt(r["count_s"]),
         fmt(r.get("trainer_s")),
+        *(py if python_trainer else []),
         fmt(r["hf_s"]),
         fmt(r["sp_s"]) if "sp_s" in r else "-",
         time_ratio(r["ours_s"], r["hf_s"]),
@@ -468,6 +486,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per cheap measurement (median)")
     parser.add_argument("--encode-mb", type=float, help="MB of each encode input (default 0.25, full: 2)")
     parser.add_argument("--profile", action="store_true", help="cProfile top 10 of our training, on stderr")
+    parser.add_argument(
+        "--python-trainer", action="store_true", help="train section: also time our trainers in pure Python"
+    )
     parser.add_argument("--memory", action="store_true", help="encode section: also peak RSS per engine")
     parser.add_argument(
         "--work",
@@ -501,7 +522,7 @@ def meta(args: argparse.Namespace) -> dict:
         "tokenizers": version("tokenizers"),
         "sentencepiece": version("sentencepiece"),
         "tiktoken": version("tiktoken"),
-        "llmlab engine": "core" if core._corelib is not None else "python",
+        "llmlab engine": "core" if core.available() else "python",
     }
 
 

@@ -239,7 +239,7 @@ def csv_rows(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, str]]]:
     """
     path = Path(path)
     lines = _LineCounter(path)
-    reader = csv.reader((line for _, line in lines), strict=True)
+    reader = csv.reader(lines, strict=True)
     header = _next_row(reader, lines, path)
     if header is None:
         raise LlmlabError(f"{path}: empty file, expected a CSV header")
@@ -258,31 +258,40 @@ def csv_rows(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, str]]]:
         yield lines.start, dict(zip(header, row, strict=True))
 
 
+def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(line number from 1, the line with its end) of a UTF-8 data file (a BOM dropped), streaming.
+
+    Raises:
+        LlmlabError: a folder, an unreadable file, or a line that is not UTF-8 (its number named).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise LlmlabError(f"{path}: is a folder, expected a data file")
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise LlmlabError(f"{path}: cannot read: {e.strerror}") from None
+    with f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise LlmlabError(f"{path}: line {number} is not UTF-8") from None
+
+
 class _LineCounter:
-    """The decoded lines of a file, counting them: `start` is the line the current CSV row began on."""
+    """The lines of a CSV file, counted: `start` is the line the current row began on; CR-only line ends
+    (a whole file on line 1) are refused."""
 
     def __init__(self, path: Path):
-        if path.is_dir():
-            raise LlmlabError(f"{path}: is a folder, expected a CSV file")
-        try:
-            self.file = path.open("rb")
-        except OSError as e:
-            raise LlmlabError(f"{path}: cannot read: {e.strerror}") from None
-        self.path, self.number, self.start = path, 0, 1
+        self.lines, self.path, self.number, self.start = numbered_lines(path), path, 0, 1
 
-    def __iter__(self) -> Iterator[tuple[int, str]]:
-        with self.file:
-            for raw in self.file:
-                self.number += 1
-                try:
-                    line = raw.decode("utf-8-sig" if self.number == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    raise LlmlabError(f"{self.path}: line {self.number} is not UTF-8") from None
-                if "\r" in line.removesuffix("\r\n") and self.number == 1:
-                    raise LlmlabError(
-                        f"{self.path}: line 1: CR-only line ends; save the file with LF or CRLF"
-                    )
-                yield self.number, line
+    def __iter__(self) -> Iterator[str]:
+        for number, line in self.lines:
+            self.number = number
+            if number == 1 and "\r" in line.removesuffix("\r\n"):
+                raise LlmlabError(f"{self.path}: line 1: CR-only line ends; save the file with LF or CRLF")
+            yield line
 
 
 def _next_row(reader, lines: _LineCounter, path: Path) -> list[str] | None:

@@ -109,8 +109,22 @@ def test_summary(store, name):
     for rid, value in zip(a_ids[:3] + b_ids[:1], [1, 0, 1, 3], strict=True):
         store.log_outcome(rid, value)
     assert store.summary(name) == {
-        "A": {"assignments": 4, "users": 4, "outcomes": 3, "total": 2.0, "total_sq": 2.0},
-        "B": {"assignments": 2, "users": 2, "outcomes": 1, "total": 3.0, "total_sq": 9.0},
+        "A": {
+            "assignments": 4,
+            "users": 4,
+            "outcomes": 3,
+            "total": 2.0,
+            "total_sq": 2.0,
+            "skipped_outcomes": 0,
+        },
+        "B": {
+            "assignments": 2,
+            "users": 2,
+            "outcomes": 1,
+            "total": 3.0,
+            "total_sq": 9.0,
+            "skipped_outcomes": 0,
+        },
     }
 
 

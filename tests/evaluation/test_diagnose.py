@@ -39,7 +39,7 @@ def test_constructed_runs_on_real_data_are_labelled_correctly(sst2, label, tmp_p
     (tmp_path / "history.json").write_text(json.dumps({"history": history}), encoding="utf-8")
     assert main(["diagnose", str(tmp_path), "--report", str(tmp_path / "d.html")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"diagnosis: {label}\n") and "rule: over-fitting:" in out
+    assert out.startswith(f"diagnosis: {label}\n") and "rule: diverging:" in out and "; over-fitting:" in out
     assert all(remedy in out for remedy in REMEDIES[label])
     assert "<img" in (tmp_path / "d.html").read_text(encoding="utf-8")
 

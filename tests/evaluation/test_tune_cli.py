@@ -87,7 +87,8 @@ def test_bad_input_is_one_line(tmp_path, sst2, capsys, args, problem):
 def test_worker_of_a_missing_study_is_one_line(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path}/study.db"
     assert main(["tune", "--worker", "--storage", storage, "--study", "nope", "--quiet"]) == 2
-    assert f"{storage}: no study named 'nope'" in error_line(capsys)
+    assert f"{storage}: no study storage there" in error_line(capsys)
+    assert not (tmp_path / "study.db").exists()  # a worker creates nothing
 
 
 def test_starting_without_data_is_one_line(tmp_path, capsys):

@@ -82,6 +82,8 @@ def _hostile(root: Path, lines: list[str]) -> None:
     _csv(root / "textlabel.csv", good[:-1] + [["a word label", "positive"]])
     _csv(root / "emptytext.csv", good[:-1] + [["", 1]])
     _csv(root / "punct.csv", [["!!! ...", 0], ["?? ,,", 1], ["-- ;", 0], ["... !!", 1]])
+    _csv(root / "three.csv", [[line[:60], i % 3] for i, line in enumerate(lines[:90])])
+    assert main(["baseline", "three.csv", "-o", "linear3"]) == 0  # three classes: no ensemble with linear/
     (root / "dup.csv").write_text("text,text,label\nfirst,second,1\nthird,fourth,0\n", encoding="utf-8")
     (root / "ragged.csv").write_text("text,label\na,1\nb,0,lost field\n", encoding="utf-8")
     (root / "cr.csv").write_bytes(b"text,label\ra,1\rb,0\r")

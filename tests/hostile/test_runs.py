@@ -78,7 +78,7 @@ def test_finetune_resume_refuses_what_changed(finetuned, capsys, change, extra, 
     before = snapshot(finetuned)
     code, _, err = finetune(capsys, "--resume", *extra)
     assert_one_line_error(code, err, needle)
-    assert "changed since the checkpoint" in err
+    assert "cannot resume with changed settings" in err
     assert snapshot(finetuned) == before
 
 

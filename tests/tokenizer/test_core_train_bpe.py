@@ -116,3 +116,7 @@ def test_binding_rejects_arrays_that_do_not_fit():
                                        ["a", "b"], 5, 0, "", -1, None)  # fmt: skip
     with pytest.raises(ValueError, match="differ in size"):
         core._corelib.learn_bpe_merges(*table.arrays(), ids, ids[:5], ["a", "b"], 5, 0, "", -1, None)
+    with pytest.raises(ValueError, match="beyond the list"):
+        core._corelib.learn_bpe_merges(*table.arrays(), ids + 1, ids, ["a", "b"], 5, 0, "", -1, None)
+    with pytest.raises(ValueError, match="2\\^21"):
+        core._corelib.learn_bpe_merges(*table.arrays(), ids, ids, ["a", "b"], 1 << 22, 0, "", -1, None)

@@ -3,6 +3,9 @@ ids and offsets as HF `tokenizers` on both engines, and the same word ids on the
 them) for BERT and Unigram. GPT-2's word ids are left out: its split's letter/number classes are the `regex`
 module's, newer than HF's Oniguruma, so a character added to Unicode since may start a word of its own in
 one and not the other (ids and offsets are the same all the same: no merge crosses such a boundary).
+A string holding the Unigram's unk piece ("<unk>", which hypothesis finds among the constants of the code) is
+left out of the Unigram comparison: llmlab never matches it inside text, as sentencepiece (a deviation from
+HF that unigram/model.py documents).
 
 The strings mix any code point (surrogates excepted) with combining marks (reordered and composed by NFKC,
 stripped by BERT), the letters they sit on, whitespace and punctuation. They come in four seeded batches of
@@ -62,6 +65,9 @@ def test_hypothesis_strings_equal_hf(pipelines, batch):
     @given(TEXTS)
     def check(texts: list[str]) -> None:
         for name, (ours, ref) in pipelines.items():
+            if name == "unigram_nfkc":
+                unk = ours.model.pieces[ours.model.unk_id][0]
+                texts = [t for t in texts if unk not in ours.normalizer.normalize(t)]
             for text, a, b in zip(texts, ours.encode_batch(texts), ref.encode_batch(texts), strict=True):
                 assert (a.ids, a.offsets) == (b.ids, [tuple(o) for o in b.offsets]), (name, ascii(text))
                 if name != "gpt2":

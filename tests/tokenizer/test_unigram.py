@@ -164,7 +164,8 @@ def test_hf_unigram_gives_the_same_tokens(spm_models, corpora):
 
 
 @pytest.fixture(scope="module")
-def trained(corpora):
+def trained(corpora, engine):
+    """Trained on the compiled lattices and on the Python ones (the `engine` fixture, conftest.py)."""
     return {
         "en": train_unigram(word_counts(corpora["en_train"]), 8000, special_tokens=SPECIALS),
         "zh": train_unigram(word_counts(corpora["zh_train"]), 8000, special_tokens=SPECIALS),
@@ -224,6 +225,7 @@ def test_trainer_small_corpus_byte_fallback_and_determinism():
 def test_trainer_batches_do_not_change_the_model(shared_data, monkeypatch):
     """The E-step (by edges) and the pruning's second-best segmentations (by pieces) run in batches to bound
     memory; batches of a few edges and pieces give the same model as the default ones."""
+    monkeypatch.setenv("LLMLAB_PURE_PYTHON", "1")  # the batches are the Python lattice's
     counts = word_counts(read_lines(shared_data / "gutenberg_en/train.txt")[:3000])
     default = train_unigram(counts, 600, special_tokens=SPECIALS)
     monkeypatch.setattr(unigram_lattice, "CHUNK", 1000)

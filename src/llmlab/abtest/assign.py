@@ -74,5 +74,5 @@ def parse_split(text: str, variants: list[str]) -> dict[str, float]:
         )
     total = sum(weights)
     if not all(0 <= w < float("inf") for w in weights) or not total > 0:
-        raise LlmlabError(f"--split {text!r}: the shares must be finite, not negative, and not all 0")
+        raise LlmlabError(f"--split {text!r}: the shares must be positive and finite (some may be 0)")
     return check_split({name: w / total for name, w in zip(variants, weights, strict=True)})

@@ -104,7 +104,7 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict:
     try:
         data = loads_json(bytes(body), "request body", "JSON")
     except LlmlabError as e:
-        raise _fail(400, str(e)) from None
+        raise _fail(400, f"request body is not valid JSON: {str(e).removeprefix('request body: ')}") from None
     except ValueError as e:  # an integer of more than 4300 digits
         raise _fail(400, f"request body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -147,7 +147,7 @@ def _outcome(data: dict) -> float:
     value = float(raw) if isinstance(raw, float) or abs(raw) <= OUTCOME_LIMIT else math.inf
     if not math.isfinite(value) or abs(value) > OUTCOME_LIMIT:
         raise _fail(
-            400, f"field 'outcome' must be a finite number within +-{OUTCOME_LIMIT:g}, not {str(raw)[:30]}"
+            400, f"field 'outcome' must be finite and within +-{OUTCOME_LIMIT:g}, not {str(raw)[:30]}"
         )
     return value
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import os
 import random
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor
 
 from llmlab.errors import LlmlabError
-from llmlab.io import csv_rows, loads_json
+from llmlab.io import MAX_JSON_DEPTH, csv_rows, numbered_lines, too_deep
 from llmlab.tokenizer.pipeline import Tokenizer
 from llmlab.validate import check_class_id
 
@@ -80,26 +81,10 @@ def iter_examples(path: str | os.PathLike, labeled: bool = True) -> Iterator[Exa
 
 def read_texts(path: str | os.PathLike, max_examples: int | None = None) -> list[Example]:
     """A causal-LM corpus: one document per non-empty line, as unlabelled examples."""
-    docs = [Example(line, None) for _, line in _lines(Path(path)) if line.strip()]
+    docs = [Example(line, None) for _, line in numbered_lines(path) if line.strip()]
     if not docs:
         raise LlmlabError(f"{path}: no text")
     return docs[:max_examples]
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line with its end kept), decoded strictly so that bad UTF-8 names its line."""
-    if path.is_dir():
-        raise LlmlabError(f"{path}: is a folder, expected a data file")
-    try:
-        f = path.open("rb")
-    except OSError as e:
-        raise LlmlabError(f"{path}: cannot read: {e.strerror}") from None
-    with f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise LlmlabError(f"{path}: line {number} is not UTF-8") from None
 
 
 def _csv_rows(path: Path, labeled: bool) -> Iterator[tuple[int, dict]]:
@@ -114,10 +99,15 @@ def _csv_rows(path: Path, labeled: bool) -> Iterator[tuple[int, dict]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         if not line.strip():
             continue
-        row = loads_json(line, f"{path}: line {number}", "the row")
+        if too_deep(line):
+            raise LlmlabError(f"{path}: line {number}: nested more than {MAX_JSON_DEPTH} levels deep")
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LlmlabError(f"{path}: line {number}: not JSON ({e.msg})") from None
         if not isinstance(row, dict):
             raise LlmlabError(f"{path}: line {number}: expected a JSON object")
         yield number, row
@@ -139,7 +129,7 @@ def _label(value, path: Path, number: int) -> int:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise LlmlabError(f"{path}: line {number}: label {str(value)[:40]!r} is not an integer 0..K-1")
+        raise LlmlabError(f"{path}: line {number}: label {value!r:.40} is not an integer 0..K-1")
     return check_class_id(value, f"{path}: line {number}")
 
 

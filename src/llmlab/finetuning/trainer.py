@@ -395,7 +395,7 @@ def _restore(run: _Run, out_dir: Path) -> _State:
         changed += ckpt.changed_keys(old_identity, run.identity)
     if changed:
         raise LlmlabError(
-            f"{out_dir / ckpt.FOLDER}: cannot resume: changed since the checkpoint: {', '.join(changed)}"
+            f"{out_dir / ckpt.FOLDER}: cannot resume with changed settings: {', '.join(changed)}"
         )
     run.model.load_trainable_state_dict(saved["trainable"])
     run.best = saved["best"]

@@ -4,7 +4,9 @@ The cache keeps, per layer, the keys and values of every token seen so far (keys
 so each step runs the model on one new token at position `cache.length` instead of the whole sequence
 (the loop of nanoGPT's `generate`, with the cache HF keeps in `DynamicCache`, but owned here).
 Tested: greedy generation with the cache yields exactly the tokens of full recomputation, for every
-positional encoding, with batch > 1.
+positional encoding, with batch > 1, and for every RoPE scaling, dynamic NTK past its original length
+included (rotary.py: a token keeps the frequencies of the length at which it is written). With grouped-query
+attention the cache holds only the key/value heads.
 
 Sampling: temperature divides the logits; top-k (Fan et al. 2018, "Hierarchical Neural Story Generation")
 keeps the k most likely tokens; top-p (Holtzman et al. 2020, "The Curious Case of Neural Text

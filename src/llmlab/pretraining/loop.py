@@ -243,7 +243,7 @@ def _resume(config: PretrainConfig, tokenizer: Tokenizer, data: list[tuple[str, 
     if old_data is not None:
         changed += [f"{role} {path}" for role, path, sha in data if old_data.get(path) != sha]
     if changed:
-        raise LlmlabError(f"{state_path}: cannot resume: changed since the checkpoint: {', '.join(changed)}")
+        raise LlmlabError(f"{state_path}: cannot resume with changed settings: {', '.join(changed)}")
     model, _ = load_model(latest, tokenizer)
     optimizer = _optimizer(model, config)
     optimizer.load_state_dict(state["optimizer"])

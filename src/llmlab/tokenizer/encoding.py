@@ -175,7 +175,10 @@ def merge_all(encodings: SequenceOf[Encoding]) -> Encoding:
             types += e.type_ids
             attention += e.attention_mask
             special += e.special_tokens_mask
-            words = _join(words, e.word_ids)
+            if words is not None and e.word_ids is not None:
+                words += e.word_ids
+            else:
+                words = None  # not tracked in one of them
         return Encoding(ids, tokens, offsets, types, attention, special, [], words, ranges)
     out = encodings[0]
     for e in encodings[1:]:

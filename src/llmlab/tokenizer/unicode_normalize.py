@@ -68,8 +68,11 @@ def _divergent_split() -> regex.Pattern:
 
 
 def normalize(form: str, text: str) -> str:
-    """NFC, NFD, NFKC or NFKD of `text` as HF's normalization crate (Unicode 9.0) gives it."""
-    if text.isascii():
+    """NFC, NFD, NFKC or NFKD of `text` as HF's normalization crate (Unicode 9.0) gives it.
+
+    A text Python finds already normalized is one the crate does too (it knows less, and what it does not
+    know only blocks), so that quick check comes first."""
+    if text.isascii() or unicodedata.is_normalized(form, text):
         return text
     pieces = _divergent_split().split(text)
     if len(pieces) == 1:

@@ -1,10 +1,12 @@
-// Python bindings (nanobind) of the training kernels: the BPE merge loop (bpe_trainer.h).
+// Python bindings (nanobind) of the training kernels: the BPE merge loop (bpe_trainer.h) and the Unigram
+// trainer's lattices (unigram_lattice.h).
 // The trainers in src/llmlab/tokenizer/bpe/trainer.py and unigram/ call these when the core is available and
 // run their own Python otherwise; tests/tokenizer/test_core_train*.py prove both give the same result.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
 #include "bpe_trainer.h"
+#include "unigram_lattice.h"
 
 namespace nb = nanobind;
 
@@ -37,6 +39,10 @@ nb::tuple learn_bpe_merges(Array<uint32_t> codes, Array<int64_t> lengths, Array<
     for (size_t w = 0; w < lengths.shape(0); ++w) total += lengths.data()[w];
     if (total != static_cast<int64_t>(codes.shape(0)))
         throw nb::value_error("learn_bpe_merges: the lengths do not add up to the number of code points");
+    for (const Array<int32_t>* table : {&first_id, &rest_id})
+        for (size_t c = 0; c < table->shape(0); ++c)
+            if (table->data()[c] >= static_cast<int64_t>(nb::len(tokens)))
+                throw nb::value_error("learn_bpe_merges: an id table names a token beyond the list");
     BpeWords words{codes.data(),    lengths.data(),  counts.data(), lengths.shape(0),
                    first_id.data(), rest_id.data(), first_id.shape(0)};
     std::vector<Str> table;
@@ -51,6 +57,39 @@ nb::tuple learn_bpe_merges(Array<uint32_t> codes, Array<int64_t> lengths, Array<
     return nb::make_tuple(merges, added, out.peak_bytes);
 }
 
+template <class T>
+nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T>&& values) {
+    auto* owned = new std::vector<T>(std::move(values));
+    nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+    return nb::ndarray<nb::numpy, T, nb::ndim<1>>(owned->data(), {owned->size()}, owner);
+}
+
+template <class T>
+std::vector<T> to_vector(const Array<T>& a) {
+    return std::vector<T>(a.data(), a.data() + a.shape(0));
+}
+
+UnigramLattice* new_lattice(Array<int64_t> start, Array<int64_t> end, Array<double> count, size_t n_nodes,
+                            Array<int32_t> src, Array<int32_t> dst, Array<int32_t> piece) {
+    if (start.shape(0) != end.shape(0) || start.shape(0) != count.shape(0) || src.shape(0) != dst.shape(0) ||
+        src.shape(0) != piece.shape(0))
+        throw nb::value_error("UnigramLattice: word arrays or edge arrays differ in length");
+    for (size_t w = 0; w < start.shape(0); ++w)
+        if (start.data()[w] < 0 || end.data()[w] < start.data()[w] || static_cast<size_t>(end.data()[w]) >= n_nodes)
+            throw nb::value_error("UnigramLattice: a word outside the corpus");
+    try {
+        return new UnigramLattice(to_vector(start), to_vector(end), to_vector(count), n_nodes, src.data(),
+                                  dst.data(), piece.data(), src.shape(0));
+    } catch (const std::invalid_argument& e) {
+        throw nb::value_error(e.what());
+    }
+}
+
+void check_scores(const UnigramLattice& l, const Array<double>& scores) {
+    if (scores.shape(0) < l.pieces() + 1)
+        throw nb::value_error("UnigramLattice: expected a score for every piece, then the unknown node's");
+}
+
 }  // namespace
 
 void bind_training(nb::module_& m) {
@@ -58,6 +97,52 @@ void bind_training(nb::module_& m) {
           nb::arg("first_id"), nb::arg("rest_id"), nb::arg("tokens"), nb::arg("vocab_size"),
           nb::arg("min_frequency"), nb::arg("prefix"), nb::arg("max_token_length"), nb::arg("progress").none(),
           "BPE merges of the counted words (bpe_trainer.h): (merged pair keys, new tokens, peak state bytes).");
+    nb::class_<UnigramLattice>(m, "UnigramLattice", "The Unigram trainer's lattices (unigram_lattice.h).")
+        .def("__init__",
+             [](UnigramLattice* self, Array<int64_t> start, Array<int64_t> end, Array<double> count, size_t n_nodes,
+                Array<int32_t> src, Array<int32_t> dst, Array<int32_t> piece) {
+                 UnigramLattice* made = new_lattice(start, end, count, n_nodes, src, dst, piece);
+                 new (self) UnigramLattice(std::move(*made));
+                 delete made;
+             })
+        .def("keep", [](UnigramLattice& l, Array<bool> alive) { l.keep(alive.data(), alive.shape(0)); })
+        .def("expected_counts",
+             [](const UnigramLattice& l, Array<double> scores) {
+                 check_scores(l, scores);
+                 std::vector<double> counts;
+                 {
+                     nb::gil_scoped_release unlocked;
+                     counts = l.expected_counts(scores.data(), scores.shape(0));
+                 }
+                 return to_numpy(std::move(counts));
+             })
+        .def("viterbi_counts",
+             [](const UnigramLattice& l, Array<double> scores) {
+                 check_scores(l, scores);
+                 std::vector<double> freq;
+                 {
+                     nb::gil_scoped_release unlocked;
+                     freq = l.viterbi_counts(scores.data(), scores.shape(0));
+                 }
+                 return to_numpy(std::move(freq));
+             })
+        .def("second_best",
+             [](const UnigramLattice& l, Array<int64_t> reps, Array<int64_t> lengths, Array<double> scores) {
+                 check_scores(l, scores);
+                 if (reps.shape(0) != lengths.shape(0)) throw nb::value_error("UnigramLattice: reps and lengths differ");
+                 for (size_t i = 0; i < reps.shape(0); ++i)
+                     if (reps.data()[i] < 0 || lengths.data()[i] < 1 || reps.data()[i] + lengths.data()[i] >= l.nodes())
+                         throw nb::value_error("UnigramLattice: a piece occurrence outside the corpus");
+                 UnigramLattice::SecondBest out;
+                 {
+                     nb::gil_scoped_release unlocked;
+                     out = l.second_best(reps.data(), lengths.data(), reps.shape(0), scores.data(), scores.shape(0));
+                 }
+                 return nb::make_tuple(to_numpy(std::move(out.score)), to_numpy(std::move(out.win)),
+                                       to_numpy(std::move(out.token)));
+             })
+        .def_prop_ro("edges", &UnigramLattice::edges)
+        .def_prop_ro("nbytes", &UnigramLattice::bytes);
 }
 
 }  // namespace llmlab

@@ -5,11 +5,18 @@ Reference: sentencepiece `src/unigram_model.cc` (`Lattice::PopulateMarginal`, `L
 words together: a node is a position in the corpus array (`seeds.py`), an edge one occurrence of one
 piece. Forward-backward and Viterbi take one numpy step per character position (`_Sweep`), so Python's share
 grows with the longest word, not with the corpus. Unknown nodes count toward no piece in the E-step
-(sentencepiece credits them to id 0); ties follow array order where sentencepiece's follow its hash maps.
+(sentencepiece credits them to id 0). The edges into a node are taken in the order of their start, so a tie
+between segmentations goes to the longest piece, as in sentencepiece.
 
-Memory (the trainer's largest part): the edges are kept twice, in forward order (read, write, piece) and in
-backward order (read, piece: the pruning finds the edges leaving a node there), as int32, 20 bytes an edge;
-the E-step's posteriors and the pruning's second-best segmentations are computed in batches.
+Two implementations of one interface (`build_lattice` picks): `Lattice` here, the readable reference
+and the fallback, and `CoreLattice`, the compiled one (`_core/unigram_lattice.cpp`, used when the core is
+built): the same ties and the same sums in the same order, so the same Viterbi and second-best
+segmentations, and expected counts within rounding (tested).
+
+Memory (the trainer's largest part): here the edges are kept twice, in forward order (read, write, piece) and
+in backward order (read, piece: the pruning finds the edges leaving a node there), as int32, 20 bytes an
+edge; the E-step's posteriors and the pruning's second-best segmentations are computed in batches. The
+compiled lattice keeps 6 bytes an edge.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from llmlab.tokenizer import core
 from llmlab.tokenizer.unigram.seeds import Corpus, ranges
 
 CHUNK = 1 << 18  # edges per step of the E-step's posterior
@@ -45,10 +53,10 @@ class _Sweep:
 
     def __init__(self, edges: list[np.ndarray], node_step, order=None, keep_write: bool = True):
         """Sort edges = [read, write, piece]; the list is emptied, so that each array can go once sorted."""
-        if order is None:  # by (step of the written node, written node)
+        if order is None:  # by (step of the written node, written node, read node)
             rank = np.empty(len(node_step), np.int32)
             rank[np.argsort(node_step, kind="stable")] = np.arange(len(node_step), dtype=np.int32)
-            order = np.argsort(rank[edges[1]])
+            order = np.lexsort((edges[0], rank[edges[1]]))
         self.node_step, self.keep_write = node_step, keep_write
         self.piece = edges.pop()[order]
         self.read = edges.pop(0)[order]
@@ -166,7 +174,47 @@ class Lattice:
             for lo in range(0, max(len(reps), 1), PIECES)
         ]
         score, win, token = (np.concatenate(x) for x in zip(*batches, strict=True))
+        order = np.argsort(win, kind="stable")  # grouped by piece, last token first
+        return score, (win[order], token[order])
+
+
+class CoreLattice:
+    """`Lattice` on the compiled core (`_core/unigram_lattice.cpp`): the same methods, the same results."""
+
+    def __init__(self, corpus: Corpus, edges: list[np.ndarray]):
+        """The lattices of `corpus` with its edges [src, dst, piece], which this takes (emptying the list)."""
+        from llmlab.tokenizer._corelib import UnigramLattice
+
+        self.corpus, self.alive = corpus, None
+        src, dst, piece = (np.ascontiguousarray(edges.pop(0), np.int32) for _ in range(3))
+        self._core = UnigramLattice(
+            *(np.ascontiguousarray(x, t) for x, t in [(corpus.start, np.int64), (corpus.end, np.int64)]),
+            np.ascontiguousarray(corpus.count, np.float64), len(corpus.codes), src, dst, piece,
+        )  # fmt: skip
+
+    def keep(self, alive: np.ndarray) -> None:
+        if self.alive is not None and np.array_equal(alive, self.alive):
+            return
+        self.alive = alive
+        self._core.keep(np.ascontiguousarray(alive, bool))
+
+    def expected_counts(self, scores: np.ndarray) -> np.ndarray:
+        return self._core.expected_counts(np.ascontiguousarray(scores, np.float64))
+
+    def viterbi_counts(self, scores: np.ndarray) -> np.ndarray:
+        return self._core.viterbi_counts(np.ascontiguousarray(scores, np.float64))
+
+    def second_best(self, reps: np.ndarray, lengths: np.ndarray, scores: np.ndarray):
+        score, win, token = self._core.second_best(
+            np.ascontiguousarray(reps, np.int64), np.ascontiguousarray(lengths, np.int64),
+            np.ascontiguousarray(scores, np.float64),
+        )  # fmt: skip
         return score, (win, token)
+
+
+def build_lattice(corpus: Corpus, edges: list[np.ndarray]) -> Lattice | CoreLattice:
+    """The lattices of `corpus`: compiled when the core is available, else the Python reference."""
+    return (CoreLattice if core.available() else Lattice)(corpus, edges)
 
 
 def _second_best(b: _Sweep, first, count, reps, lengths, scores, index: int):
@@ -186,5 +234,6 @@ def _second_best(b: _Sweep, first, count, reps, lengths, scores, index: int):
     best[offset + reps] = 0.0
     sweep.best(best, scores, back)
     steps = list(sweep.backtrack(back, offset + reps + lengths, offset + reps))
-    win = np.concatenate([w for w, _ in steps]) + index
-    return best[offset + reps + lengths], win, np.concatenate([sweep.piece[e] for _, e in steps])
+    win = np.concatenate([np.zeros(0, np.int64), *(w for w, _ in steps)]) + index
+    token = np.concatenate([np.zeros(0, np.int32), *(sweep.piece[e] for _, e in steps)])
+    return best[offset + reps + lengths], win, token
