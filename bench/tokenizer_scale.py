@@ -149,7 +149,8 @@ def child(lib: str, k: int, vocab: int, max_memory: int | None) -> None:
         k, vocab, max_memory
     )
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "peak_mib": rss_mib("VmHWM"), "base_mib": base, **extra}))
+    peak = max(rss_mib("VmHWM"), extra.get("count_peak_mib", 0))  # VmHWM was reset before llmlab trains
+    print(json.dumps({"seconds": seconds, "peak_mib": peak, "base_mib": base, **extra}))
 
 
 # ---------------------------------------------------------------- parent: one row per multiple

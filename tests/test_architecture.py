@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmlab"
-UTILITIES = ("errors", "io", "lazy", "progress", "memory", "report", "validate")
+UTILITIES = ("errors", "io", "csvfile", "lazy", "progress", "memory", "report", "validate", "stdlib_text")
 LAYERS = [UTILITIES, ("tokenizer",), ("model",), ("pretraining", "finetuning"), ("evaluation",), ("abtest",)]
 LAYERS += [("studies",), ("demo",), ("cli", "api", "__init__", "__main__")]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

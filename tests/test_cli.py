@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from llmlab.cli import main
-from llmlab.demo.corpus import demo_corpus
+from llmlab.stdlib_text import demo_corpus
 
 COMMANDS = [
     [],

@@ -15,11 +15,11 @@ import pytest
 
 from llmlab.abtest.store import open_store
 from llmlab.cli import main
-from llmlab.demo.corpus import demo_corpus
 from llmlab.model import precision
 from llmlab.model.checkpoint import save_model
 from llmlab.model.config import ModelConfig
 from llmlab.model.transformer import Transformer
+from llmlab.stdlib_text import demo_corpus
 from llmlab.tokenizer.pipeline import Tokenizer
 
 DEEP = "[" * 200_000 + "]" * 200_000  # JSON nested 200,000 deep

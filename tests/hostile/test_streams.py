@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmlab.cli import main
-from llmlab.demo.corpus import demo_corpus
+from llmlab.stdlib_text import demo_corpus
 from llmlab.tokenizer.long_lines import chunking_is_exact, cut_points, encode_pieces
 from llmlab.tokenizer.pipeline import Tokenizer
 

@@ -10,8 +10,9 @@ import pytest
 import typer
 
 from llmlab.cli import app
+from llmlab.csvfile import csv_rows
 from llmlab.errors import LlmlabError, RunStopped
-from llmlab.io import MAX_JSON_DEPTH, csv_rows, loads_json, too_deep
+from llmlab.io import MAX_JSON_DEPTH, loads_json, too_deep
 from llmlab.validate import check_output, undo_on_failure
 from tests.hostile.conftest import run_cli
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from llmlab.cli import main
-from llmlab.demo.corpus import demo_corpus
 from llmlab.errors import LlmlabError
 from llmlab.model import ModelConfig, Transformer
 from llmlab.model.checkpoint import load_model, save_model
 from llmlab.model.extend import extend_context, rope_fields
 from llmlab.model.positional.rotary import Rotary
+from llmlab.stdlib_text import demo_corpus
 from llmlab.tokenizer.train import train_tokenizer
 
 

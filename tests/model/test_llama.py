@@ -15,11 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llmlab.demo.corpus import demo_corpus
 from llmlab.errors import LlmlabError
 from llmlab.model import ModelConfig, Transformer, generate
 from llmlab.model.hf_export import convert, to_hf
 from llmlab.model.hf_import import from_hf
+from llmlab.stdlib_text import demo_corpus
 from llmlab.tokenizer.train import train_tokenizer
 
 transformers = pytest.importorskip("transformers")

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from llmlab.cli import main
-from llmlab.demo.corpus import demo_corpus
 from llmlab.errors import LlmlabError
+from llmlab.stdlib_text import demo_corpus
 from llmlab.studies.context import QUICK, check_results
 from llmlab.studies.context.data import study_tokenizer
 from llmlab.studies.context.passkey import KEY, QUESTION, key_digits, passkey_document

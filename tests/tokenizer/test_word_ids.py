@@ -166,6 +166,9 @@ def test_track_words_encodes_on_the_python_path_with_the_cores_results(minilm_di
     tok.track_words = False
     assert tok.engine == "core"
     untracked = pickle.loads(pickle.dumps(fast[0]))  # a core encoding unpickles as a Python one, no words
-    assert untracked.word_ids is None and untracked.token_to_chars(1) == slow[0].token_to_chars(1)
-    with pytest.raises(LlmlabError, match="track_words"):
-        untracked.word_to_tokens(0)
+    assert untracked.word_ids is None and untracked.offsets == slow[0].offsets
+    for position in ("word_to_tokens", "char_to_token", "token_to_chars", "token_to_sequence"):
+        with pytest.raises(
+            LlmlabError, match="track_words"
+        ):  # no sequence ranges either: refused, not guessed
+            getattr(untracked, position)(0)

@@ -38,8 +38,8 @@ from llmlab.abtest.stats import (
     welch_ttest,
 )
 from llmlab.abtest.store import OUTCOME_LIMIT
+from llmlab.csvfile import csv_rows
 from llmlab.errors import LlmlabError
-from llmlab.io import csv_rows
 
 METRICS = ("conversion", "outcome", "latency")
 UNITS = ("user", "request")

@@ -198,7 +198,9 @@ def simulate_command(
     batch: Annotated[
         int, typer.Option(min=1, max=10**7, help="Without --url: users per variant per batch.")
     ] = 500,
-    baseline: Annotated[float, typer.Option(**RATE_RANGE, help="Without --url: true conversion rate of A.")] = 0.10,
+    baseline: Annotated[
+        float, typer.Option(**RATE_RANGE, help="Without --url: true conversion rate of A.")
+    ] = 0.10,
     effect: Annotated[
         float, typer.Option(min=-1, max=1, help="Without --url: true absolute effect of B.")
     ] = 0.01,

@@ -2,7 +2,7 @@
 
 Stages: tokenizers (run.py), pretraining with three positional encodings (pretrain_stage.py), fine-tuning,
 evaluation and an offline A/B comparison (finetune_stage.py); the corpus and the labelled task come from
-corpus.py.
+`llmlab.stdlib_text`; kernels.py pins the numerical kernels so the figures match on every machine.
 """
 
 from llmlab.lazy import lazy_exports

@@ -1,6 +1,6 @@
 """Demo stages 3 and 4: fine-tune the pretrained demo LM two ways, evaluate both, and A/B-compare them offline.
 
-The task comes with Python too (`llmlab.demo.corpus.demo_classification`): is a standard-library docstring
+The task comes with Python too (`llmlab.stdlib_text.demo_classification`): is a standard-library docstring
 about data (numbers, text, containers) or about the system (files, processes, network)? The stage splits it
 70/15/15 with a fixed seed, fine-tunes the demo's RoPE LM by full fine-tuning and by LoRA, scores both on the
 test split beside the TF-IDF + logistic-regression baseline, and runs the paired tests of `llmlab abtest
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from llmlab.abtest.offline import compare_predictions
-from llmlab.demo.corpus import TOPIC_LABELS, demo_classification
 from llmlab.evaluation.baseline import LinearBaseline
 from llmlab.evaluation.predictor import load_predictor
 from llmlab.evaluation.report import evaluation_section, predict
@@ -29,6 +28,7 @@ from llmlab.finetuning.trainer import TrainConfig
 from llmlab.io import atomic_open, read_json
 from llmlab.report import plots
 from llmlab.report.html import Report
+from llmlab.stdlib_text import TOPIC_LABELS, demo_classification
 
 DEMO_METHODS = {  # method -> learning rate (LoRA trains a few parameters and takes a larger rate)
     "full": 1e-3,

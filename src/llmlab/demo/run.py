@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-from llmlab.demo.corpus import demo_corpus
 from llmlab.demo.finetune_stage import finetune_stage
 from llmlab.demo.kernels import DEMO_THREADS, unpinned_kernels
 from llmlab.demo.pretrain_stage import pretrain_stage
@@ -23,6 +22,7 @@ from llmlab.io import atomic_write_text
 from llmlab.pretraining.loop import latest_checkpoint
 from llmlab.progress import progress_bar
 from llmlab.report.html import Report
+from llmlab.stdlib_text import demo_corpus
 from llmlab.studies.positions.run import torch_threads
 from llmlab.tokenizer.pipeline import Tokenizer
 from llmlab.tokenizer.stats import SegmentationStats, segmentation_stats

@@ -1,6 +1,6 @@
 """Labelled text for fine-tuning: CSV / JSONL readers, a streaming shuffle buffer, and batch collation.
 
-Formats: CSV with a header (RFC 4180, read strictly by `llmlab.io.csv_rows`) or JSON Lines (each line at
+Formats: CSV with a header (RFC 4180, read strictly by `llmlab.csvfile.csv_rows`) or JSON Lines (each line at
 most `llmlab.io.MAX_JSON_DEPTH` deep), with the fields `text`, `label` (an integer 0..K-1, K at most
 `llmlab.validate.MAX_CLASSES`) and optionally `text_pair`; a causal-LM corpus is a text file, one document
 per line. Every problem a user can cause is a one-line `LlmlabError` naming the file and, where there is
@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from llmlab.csvfile import csv_rows, numbered_lines
 from llmlab.errors import LlmlabError
-from llmlab.io import MAX_JSON_DEPTH, csv_rows, numbered_lines, too_deep
+from llmlab.io import MAX_JSON_DEPTH, too_deep
 from llmlab.tokenizer.pipeline import Tokenizer
 from llmlab.validate import check_class_id
 

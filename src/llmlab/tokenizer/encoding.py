@@ -9,7 +9,8 @@ pipeline, overflowing windows included:
   and padding (`truncation.py`), and `Encoding` maps between characters, tokens, words and sequences as HF's
   does (`char_to_token`, `word_to_tokens`, ...), quirks included: a range is looked up per sequence, and where
   no sequence has one (a single input without post-processor) the whole encoding is sequence 0.
-Deviation: a negative index gives None (HF raises OverflowError).
+Deviation: a negative index gives None (HF raises OverflowError). An encoding without word ids (the compiled
+core's, which does not track them yet) answers no position query: an LlmlabError names the way out.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Encoding:
     @property
     def n_sequences(self) -> int:
         """How many input sequences the encoding holds (1 when the post-processor set no ranges)."""
-        return len(self.sequence_ranges) or 1
+        return len(self._ranges()) or 1
 
     @property
     def sequence_ids(self) -> list[int | None]:
@@ -71,13 +72,19 @@ class Encoding:
         return out
 
     def _range(self, sequence_index: int) -> tuple[int, int]:
-        return self.sequence_ranges.get(sequence_index, (0, len(self.ids)))
+        return self._ranges().get(sequence_index, (0, len(self.ids)))
+
+    def _ranges(self) -> dict[int, tuple[int, int]]:
+        """The sequence ranges, tracked together with the word ids (an encoding without word ids has no
+        trustworthy ranges either: the positions below are refused rather than guessed)."""
+        self._words()
+        return self.sequence_ranges
 
     def _words(self) -> list[int | None]:
         if self.word_ids is None:
             raise LlmlabError(
-                "this Encoding has no word ids (the compiled core does not track words yet: set "
-                "Tokenizer.track_words = True to encode on the Python path, which does)"
+                "this Encoding has no word ids or sequence ranges (the compiled core does not track them yet: "
+                "set Tokenizer.track_words = True to encode on the Python path, which does)"
             )
         return self.word_ids
 
@@ -85,7 +92,7 @@ class Encoding:
         """The sequence of token `token_index` (0 for a single input), or None."""
         if not 0 <= token_index <= len(self.ids):  # HF: the index one past the end still counts
             return None
-        ranges = self.sequence_ranges.items()
+        ranges = self._ranges().items()
         return next((s for s, (a, b) in ranges if a <= token_index < b), None) if ranges else 0
 
     def token_to_chars(self, token_index: int) -> tuple[int, int] | None:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmlab.demo.corpus import demo_corpus
 from llmlab.finetuning.data import Example
+from llmlab.stdlib_text import demo_corpus
 from llmlab.studies.context.passkey import FILLER, KEY, QUESTION, passkey_document
 from llmlab.tokenizer.pipeline import Tokenizer
 from llmlab.tokenizer.train import train_tokenizer

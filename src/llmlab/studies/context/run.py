@@ -1,7 +1,7 @@
 """`llmlab study context`: train short, extend by each RoPE method, measure perplexity and passkey retrieval.
 
 Protocol (after Peng et al. 2023, "YaRN", sections 4.2-4.3, at toy scale, on one CPU):
-1. Data: the embedded demo corpus (Python's own documentation, llmlab.demo.corpus), 90% train / 10% valid
+1. Data: the embedded demo corpus (Python's own documentation, llmlab.stdlib_text), 90% train / 10% valid
    by line, plus passkey documents (passkey.py) for a `passkey_share` of the training documents, so that
    the small model learns retrieval at its training length at all (a pretrained LLM brings that skill).
    A BPE tokenizer is trained on the train text and the passkey sentences.

@@ -131,7 +131,8 @@ void bind_training(nb::module_& m) {
                  check_scores(l, scores);
                  if (reps.shape(0) != lengths.shape(0)) throw nb::value_error("UnigramLattice: reps and lengths differ");
                  for (size_t i = 0; i < reps.shape(0); ++i)
-                     if (reps.data()[i] < 0 || lengths.data()[i] < 1 || reps.data()[i] + lengths.data()[i] >= l.nodes())
+                     if (reps.data()[i] < 0 || lengths.data()[i] < 1 ||
+                         static_cast<size_t>(reps.data()[i] + lengths.data()[i]) >= l.nodes())
                          throw nb::value_error("UnigramLattice: a piece occurrence outside the corpus");
                  UnigramLattice::SecondBest out;
                  {

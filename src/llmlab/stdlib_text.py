@@ -1,4 +1,4 @@
-"""The demo's embedded corpus: English text that ships with Python itself, so the demo runs anywhere offline.
+"""Text that ships with Python itself, so the demo, the studies and the examples run anywhere offline.
 
 Two sources, both part of every CPython install: `pydoc_data.topics` (the language reference topics that
 `help()` shows, about 0.5 MB) and the docstrings of a fixed list of standard-library modules and their public
