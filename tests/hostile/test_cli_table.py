@@ -174,6 +174,7 @@ SERVE = [
     ("one variant named twice", "serve --experiment e --variant A=linear --variant A=linear --store s.db", "twice"),
     ("experiment exists with other models", "serve --experiment exp --variant A=linear --variant B=linear --store events.db --port PORT", "already exists"),
     ("port already taken", "serve --experiment e --variant A=linear --variant B=linear --store s.db --port BUSY", "cannot listen"),
+    ("port taken: the experiment is not recorded", "serve --experiment fresh --variant A=linear --variant B=linear --store events.db --port BUSY", "cannot listen"),
 ]
 OTHER = [
     ("study --threads 0", "study positions -o pos --threads 0", "--threads"),
