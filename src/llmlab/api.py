@@ -24,6 +24,7 @@ from llmlab.io import read_json
 from llmlab.tokenizer.corpus import read_corpus
 from llmlab.tokenizer.pipeline import Tokenizer
 from llmlab.tokenizer.train import train_tokenizer as train_on_lines
+from llmlab.validate import check_output
 
 if TYPE_CHECKING:  # the functions below import torch-based modules when called, so tokenizers stay light
     from llmlab.finetuning.trainer import TrainResult
@@ -85,6 +86,7 @@ def pretrain(
     from llmlab.pretraining.loop import PretrainConfig
     from llmlab.pretraining.loop import pretrain as run_pretraining
 
+    _output_folder(out, [*_paths(train), *_paths(valid), tokenizer])
     model = {"positional": positional, **settings.pop("model", {})}
     config = PretrainConfig(
         _paths(train),
@@ -132,6 +134,7 @@ def finetune(
     from llmlab.finetuning.run import finetune as run_finetune
     from llmlab.finetuning.trainer import TrainConfig
 
+    _output_folder(out, [base, train, dev])
     method_fields = set(MethodSettings.__dataclass_fields__)
     method_settings = MethodSettings(**{k: v for k, v in settings.items() if k in method_fields})
     train_settings = {k: v for k, v in settings.items() if k not in method_fields}
@@ -162,6 +165,12 @@ def compare(model_a: PathLike, model_b: PathLike, data: PathLike, **options: Any
     from llmlab.abtest.compare_models import compare as compare_models
 
     return compare_models(model_a, model_b, data, **options)
+
+
+def _output_folder(out: PathLike, inputs: list[PathLike]) -> None:
+    """The command line's guard (never inside or equal to an input), then the parents made, as `mkdir -p`."""
+    check_output(out, inputs, kind="folder", parents=True)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _paths(value: PathLike | Sequence[PathLike]) -> list[Path]:
