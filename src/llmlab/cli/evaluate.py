@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 
+from llmlab.cli.options import PRECISION_HELP
 from llmlab.errors import LlmlabError
-from llmlab.model.precision import HELP as PRECISION_HELP
-from llmlab.model.precision import resolve_precision
 from llmlab.validate import check_input, check_output, undo_on_failure
 
 
@@ -99,6 +98,8 @@ def evaluate(
                 raise LlmlabError("evaluate: give MODEL... DATA (or --from-predictions FILE [DATA])")
             if paths[-1].suffix.lower() == ".txt":
                 return _evaluate_lm(paths, json_out)
+            from llmlab.model.precision import resolve_precision
+
             precision = resolve_precision(precision)
             scored, data = score_models(
                 paths[:-1], paths[-1], baseline, baseline_train, n_boot, seed, batch_size, precision

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from llmlab.cli.options import PRECISION_HELP
 from llmlab.cli.pretrain import ROPE_HELP
 from llmlab.errors import LlmlabError
-from llmlab.model.precision import HELP as PRECISION_HELP
 from llmlab.validate import check_input, check_output, undo_on_failure
 
 Opt = typer.Option

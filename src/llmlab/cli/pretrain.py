@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llmlab.model.precision import HELP as PRECISION_HELP
+from llmlab.cli.options import PRECISION_HELP
 from llmlab.validate import check_output, undo_on_failure
 
 Opt = typer.Option

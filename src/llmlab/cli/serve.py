@@ -9,9 +9,8 @@ from typing import Annotated
 
 import typer
 
+from llmlab.cli.options import PRECISION_HELP
 from llmlab.errors import LlmlabError, mask_secrets, release_notices, require_extra
-from llmlab.model.precision import HELP as PRECISION_HELP
-from llmlab.model.precision import resolve_precision
 from llmlab.validate import undo_on_failure
 
 DEFAULT_STORE = "runs/abtest.db"
@@ -65,6 +64,8 @@ def serve(
 
     paths = parse_variants(variant)
     shares = parse_split(split, list(paths))
+    from llmlab.model.precision import resolve_precision
+
     precision = resolve_precision(precision)
     predictors = {name: load_predictor(path, precision) for name, path in paths.items()}
     listener = bind(host, port)

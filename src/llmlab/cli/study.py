@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llmlab.model.precision import HELP as PRECISION_HELP
-from llmlab.model.precision import resolve_precision
+from llmlab.cli.options import PRECISION_HELP
 from llmlab.validate import check_input, check_output, undo_on_failure
 
 app = typer.Typer(help="Studies that show why the building blocks behave as they do.", no_args_is_help=True)
@@ -34,6 +33,8 @@ def study_positions(
     if data is not None:
         check_input(data, "folder", "--data")
     check_output(output, [data], kind="folder")
+    from llmlab.model.precision import resolve_precision
+
     precision = resolve_precision(precision, "cpu")
     with undo_on_failure(output):
         results = run_position_study(

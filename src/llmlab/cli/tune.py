@@ -12,12 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
+from llmlab.cli.options import PRECISION_HELP
 from llmlab.errors import LlmlabError, mask_secrets, require_extra
 from llmlab.evaluation.search import PRUNERS, SAMPLERS, TuneConfig, tune
 from llmlab.evaluation.search_objectives import OBJECTIVES, write_subset
 from llmlab.evaluation.search_space import parse_space
-from llmlab.model.precision import HELP as PRECISION_HELP
-from llmlab.model.precision import resolve_precision
 from llmlab.validate import check_input, check_output, undo_on_failure
 
 
@@ -129,6 +128,7 @@ def tune_command(
     """Search hyperparameters with Optuna (grid, random, TPE; median or Hyperband pruning); many workers share
     one study through --storage. Prints the best parameters against the default settings."""
     from llmlab.evaluation.search_report import format_summary
+    from llmlab.model.precision import resolve_precision
 
     require_extra("optuna", "tune", "llmlab tune")
     if worker:

@@ -33,7 +33,6 @@ from llmlab.errors import LlmlabError, notice
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 CHOICES = ("auto", *PRECISIONS)
 DISABLE_ENV = "LLMLAB_NO_BF16"
-HELP = "fp32, bf16-mixed, bf16, or auto: bf16-mixed where the processor has native bfloat16, else fp32."
 _announced: set[str] = set()
 
 
