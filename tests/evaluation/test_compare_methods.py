@@ -81,7 +81,7 @@ def test_each_method_runs_in_its_own_process(tiny_bert, sst2_slice, tmp_path, ca
 
 def test_bad_options_are_one_line_errors(tiny_bert, sst2_slice, tmp_path, capsys):
     train, dev = sst2_slice
-    args = cli_args(tiny_bert, train, dev, tmp_path)
+    args = cli_args(tiny_bert, train, dev, tmp_path / "out")
     assert main(args + ["--methods", "full,bitfit"]) == 2
     assert "choose from full, probe, prompt, prefix, lora" in capsys.readouterr().err
     assert main(args + ["--lr-for", "lora:1e-3"]) == 2
