@@ -69,14 +69,16 @@ def to_hf(model: Transformer, tokenizer: Tokenizer, out_dir: str | os.PathLike) 
     out_dir = Path(out_dir)
     check_vocab_fits(tokenizer, model.config.vocab_size, out_dir / "tokenizer.json")
     if kind == "bert":
-        hf_config, tensors = bert_config(model.config), to_bert_tensors(model)
+        hf_config = bert_config(model.config)
+        tensors = to_bert_tensors(model)
     elif kind == "llama":
         hf_config = llama_config(model.config, HF_ACTIVATIONS[model.config.activation]) | _special_ids(
             tokenizer
         )
         tensors = to_llama_tensors(model)
     else:
-        hf_config, tensors = gpt2_config(model.config, tokenizer), to_gpt2_tensors(model)
+        hf_config = gpt2_config(model.config, tokenizer)
+        tensors = to_gpt2_tensors(model)
     with staged_folder(out_dir) as tmp:
         atomic_write_json(tmp / "config.json", hf_config)
         atomic_write_bytes(
@@ -218,7 +220,8 @@ def to_bert_tensors(model: Transformer) -> dict[str, Tensor]:
 
 def to_gpt2_tensors(model: Transformer) -> dict[str, Tensor]:
     """GPT2LMHeadModel's state dict from ours: Linear (out, in) -> Conv1D (in, out), q, k, v -> c_attn."""
-    ours, L = model_tensors(model), model.config.n_layers
+    ours = model_tensors(model)
+    L = model.config.n_layers
     hf = {f"transformer.{theirs}": ours[name] for name, theirs in gpt2_names(L).items()}
     for i in range(L):
         for part, theirs in GPT2_CONV1D.items():
@@ -236,7 +239,8 @@ def to_gpt2_tensors(model: Transformer) -> dict[str, Tensor]:
 
 def to_llama_tensors(model: Transformer) -> dict[str, Tensor]:
     """LlamaForCausalLM's state dict from ours: a renaming (no lm_head.weight when tied)."""
-    ours, names = model_tensors(model), llama_names(model.config.n_layers, model.config.tie_embeddings)
+    ours = model_tensors(model)
+    names = llama_names(model.config.n_layers, model.config.tie_embeddings)
     return {theirs: ours[name] for name, theirs in names.items() if name in ours}
 
 

@@ -151,7 +151,8 @@ def _yarn_settings(rope: dict[str, Any], factor: float, source: Path) -> dict[st
     if rope.get("truncate", True) is not True:
         raise LlmlabError(f"{source}: yarn with truncate=false, which llmlab does not implement")
     attention = rope.get("attention_factor")
-    mscale, mscale_all = rope.get("mscale"), rope.get("mscale_all_dim")
+    mscale = rope.get("mscale")
+    mscale_all = rope.get("mscale_all_dim")
     if attention is None and mscale and mscale_all:  # transformers' reading of DeepSeek's two mscales
         attention = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all)
     return {
@@ -195,7 +196,8 @@ def llama_config(config: ModelConfig, hidden_act: str) -> dict[str, Any]:
 
 def hf_rope_parameters(config: ModelConfig) -> tuple[dict[str, Any], int]:
     """(transformers' `rope_parameters` dict, `max_position_embeddings`) for a RoPE ModelConfig."""
-    kind, factor = config.rope_scaling, config.rope_scaling_factor
+    kind = config.rope_scaling
+    factor = config.rope_scaling_factor
     if kind is None:
         return {"rope_type": "default", "rope_theta": config.rope_theta}, config.max_seq_len
     if kind == "ntk":  # a static base change: plain RoPE with the new base

@@ -88,7 +88,8 @@ class Attention(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        C, kv_width = config.d_model, config.kv_heads * config.head_dim
+        C = config.d_model
+        kv_width = config.kv_heads * config.head_dim
         self.n_heads, self.n_kv_heads = config.n_heads, config.kv_heads
         self.n_rep = config.n_heads // config.kv_heads  # query heads per key/value head
         self.q = nn.Linear(C, C, bias=config.bias)
@@ -152,7 +153,8 @@ def _repeat_kv(x: Tensor, n_rep: int) -> Tensor:
 
 def _prepend(prefix: tuple[Tensor, Tensor], k: Tensor, v: Tensor, bias: Tensor | None):
     """Put prefix-tuning keys/values (B|1, H, P, D) in front; they have no position, so a zero bias."""
-    B, P = k.shape[0], prefix[0].shape[2]
+    B = k.shape[0]
+    P = prefix[0].shape[2]
     k = torch.cat([prefix[0].expand(B, -1, -1, -1), k], dim=2)  # (B, H, P + S, D)
     v = torch.cat([prefix[1].expand(B, -1, -1, -1), v], dim=2)
     return k, v, None if bias is None else F.pad(bias, (P, 0))
@@ -192,7 +194,8 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        C, V = config.d_model, config.vocab_size
+        C = config.d_model
+        V = config.vocab_size
         self.tok_emb = nn.Embedding(V, C)
         self.pos = build_positional(config)
         self.type_emb = nn.Embedding(config.type_vocab_size, C) if config.type_vocab_size else None

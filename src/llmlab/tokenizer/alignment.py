@@ -41,7 +41,8 @@ def apply_changes(changes: Iterable[Change], n_input: int, initial_offset: int =
     """
     chars: list[str] = []
     align: list[int] = []
-    offset, last = initial_offset, max(n_input - 1, 0)
+    offset = initial_offset
+    last = max(n_input - 1, 0)
     for char, change in changes:
         chars.append(char)
         if change > 0:  # a new character shares the alignment of the one before it (HF: (0, 0) at the start)

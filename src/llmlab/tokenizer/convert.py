@@ -137,7 +137,8 @@ def _spm_merges(spm: SpmModel) -> list[tuple[str, str]]:
     merges = []
     for piece, i in vocab.items():
         for k in range(1, len(piece)):
-            left, right = piece[:k], piece[k:]
+            left = piece[:k]
+            right = piece[k:]
             if left in vocab and right in vocab:
                 merges.append((-score[piece], i, vocab[left], vocab[right], left, right))
     return [(left, right) for *_, left, right in sorted(merges)]

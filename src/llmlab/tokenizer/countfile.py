@@ -38,7 +38,8 @@ MAGIC = b"LLMLABWC"
 FORMAT = 1
 BLOCK_WORDS = 1 << 16
 MAX_COUNT = (1 << 63) - 1
-_U32, _END = struct.Struct("<I"), struct.Struct("<QQ")
+_U32 = struct.Struct("<I")
+_END = struct.Struct("<QQ")
 
 
 def pipeline_fingerprint(pipeline: dict[str, Any]) -> str:

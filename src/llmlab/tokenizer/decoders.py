@@ -82,7 +82,8 @@ class WordPiece(Decoder):
         self.cleanup = cleanup
 
     def decode_chain(self, tokens: list[str]) -> list[str]:
-        prefix, out = self.prefix, []
+        prefix = self.prefix
+        out = []
         for i, token in enumerate(tokens):
             if i:
                 token = token.replace(prefix, "", 1) if token.startswith(prefix) else " " + token
@@ -197,7 +198,8 @@ class Strip(Decoder):
         return [self._strip(token) for token in tokens]
 
     def _strip(self, token: str) -> str:
-        begin, end = 0, len(token)
+        begin = 0
+        end = len(token)
         while begin < min(self.start, len(token)) and token[begin] == self.content:
             begin += 1
         while end > begin and len(token) - end < self.stop and token[end - 1] == self.content:

@@ -35,8 +35,12 @@ from llmlab.tokenizer.unigram.model import Unigram
 
 __all__ = ["SequenceEncoder"]
 
-_IDS, _TOKENS, _SPANS, _LENGTH = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
-_START, _END = itemgetter(0), itemgetter(1)
+_IDS = itemgetter(0)
+_TOKENS = itemgetter(1)
+_SPANS = itemgetter(2)
+_LENGTH = itemgetter(3)
+_START = itemgetter(0)
+_END = itemgetter(1)
 
 _MEMO_CAPACITY = 200_000  # words whose split is remembered
 _MEMO_MAX_WORD = 64  # longer words (a Chinese clause or line) rarely repeat and are not remembered
@@ -160,7 +164,8 @@ class SequenceEncoder:
             odd.insert(0, 0)
         if shift:
             spans = [(start + shift, end + shift) for start, end in spans]
-        done, identity = 0, self._identity_span
+        done = 0
+        identity = self._identity_span
         for i in odd:
             offsets += spans[done:i]
             (start, end), (_, _, word_spans, n) = spans[i], splits[i]
@@ -192,7 +197,8 @@ class SequenceEncoder:
         self, split: WordSplit, word: str, text: str, start: int, end: int, shift: int
     ) -> list[tuple[int, int]]:
         """The offsets of one word's tokens, the word coming from text[start:end]."""
-        spans, n = split[2] or ((0, split[3]),), split[3]
+        spans = split[2] or ((0, split[3]),)
+        n = split[3]
         if self._identity_span or n == end - start:  # the word is its text span, character for character
             start += shift
             return [(start + a, start + b) for a, b in spans]

@@ -134,7 +134,8 @@ def read_vocab_txt(path: str | os.PathLike, lowercase: bool = True) -> Tokenizer
     missing = [t for t in ("[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if missing:
         raise LlmlabError(f"{path}: not a BERT vocab file: no {', '.join(missing)} token")
-    cls, sep = vocab["[CLS]"], vocab["[SEP]"]
+    cls = vocab["[CLS]"]
+    sep = vocab["[SEP]"]
     specials = sorted((vocab[t], t) for t in BERT_SPECIAL_TOKENS if t in vocab)
     return Tokenizer(
         WordPiece(vocab),

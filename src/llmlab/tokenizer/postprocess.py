@@ -69,10 +69,12 @@ def trim_offsets(e: Encoding, add_prefix_space: bool) -> Encoding:
     token starting at 0) is kept. Leading spaces are trimmed over the whole list at once, trailing ones (rare)
     token by token.
     """
-    offsets, n = e.offsets, len(e.tokens)
+    offsets = e.offsets
+    n = len(e.tokens)
     leads = list(map(_LEADING.__getitem__, e.tokens))
     if any(leads):
-        starts, ends = list(map(itemgetter(0), offsets)), list(map(itemgetter(1), offsets))
+        starts = list(map(itemgetter(0), offsets))
+        ends = list(map(itemgetter(1), offsets))
         trimmed = list(map(min, map(add, starts, leads), ends))
         if add_prefix_space:  # the one space it added stays with the first token (or one starting at 0)
             for i in {0, *compress(range(n), map(not_, starts))} if n else ():
@@ -105,7 +107,8 @@ class _SpaceCount(dict):
         return count
 
 
-_LEADING, _TRAILING = _SpaceCount(str.lstrip), _SpaceCount(str.rstrip)
+_LEADING = _SpaceCount(str.lstrip)
+_TRAILING = _SpaceCount(str.rstrip)
 
 
 class ByteLevel(PostProcessor):

@@ -71,7 +71,8 @@ class _Reader:
     def fields(self):
         while self.pos < len(self.data):
             tag = self.varint()
-            number, wire = tag >> 3, tag & 7
+            number = tag >> 3
+            wire = tag & 7
             if number == 0:
                 raise LlmlabError(f"{self.what}: corrupt: field number 0 at byte {self.pos}")
             if wire == 0:

@@ -99,7 +99,8 @@ class TemplateProcessing(PostProcessor):
                 raise LlmlabError(f"special token {name!r}: ids and tokens must have the same length")
 
     def _special(self, name: str, type_id: int) -> Encoding:
-        ids, tokens = self.special_tokens[name]["ids"], self.special_tokens[name]["tokens"]
+        ids = self.special_tokens[name]["ids"]
+        tokens = self.special_tokens[name]["tokens"]
         n = len(ids)
         return Encoding(ids, tokens, [(0, 0)] * n, [type_id] * n, [1] * n, [1] * n, [], [None] * n)
 
@@ -164,7 +165,8 @@ class BertProcessing(TemplateProcessing):
 
     def __init__(self, sep: tuple[str, int], cls: tuple[str, int]):
         self.sep, self.cls = (sep[0], int(sep[1])), (cls[0], int(cls[1]))
-        c, s = self.cls[0], self.sep[0]
+        c = self.cls[0]
+        s = self.sep[0]
         super().__init__([c, "$A", s], [c, "$A", s, "$B:1", f"{s}:1"], [self.cls, self.sep])
 
     def process_encodings(self, encodings: list[Encoding], add_special_tokens: bool) -> list[Encoding]:
@@ -192,7 +194,8 @@ class RobertaProcessing(TemplateProcessing):
     ):
         self.sep, self.cls = (sep[0], int(sep[1])), (cls[0], int(cls[1]))
         self.trim_offsets, self.add_prefix_space = trim_offsets, add_prefix_space
-        c, s = self.cls[0], self.sep[0]
+        c = self.cls[0]
+        s = self.sep[0]
         super().__init__([c, "$A", s], [c, "$A", s, s, "$B", s], [self.cls, self.sep])
 
     def process_encodings(self, encodings: list[Encoding], add_special_tokens: bool) -> list[Encoding]:

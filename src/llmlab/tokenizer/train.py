@@ -233,7 +233,8 @@ def _sampled(model: str, counts, size: int, seed: int) -> WordTable:
         )
     table = counts if isinstance(counts, WordTable) else WordTable.from_dict(counts)
     sampled = table.sample(size, seed)
-    total, kept = table.total, sampled.total
+    total = table.total
+    kept = sampled.total
     print(
         f"unigram: training on a sample of {kept:,} of {total:,} words ({kept / total:.2%}; "
         f"{len(sampled):,} of {len(table):,} distinct), seed {seed}",

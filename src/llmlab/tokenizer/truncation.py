@@ -147,7 +147,8 @@ def truncate(e: Encoding, max_length: int, stride: int = 0, direction: str = "ri
             f"truncation stride {stride} must be smaller than the room left for the sequence ({max_length} "
             "tokens: max_length minus the special tokens)"
         )
-    step, windows = max_length - stride, []
+    step = max_length - stride
+    windows = []
     if direction == "right":
         for start in range(0, n, step):
             windows.append((start, min(start + max_length, n)))
@@ -189,7 +190,8 @@ def truncate_pair(
         n1, n2 = sorted((len(a.ids), len(b.ids)))
         n2 = n1 if n1 > max_length else max(n1, max_length - n1)
         if n1 + n2 > max_length:
-            n1, n2 = max_length // 2, max_length // 2 + max_length % 2
+            n1 = max_length // 2
+            n2 = max_length // 2 + max_length % 2
         if len(a.ids) > len(b.ids):
             n1, n2 = n2, n1
         return cut(a, n1), cut(b, n2)

@@ -94,7 +94,8 @@ class WordPiece:
         whole = self.vocab.get(word)
         if whole is not None:
             return [(whole, 0, n)]
-        vocab, prefix = self.vocab, self.continuing_subword_prefix
+        vocab = self.vocab
+        prefix = self.continuing_subword_prefix
         tokens: list[Token] = []
         start = 0
         while start < n:
@@ -149,7 +150,8 @@ class WordPiece:
             isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()
         ):
             raise LlmlabError("WordPiece model: 'vocab' is missing or not a mapping of token -> integer id")
-        unk, prefix = d.get("unk_token", "[UNK]"), d.get("continuing_subword_prefix", "##")
+        unk = d.get("unk_token", "[UNK]")
+        prefix = d.get("continuing_subword_prefix", "##")
         max_chars = d.get("max_input_chars_per_word", 100)
         if not isinstance(unk, str) or not isinstance(prefix, str) or not isinstance(max_chars, int):
             raise LlmlabError(

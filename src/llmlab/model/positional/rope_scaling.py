@@ -86,7 +86,8 @@ class RopeScaling:
 
 def scaling_problem(config: Any) -> str | None:
     """The first thing wrong with a ModelConfig's RoPE scaling fields, as one line, or None."""
-    kind, factor = config.rope_scaling, config.rope_scaling_factor
+    kind = config.rope_scaling
+    factor = config.rope_scaling_factor
     if kind is not None and config.positional != "rope":
         return f"rope_scaling={kind!r} needs positional='rope', not {config.positional!r}"
     if kind is None and factor != 1.0:
@@ -144,7 +145,8 @@ def inverse_frequencies(
     plain = theta ** (-two_i / head_dim)  # θ_i
     if scaling is None:
         return plain, 1.0
-    s, D = scaling.factor, head_dim
+    s = scaling.factor
+    D = head_dim
     if scaling.kind == "linear":
         return plain / s, 1.0
     if scaling.kind == "ntk":
@@ -166,7 +168,8 @@ def _dynamic_growth(scaling: RopeScaling, seq_len: int | Tensor | None) -> Tenso
 
 
 def _yarn(plain: Tensor, scaling: RopeScaling, D: int, theta: float) -> tuple[Tensor, float]:
-    L0, s = scaling.original_max_position, scaling.factor
+    L0 = scaling.original_max_position
+    s = scaling.factor
 
     def dim_of(turns: float) -> float:  # the dimension that makes `turns` rotations within L0
         return D * math.log(L0 / (turns * 2 * math.pi)) / (2 * math.log(theta))
@@ -183,8 +186,10 @@ def _yarn(plain: Tensor, scaling: RopeScaling, D: int, theta: float) -> tuple[Te
 
 
 def _llama3(plain: Tensor, scaling: RopeScaling) -> Tensor:
-    L0, s = scaling.original_max_position, scaling.factor
-    low, high = scaling.low_freq_factor, scaling.high_freq_factor
+    L0 = scaling.original_max_position
+    s = scaling.factor
+    low = scaling.low_freq_factor
+    high = scaling.high_freq_factor
     wavelength = 2 * math.pi / plain
     sigma = (L0 / wavelength - low) / (high - low)
     smooth = (1 - sigma) * plain / s + sigma * plain

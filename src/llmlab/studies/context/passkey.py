@@ -64,7 +64,8 @@ def passkey_document(tokenizer: Tokenizer, length: int, depth: float, rng: rando
         LlmlabError: `length` cannot hold the key, the question and two filler sentences.
     """
     key = rng.choice(key_digits(tokenizer))
-    key_text, answer_text = KEY.format(key=key), ANSWER.format(key=key)
+    key_text = KEY.format(key=key)
+    answer_text = ANSWER.format(key=key)
     key_ids, question, answer = (tokenizer.encode(p).ids for p in (key_text, QUESTION, answer_text))
     sentences = filler(tokenizer, length - len(key_ids) - len(question) - len(answer))
     if len(sentences) < 2:

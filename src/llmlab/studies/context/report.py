@@ -28,7 +28,8 @@ def _name(row: dict[str, Any]) -> str:
 
 def perplexity_table(results: dict[str, Any]) -> tuple[list[str], list[list[object]]]:
     """Headers and rows: one model per row, perplexity at each evaluation length."""
-    scales, short = results["sizes"]["eval_scales"], results["sizes"]["short"]
+    scales = results["sizes"]["eval_scales"]
+    short = results["sizes"]["short"]
     headers = ["model", "stage", *[f"ppl @{k * short}" for k in scales], "fine-tune s"]
     body = [
         [
@@ -44,7 +45,8 @@ def perplexity_table(results: dict[str, Any]) -> tuple[list[str], list[list[obje
 
 def passkey_table(results: dict[str, Any]) -> tuple[list[str], list[list[object]]]:
     """Headers and rows: passkey accuracy at each length, averaged over the depths."""
-    scales, short = results["sizes"]["eval_scales"], results["sizes"]["short"]
+    scales = results["sizes"]["eval_scales"]
+    short = results["sizes"]["short"]
     headers = ["model", "stage", *[f"passkey @{k * short}" for k in scales]]
     body = [
         [_name(r), r["stage"], *[f"{_mean(r['passkey'][str(k)]):.2f}" for k in scales]]
@@ -68,7 +70,8 @@ def heatmap_figure(results: dict[str, Any]):
     stages = ("zero-shot", "fine-tuned")
     names = list(dict.fromkeys(_name(r).split(" ")[0] for r in rows))
     fig, axes = plt.subplots(2, len(names), figsize=(2.1 * len(names), 4.6), squeeze=False)
-    scales, depths = results["sizes"]["eval_scales"], results["sizes"]["depths"]
+    scales = results["sizes"]["eval_scales"]
+    depths = results["sizes"]["depths"]
     short = results["sizes"]["short"]
     for ax in axes.flat:
         ax.axis("off")
