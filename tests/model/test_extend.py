@@ -105,4 +105,4 @@ def test_finetune_lm_extends_the_base_and_its_saved_model_keeps_the_scaling(text
         "--rope-factor", "0.5",
     ])  # fmt: skip
     assert code == 2
-    assert "rope_scaling='yarn' needs rope_scaling_factor > 1" in capsys.readouterr().err
+    assert "'--rope-factor': Input should be greater than or equal to 1" in capsys.readouterr().err

@@ -1,6 +1,7 @@
-"""The compiled lattices of the Unigram trainer (_core/unigram_lattice.cpp) equal the Python ones (lattice.py).
+"""The compiled kernels of the Unigram trainer equal the Python ones: the lattices (_core/unigram_lattice.cpp,
+lattice.py) and the suffix sort of the seeds (_core/unigram_seeds.cpp, seeds.py).
 
-Viterbi counts and second-best segmentations are identical (the same ties, the same additions in the same
+The suffix order and common prefixes are identical. Viterbi counts and second-best segmentations are identical (the same ties, the same additions in the same
 order); expected counts agree to 1e-12 relative (the same sums, exp and log from another library). Trained on
 real text, both give the same pieces with scores equal to 1e-9 (they are written with 12 significant digits).
 Compression against sentencepiece runs on both paths in test_unigram.py (`engine` fixture).
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmlab.tokenizer import core
+from llmlab.tokenizer.unigram import seeds as unigram_seeds
 from llmlab.tokenizer.unigram.lattice import CoreLattice, Lattice
 from llmlab.tokenizer.unigram.seeds import Corpus, seeds
 from llmlab.tokenizer.unigram.trainer import train_unigram
@@ -64,6 +66,19 @@ def test_compiled_lattice_equals_python(word_counts, seed, coverage):
         python.keep(alive)
         compiled.keep(alive)
         assert_same(python, compiled, lengths, reps, np.where(np.append(alive, True), scores, -np.inf), alive)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(words_st, st.integers(1, 5), min_size=1, max_size=40), st.integers(1, 20))
+def test_compiled_suffix_sort_equals_python(word_counts, depth):
+    """Repeated substrings, separators and the end of the array (padding) decide the order and the prefixes."""
+    corpus = Corpus(word_counts)
+    corpus.require(1.0, depth)
+    with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "0"}):
+        got = unigram_seeds._sorted_suffixes(corpus, depth)
+    with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "1"}):
+        want = unigram_seeds._sorted_suffixes(corpus, depth)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
 def trained(engine: str, word_counts, vocab_size: int, **options):

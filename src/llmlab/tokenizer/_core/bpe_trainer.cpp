@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "bpe_changes.h"
 #include "bpe_pairs.h"
 
 namespace llmlab {
@@ -123,7 +124,9 @@ void count_pairs(const Words<Sym>& words, PairCounts& counts, WordLists& lists, 
         }
         Pair& p = pairs[i - 1];
         p.count += words.count[w];
-        if (p.last != w) p.bytes += WordLists::coded_size(p.last == UINT32_MAX ? w : w - p.last), p.last = w;
+        if (p.last == w) return;
+        p.bytes += WordLists::coded_size(p.last == UINT32_MAX ? w : w - p.last);
+        p.last = w;
     });
     std::vector<uint32_t> order(pairs.size());
     for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -132,12 +135,16 @@ void count_pairs(const Words<Sym>& words, PairCounts& counts, WordLists& lists, 
         Pair& p = pairs[i];
         const uint64_t list = lists.allot(p.bytes, p.out);
         p.last = UINT32_MAX;
-        if (p.count > 0) queue.add({p.count, p.key, list}), counts.add(p.key, p.count);
+        if (p.count <= 0) continue;
+        queue.add({p.count, p.key, list});
+        counts.add(p.key, p.count);
     }
     queue.heapify();
     each_pair([&](uint32_t w, uint64_t key) {
         Pair& p = pairs[index.get(key) - 1];
-        if (p.last != w) WordLists::code(p.out, p.last == UINT32_MAX ? w : w - p.last), p.last = w;
+        if (p.last == w) return;
+        WordLists::code(p.out, p.last == UINT32_MAX ? w : w - p.last);
+        p.last = w;
     });
 }
 

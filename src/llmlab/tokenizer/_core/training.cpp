@@ -1,5 +1,5 @@
-// Python bindings (nanobind) of the training kernels: the BPE merge loop (bpe_trainer.h) and the Unigram
-// trainer's lattices (unigram_lattice.h).
+// Python bindings (nanobind) of the training kernels: the BPE merge loop (bpe_trainer.h), and the Unigram
+// trainer's suffix sort (unigram_seeds.h) and lattices (unigram_lattice.h).
 // The trainers in src/llmlab/tokenizer/bpe/trainer.py and unigram/ call these when the core is available and
 // run their own Python otherwise; tests/tokenizer/test_core_train*.py prove both give the same result.
 #include <nanobind/nanobind.h>
@@ -7,6 +7,7 @@
 
 #include "bpe_trainer.h"
 #include "unigram_lattice.h"
+#include "unigram_seeds.h"
 
 namespace nb = nanobind;
 
@@ -97,6 +98,21 @@ void bind_training(nb::module_& m) {
           nb::arg("first_id"), nb::arg("rest_id"), nb::arg("tokens"), nb::arg("vocab_size"),
           nb::arg("min_frequency"), nb::arg("prefix"), nb::arg("max_token_length"), nb::arg("progress").none(),
           "BPE merges of the counted words (bpe_trainer.h): (merged pair keys, new tokens, peak state bytes).");
+    m.def(
+        "sorted_suffixes",
+        [](Array<int32_t> codes, Array<bool> keep, int width) {
+            if (codes.shape(0) != keep.shape(0)) throw nb::value_error("sorted_suffixes: codes and keep differ in length");
+            if (codes.shape(0) >= INT32_MAX) throw nb::value_error("sorted_suffixes: over 2^31 positions");
+            std::vector<int32_t> order, common;
+            {
+                nb::gil_scoped_release unlocked;
+                sorted_suffixes(codes.data(), codes.shape(0), keep.data(), width, order, common);
+            }
+            return nb::make_tuple(to_numpy(std::move(order)), to_numpy(std::move(common)));
+        },
+        nb::arg("codes"), nb::arg("keep"), nb::arg("width"),
+        "The kept positions sorted by their first `width` code points, and each one's common prefix with the one "
+        "before (unigram_seeds.h).");
     nb::class_<UnigramLattice>(m, "UnigramLattice", "The Unigram trainer's lattices (unigram_lattice.h).")
         .def("__init__",
              [](UnigramLattice* self, Array<int64_t> start, Array<int64_t> end, Array<double> count, size_t n_nodes,

@@ -63,26 +63,39 @@ void UnigramLattice::keep(const bool* alive, size_t n_pieces) {
                 if (length_[from] != 1) continue;  // a dead piece's edge goes; a dead character stays, unknown
                 p = -1;
             }
-            length_[out] = length_[from], piece_[out] = p, ++out;
+            length_[out] = length_[from];
+            piece_[out] = p;
+            ++out;
         }
         into_[q + 1] = out;
     }
-    length_.resize(out), piece_.resize(out);
-    length_.shrink_to_fit(), piece_.shrink_to_fit();
+    length_.resize(out);
+    piece_.resize(out);
+    length_.shrink_to_fit();
+    piece_.shrink_to_fit();
 }
 
 std::vector<double> UnigramLattice::expected_counts(const double* scores, size_t n_scores) const {
-    std::vector<double> counts(n_scores - 1, 0.0), alpha, beta, scaled;
+    std::vector<double> counts(n_scores - 1, 0.0), alpha, beta, scaled, top, term;
     for (size_t w = 0; w < start_.size(); ++w) {
         const int64_t s0 = start_[w], n = end_[w] - s0;
-        alpha.assign(n + 1, kNone), beta.assign(n + 1, kNone), scaled.assign(n + 1, 0.0);
+        const uint64_t first = into_[s0 + 1];
+        alpha.assign(n + 1, kNone);
+        beta.assign(n + 1, kNone);
+        scaled.assign(n + 1, 0.0);
+        top.assign(n + 1, 0.0);
+        term.resize(into_[s0 + n + 1] - first);  // exp(alpha[start] + score - top[end]) of each edge
         alpha[0] = 0.0;
         for (int64_t q = 1; q <= n; ++q) {  // forward
             const uint64_t lo = into_[s0 + q], hi = into_[s0 + q + 1];
-            double top = kNone, total = 0.0;
-            for (uint64_t e = lo; e < hi; ++e) top = std::max(top, alpha[q - length_[e]] + score_of(piece_[e], scores, n_scores));
-            for (uint64_t e = lo; e < hi; ++e) total += std::exp(alpha[q - length_[e]] + score_of(piece_[e], scores, n_scores) - top);
-            alpha[q] = top + std::log(total);
+            double most = kNone, total = 0.0;
+            for (uint64_t e = lo; e < hi; ++e) {
+                term[e - first] = alpha[q - length_[e]] + score_of(piece_[e], scores, n_scores);
+                most = std::max(most, term[e - first]);
+            }
+            for (uint64_t e = lo; e < hi; ++e) total += term[e - first] = std::exp(term[e - first] - most);
+            alpha[q] = most + std::log(total);
+            top[q] = most;
         }
         beta[n] = 0.0;
         for (int64_t q = n; q >= 1; --q) {  // backward: beta[q] is complete once every later node is done
@@ -98,13 +111,13 @@ std::vector<double> UnigramLattice::expected_counts(const double* scores, size_t
                 }
             }
         }
-        const double log_weight = std::log(count_[w]) - alpha[n];  // word count / Z, in logs
+        // posterior of an edge into q: exp(alpha[start] + score + beta[q]) * count / Z = term * exp(top + beta[q]
+        // + log(count) - log Z)
+        const double log_weight = std::log(count_[w]) - alpha[n];
         for (int64_t q = 1; q <= n; ++q) {
-            for (uint64_t e = into_[s0 + q]; e < into_[s0 + q + 1]; ++e) {
-                if (piece_[e] < 0) continue;  // unknown nodes count toward no piece
-                const double post = alpha[q - length_[e]] + scores[piece_[e]] + beta[q] + log_weight;
-                counts[piece_[e]] += std::exp(post);
-            }
+            const double factor = std::exp(top[q] + beta[q] + log_weight);
+            for (uint64_t e = into_[s0 + q]; e < into_[s0 + q + 1]; ++e)
+                if (piece_[e] >= 0) counts[piece_[e]] += term[e - first] * factor;  // unknown nodes count for none
         }
     }
     return counts;
@@ -115,12 +128,16 @@ std::vector<double> UnigramLattice::viterbi_counts(const double* scores, size_t 
     std::vector<uint64_t> back;
     for (size_t w = 0; w < start_.size(); ++w) {
         const int64_t s0 = start_[w], n = end_[w] - s0;
-        best.assign(n + 1, kNone), back.assign(n + 1, 0);
+        best.assign(n + 1, kNone);
+        back.assign(n + 1, 0);
         best[0] = 0.0;
         for (int64_t q = 1; q <= n; ++q) {
             for (uint64_t e = into_[s0 + q]; e < into_[s0 + q + 1]; ++e) {
                 const double v = best[q - length_[e]] + score_of(piece_[e], scores, n_scores);
-                if (e == into_[s0 + q] || v > best[q]) best[q] = v, back[q] = e;
+                if (e == into_[s0 + q] || v > best[q]) {  // the first of equal bests stays
+                    best[q] = v;
+                    back[q] = e;
+                }
             }
         }
         for (int64_t q = n; q > 0; q -= length_[back[q]])
@@ -137,14 +154,18 @@ UnigramLattice::SecondBest UnigramLattice::second_best(const int64_t* reps, cons
     std::vector<uint64_t> back;
     for (size_t i = 0; i < n; ++i) {
         const int64_t r = reps[i], size = lengths[i];
-        best.assign(size + 1, kNone), back.assign(size + 1, 0);
+        best.assign(size + 1, kNone);
+        back.assign(size + 1, 0);
         best[0] = 0.0;
         for (int64_t k = 1; k <= size; ++k) {  // the edges inside the window, but not the piece itself
             bool first = true;
             for (uint64_t e = into_[r + k]; e < into_[r + k + 1]; ++e) {
                 if (length_[e] > k || (k == size && length_[e] == size)) continue;
                 const double v = best[k - length_[e]] + score_of(piece_[e], scores, n_scores);
-                if (first || v > best[k]) best[k] = v, back[k] = e;
+                if (first || v > best[k]) {
+                    best[k] = v;
+                    back[k] = e;
+                }
                 first = false;
             }
         }

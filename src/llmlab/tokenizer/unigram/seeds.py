@@ -12,8 +12,8 @@ Reference: sentencepiece `src/unigram_model_trainer.cc` (`MakeSeedSentencePieces
 
 Layout: every word is laid out once in one array of code points, a separator after each, so a lattice node is
 a position in that array and an edge is one occurrence of one piece. A suffix sort of the array (prefix
-doubling in numpy) yields the seeds with all their occurrences, so the edges are built once, here, and the
-lattice only filters them as pieces die.
+doubling in numpy, or compiled: `_core/unigram_seeds.cpp`) yields the seeds with all their occurrences, so the
+edges are built once, here, and the lattice only filters them as pieces die.
 
 Deviations: words over 1,024 characters are cut into chunks (sentencepiece skips sentences over 4,192 bytes);
 Unicode scripts come from `unicodedata` names.
@@ -27,6 +27,7 @@ from collections import Counter
 import numpy as np
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer import core
 
 MAX_CHUNK = 1024  # training cuts longer words into chunks of this many characters
 _HAN = ("CJK", "HIRAGANA", "KATAKANA")  # name prefixes of the scripts sentencepiece counts as Han
@@ -130,6 +131,25 @@ def _suffix_order(codes: np.ndarray, depth: int) -> tuple[np.ndarray, list[np.nd
     return np.argsort(rank, kind="stable").astype(np.int32), [np.append(r, padding) for r in ranks]
 
 
+def _sorted_suffixes(corpus: Corpus, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions where a piece of 2+ characters can start, sorted by their first `depth` characters (and
+    then by position), and the common prefix of each with the one before (0 for the first).
+
+    Compiled where the core is built (`_core/unigram_seeds.cpp`: the same order and prefixes, tested).
+    """
+    keep = corpus.room >= 2
+    if core.available():
+        from llmlab.tokenizer._corelib import sorted_suffixes
+
+        width = 1 << max(depth - 1, 0).bit_length()  # as many characters as the prefix doubling compares
+        return sorted_suffixes(corpus.codes, keep, width)
+    sa, ranks = _suffix_order(corpus.codes, depth)
+    sa = sa[keep[sa]]
+    lcp = np.zeros(len(sa), np.int32)
+    lcp[1:] = _lcp(sa[:-1], sa[1:], ranks)
+    return sa, lcp
+
+
 def _lcp(a: np.ndarray, b: np.ndarray, ranks: list[np.ndarray]) -> np.ndarray:
     """The length of the common prefix of the strings at positions a and b (binary lifting over the ranks)."""
     lcp = np.zeros(len(a), np.int32)
@@ -170,11 +190,7 @@ def seeds(corpus: Corpus, required: list[tuple[str, float]], max_len: int, seed_
         the pieces, their log probabilities, a node where each occurs, and the edges [src, dst, piece] of all
         occurrences, piece -1 for an unknown character.
     """
-    sa, ranks = _suffix_order(corpus.codes, max_len + 1)
-    sa = sa[corpus.room[sa] >= 2]  # where a piece of 2+ characters can start
-    lcp = np.zeros(len(sa), np.int32)
-    lcp[1:] = _lcp(sa[:-1], sa[1:], ranks)
-    del ranks
+    sa, lcp = _sorted_suffixes(corpus, max_len + 1)
     length, first, last, score = _branching(corpus, sa, lcp, max_len)
     best = np.argsort(-score, kind="stable")[:seed_size]
     length, first, last, score = length[best], first[best], last[best], score[best]
