@@ -57,9 +57,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def check_readme_quotes(summary: str) -> None:
     """README quotes the demo's summary verbatim, for the Python version it names (the corpus is that
     version's standard library docstrings, so another version gives other figures)."""
-    quoted = re.search(r"```text\n(llmlab demo summary.*?)```", README.read_text(encoding="utf-8"), re.S)
+    quoted = re.search(r"```text\n\s*(llmlab demo summary.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert quoted, "README has no ```text block with the demo summary"
-    version = re.search(r"Python (\d+\.\d+)", quoted.group(1)).group(1)
+    lines = [line.strip() for line in quoted.group(1).strip().splitlines()]
+    version = re.search(r"Python (\d+\.\d+)", lines[0]).group(1)
     if version != ".".join(platform.python_version_tuple()[:2]):
         pytest.skip(f"README quotes the demo on Python {version}; this is {platform.python_version()}")
-    assert summary.strip() == quoted.group(1).strip()
+    assert summary.strip().splitlines() == lines
