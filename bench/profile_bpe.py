@@ -84,13 +84,17 @@ def bench_training(path: Path, lines: list[str], vocab_sizes: list[int], repeats
     for vocab_size in vocab_sizes:
         ours_s, hf_s = float("inf"), float("inf")
         for _ in range(repeats):  # alternate, so both see the same machine load
-            t, trained[vocab_size] = cpu(lambda v=vocab_size: train_bpe(counts, v, special_tokens=SPECIALS,
-                                                                        initial_alphabet=ALPHABET), 1)  # fmt: skip
+            t, trained[vocab_size] = cpu(
+                lambda v=vocab_size: train_bpe(counts, v, special_tokens=SPECIALS, initial_alphabet=ALPHABET),
+                1,
+            )
             ours_s = min(ours_s, t)
             hf_s = min(hf_s, cpu(lambda v=vocab_size: train_hf(path, v), 1)[0])
         ours_total, hf_merges = count_s + ours_s, max(hf_s - hf_count_s, 1e-9)
-        print(f"{vocab_size:>6} {ours_s:>10.3f} {ours_total:>10.3f} {hf_merges:>9.3f} {hf_s:>8.3f}  "
-              f"{hf_s / ours_total:.2f}x, {hf_merges / ours_s:.2f}x")  # fmt: skip
+        print(
+            f"{vocab_size:>6} {ours_s:>10.3f} {ours_total:>10.3f} {hf_merges:>9.3f} {hf_s:>8.3f}  "
+            f"{hf_s / ours_total:.2f}x, {hf_merges / ours_s:.2f}x"
+        )
     return trained
 
 

@@ -182,8 +182,14 @@ def fmt(result: dict | None, key: str, spec: str) -> str:
 
 def table(rows: list[dict], libs: list[str], mb: float) -> None:
     head = ["k", "MB"] + [f"{lib} {x}" for lib in libs for x in ("s", "MiB")]
-    head += ["llmlab count s/MB", "llmlab count MiB", "llmlab train adds MiB (B/word)", "mem llmlab/hf",
-             "mem llmlab/spm", "merges"]  # fmt: skip
+    head += [
+        "llmlab count s/MB",
+        "llmlab count MiB",
+        "llmlab train adds MiB (B/word)",
+        "mem llmlab/hf",
+        "mem llmlab/spm",
+        "merges",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     first = rows[0].get("llmlab") if rows else None
@@ -246,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k in args.multiples:
         rows.append({"k": k, **{lib: measure(lib, k, args) for lib in args.only}})
-    print(f"Byte-level BPE, vocab {args.vocab}, one thread each; corpus {mb:.1f} MB x k, streamed; "
-          "peak = VmHWM of a fresh process (imports included)\n")  # fmt: skip
+    print(
+        f"Byte-level BPE, vocab {args.vocab}, one thread each; corpus {mb:.1f} MB x k, streamed; "
+        "peak = VmHWM of a fresh process (imports included)\n"
+    )
     table(rows, args.only, mb)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

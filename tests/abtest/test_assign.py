@@ -24,8 +24,13 @@ def test_known_assignments_do_not_change_between_releases():
     # pinned values: changing the scheme would silently move every running experiment's users
     users = ("1", "2", "3", "4", "5", "6")
     assert [round(hash_unit("checkout", u), 6) for u in users] == [
-        0.737922, 0.719116, 0.29262, 0.709357, 0.960861, 0.646891
-    ]  # fmt: skip
+        0.737922,
+        0.719116,
+        0.29262,
+        0.709357,
+        0.960861,
+        0.646891,
+    ]
     assert [assign_variant("checkout", u, {"A": 0.5, "B": 0.5}) for u in users] == list("BBABBB")
     assert [assign_variant("checkout", u, {"z": 0.5, "x": 0.2, "y": 0.3}) for u in users] == list("zzyzzz")
 

@@ -72,13 +72,40 @@ def text_files(tmp_path_factory):
 
 def test_pretrain_flags_put_the_scaling_in_the_config(text_files, tmp_path):
     f = text_files
-    code = main([
-        "pretrain", "--train", str(f / "train.txt"), "--valid", str(f / "valid.txt"),
-        "--tokenizer", str(f / "tokenizer.json"), "-o", str(tmp_path / "run"), "--steps", "2",
-        "--context", "16", "--batch-size", "2", "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-        "--warmup", "0", "--quiet", "--rope-scaling", "yarn", "--rope-factor", "4",
-        "--rope-param", "beta_fast=16",
-    ])  # fmt: skip
+    code = main(
+        [
+            "pretrain",
+            "--train",
+            str(f / "train.txt"),
+            "--valid",
+            str(f / "valid.txt"),
+            "--tokenizer",
+            str(f / "tokenizer.json"),
+            "-o",
+            str(tmp_path / "run"),
+            "--steps",
+            "2",
+            "--context",
+            "16",
+            "--batch-size",
+            "2",
+            "--d-model",
+            "16",
+            "--n-layers",
+            "1",
+            "--n-heads",
+            "2",
+            "--warmup",
+            "0",
+            "--quiet",
+            "--rope-scaling",
+            "yarn",
+            "--rope-factor",
+            "4",
+            "--rope-param",
+            "beta_fast=16",
+        ]
+    )
     assert code == 0
     config = json.loads((tmp_path / "run" / "checkpoints" / "step-000002" / "config.json").read_text())
     assert (config["rope_scaling"], config["rope_scaling_factor"]) == ("yarn", 4.0)
@@ -90,19 +117,55 @@ def test_finetune_lm_extends_the_base_and_its_saved_model_keeps_the_scaling(text
 
     tokenizer = Tokenizer.load(text_files / "tokenizer.json")
     save_model(tmp_path / "base", tiny(vocab_size=tokenizer.vocab_size, max_seq_len=16), tokenizer)
-    code = main([
-        "finetune", "--base", str(tmp_path / "base"), "--task", "lm", "--method", "full",
-        "--train", str(text_files / "valid.txt"), "--dev", str(text_files / "valid.txt"),
-        "-o", str(tmp_path / "out"), "--max-steps", "2", "--batch-size", "2", "--max-length", "64",
-        "--rope-scaling", "linear", "--rope-factor", "4", "--quiet",
-    ])  # fmt: skip
+    code = main(
+        [
+            "finetune",
+            "--base",
+            str(tmp_path / "base"),
+            "--task",
+            "lm",
+            "--method",
+            "full",
+            "--train",
+            str(text_files / "valid.txt"),
+            "--dev",
+            str(text_files / "valid.txt"),
+            "-o",
+            str(tmp_path / "out"),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--max-length",
+            "64",
+            "--rope-scaling",
+            "linear",
+            "--rope-factor",
+            "4",
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     model, _ = load_model(tmp_path / "out")
     assert (model.config.rope_scaling, model.config.rope_scaling_factor) == ("linear", 4.0)
-    code = main([
-        "finetune", "--base", str(tmp_path / "base"), "--task", "lm", "--train", str(text_files / "valid.txt"),
-        "--dev", str(text_files / "valid.txt"), "-o", str(tmp_path / "bad"), "--rope-scaling", "yarn",
-        "--rope-factor", "0.5",
-    ])  # fmt: skip
+    code = main(
+        [
+            "finetune",
+            "--base",
+            str(tmp_path / "base"),
+            "--task",
+            "lm",
+            "--train",
+            str(text_files / "valid.txt"),
+            "--dev",
+            str(text_files / "valid.txt"),
+            "-o",
+            str(tmp_path / "bad"),
+            "--rope-scaling",
+            "yarn",
+            "--rope-factor",
+            "0.5",
+        ]
+    )
     assert code == 2
     assert "'--rope-factor': Input should be greater than or equal to 1" in capsys.readouterr().err

@@ -237,9 +237,15 @@ def test_gpt2_hf_to_llmlab_to_hf_is_lossless(tmp_path, bpe, variant):
 @pytest.mark.parametrize("tie", [True, False])
 def test_llmlab_gpt2_shape_loads_in_transformers(tmp_path, bpe, shakespeare, tie):
     config = ModelConfig(
-        vocab_size=1000, d_model=64, n_layers=2, n_heads=4, max_seq_len=128, positional="learned",
-        activation="gelu_tanh", tie_embeddings=tie,
-    )  # fmt: skip
+        vocab_size=1000,
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        max_seq_len=128,
+        positional="learned",
+        activation="gelu_tanh",
+        tie_embeddings=tie,
+    )
     torch.manual_seed(0)
     model = Transformer(config).eval()
     perturb(model, seed=2)
@@ -256,9 +262,18 @@ def test_llmlab_gpt2_shape_loads_in_transformers(tmp_path, bpe, shakespeare, tie
 @pytest.mark.parametrize("type_vocab_size", [0, 2])
 def test_llmlab_encoder_loads_as_bert(tmp_path, bpe, type_vocab_size):
     config = ModelConfig(
-        vocab_size=1000, d_model=64, n_layers=2, n_heads=4, max_seq_len=64, positional="learned",
-        causal=False, norm="post", embedding_norm=True, final_norm=False, type_vocab_size=type_vocab_size,
-    )  # fmt: skip
+        vocab_size=1000,
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        max_seq_len=64,
+        positional="learned",
+        causal=False,
+        norm="post",
+        embedding_norm=True,
+        final_norm=False,
+        type_vocab_size=type_vocab_size,
+    )
     torch.manual_seed(0)
     model = Transformer(config).eval()
     perturb(model, seed=3)

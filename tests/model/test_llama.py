@@ -60,12 +60,25 @@ def perturb(model: torch.nn.Module, seed: int) -> None:
 
 def make_llama(path, tokenizer, variant: str, **overrides):
     rope, kv_heads, tie, act = VARIANTS[variant]
-    settings = dict(
-        vocab_size=tokenizer.vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=kv_heads, hidden_act=act, rms_norm_eps=1e-6,
-        max_position_embeddings=L0 if rope == "dynamic" else 64, tie_word_embeddings=tie,
-        rope_parameters=dict(HF_ROPES[rope]), bos_token_id=None, eos_token_id=None, pad_token_id=None,
-    ) | overrides  # fmt: skip
+    settings = (
+        dict(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=kv_heads,
+            hidden_act=act,
+            rms_norm_eps=1e-6,
+            max_position_embeddings=L0 if rope == "dynamic" else 64,
+            tie_word_embeddings=tie,
+            rope_parameters=dict(HF_ROPES[rope]),
+            bos_token_id=None,
+            eos_token_id=None,
+            pad_token_id=None,
+        )
+        | overrides
+    )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**settings)).eval()
     perturb(model, seed=1)
@@ -83,9 +96,14 @@ def token_batch(tokenizer, n: int = 2, length: int = 40) -> torch.Tensor:
 
 def hf_greedy(hf, prompts: torch.Tensor, new: int) -> torch.Tensor:
     return hf.generate(
-        prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new, min_new_tokens=new,
-        do_sample=False, use_cache=True, pad_token_id=0,
-    )  # fmt: skip
+        prompts,
+        attention_mask=torch.ones_like(prompts),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        use_cache=True,
+        pad_token_id=0,
+    )
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -131,10 +149,21 @@ LLMLAB_SCALINGS = {
 
 def llama_shaped(vocab_size: int, **overrides) -> ModelConfig:
     settings = dict(
-        vocab_size=vocab_size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=80, max_seq_len=64,
-        positional="rope", norm_type="rms", gated_mlp=True, activation="silu", bias=False,
-        tie_embeddings=False, layer_norm_eps=1e-6,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        d_ff=80,
+        max_seq_len=64,
+        positional="rope",
+        norm_type="rms",
+        gated_mlp=True,
+        activation="silu",
+        bias=False,
+        tie_embeddings=False,
+        layer_norm_eps=1e-6,
+    )
     return ModelConfig(**(settings | overrides))
 
 
@@ -165,8 +194,17 @@ def test_hf_to_llmlab_to_hf_is_lossless(tmp_path, tokenizer, variant):
     a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("hf", "back"))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     a, b = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("hf", "back"))
-    for key in ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_act",
-                "intermediate_size", "rms_norm_eps", "tie_word_embeddings", "rope_parameters"]:  # fmt: skip
+    for key in [
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "hidden_act",
+        "intermediate_size",
+        "rms_norm_eps",
+        "tie_word_embeddings",
+        "rope_parameters",
+    ]:
         assert a[key] == b[key], key
 
 
@@ -201,8 +239,13 @@ def test_import_errors_are_one_line_naming_the_file(tmp_path, tokenizer, changes
 
 def test_old_rope_scaling_format_is_read(tmp_path, tokenizer):
     """transformers 4.x wrote `rope_theta` + `rope_scaling` (with `type`); both formats give the same model."""
-    edited_config(tmp_path, tokenizer, rope_parameters=None, rope_theta=500.0,
-                  rope_scaling={"type": "linear", "factor": 3.0})  # fmt: skip
+    edited_config(
+        tmp_path,
+        tokenizer,
+        rope_parameters=None,
+        rope_theta=500.0,
+        rope_scaling={"type": "linear", "factor": 3.0},
+    )
     config = from_hf(tmp_path)[0].config
     assert (config.rope_theta, config.rope_scaling, config.rope_scaling_factor) == (500.0, "linear", 3.0)
 

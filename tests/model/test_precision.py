@@ -126,9 +126,14 @@ def test_minilm_hidden_states_in_bf16_mixed_stay_within_tolerance_of_fp32(minilm
 
 def test_gpt2_shaped_lm_logits_in_bf16_mixed_stay_within_tolerance_of_fp32():
     config = ModelConfig(
-        vocab_size=8000, d_model=384, n_layers=6, n_heads=6, max_seq_len=256, positional="learned",
+        vocab_size=8000,
+        d_model=384,
+        n_layers=6,
+        n_heads=6,
+        max_seq_len=256,
+        positional="learned",
         activation="gelu_tanh",
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = Transformer(config).eval()
     ids = torch.randint(0, 8000, (2, 256), generator=torch.Generator().manual_seed(1))

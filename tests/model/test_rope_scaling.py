@@ -63,9 +63,12 @@ def hf_frequencies(config: ModelConfig, seq_len: int | None = None) -> tuple[tor
 
     rope, max_positions = hf_rope_parameters(config)
     hf = transformers.LlamaConfig(
-        vocab_size=10, hidden_size=config.d_model, num_attention_heads=config.n_heads,
-        max_position_embeddings=max_positions, rope_parameters=dict(rope),
-    )  # fmt: skip
+        vocab_size=10,
+        hidden_size=config.d_model,
+        num_attention_heads=config.n_heads,
+        max_position_embeddings=max_positions,
+        rope_parameters=dict(rope),
+    )
     kind = rope["rope_type"]
     if kind == "default":
         from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
@@ -126,8 +129,11 @@ def test_banded_methods_keep_fast_and_interpolate_slow_frequencies(factor, log2_
     assert bool((ratio <= 1 + 1e-12).all() and (ratio >= 1 / factor - 1e-12).all())
     assert bool((ratio[1:] <= ratio[:-1] + 1e-12).all())  # slower dimensions are interpolated more
     wavelength = 2 * math.pi / plain
-    kept, interpolated = (L0 / wavelength > 32, L0 / wavelength < 1) if kind == "yarn" else (
-        wavelength < L0 / 4, wavelength > L0)  # fmt: skip
+    kept, interpolated = (
+        (L0 / wavelength > 32, L0 / wavelength < 1)
+        if kind == "yarn"
+        else (wavelength < L0 / 4, wavelength > L0)
+    )
     assert torch.allclose(ratio[kept], torch.tensor(1.0, dtype=torch.float64))
     assert torch.allclose(ratio[interpolated], torch.tensor(1 / factor, dtype=torch.float64))
 

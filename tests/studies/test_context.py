@@ -43,8 +43,11 @@ def test_a_context_too_short_for_the_task_is_a_one_line_error(tokenizer):
 
 def test_each_method_extends_to_the_scale():
     assert method_fields("none", 4, 128) == {}
-    assert method_fields("yarn", 8, 128) == {"rope_scaling": "yarn", "rope_scaling_factor": 8.0,
-                                             "rope_original_max_position": 128}  # fmt: skip
+    assert method_fields("yarn", 8, 128) == {
+        "rope_scaling": "yarn",
+        "rope_scaling_factor": 8.0,
+        "rope_original_max_position": 128,
+    }
     assert method_fields("dynamic", 8, 128)["rope_scaling_factor"] == 1.0
     assert set(METHODS) == {"none", "linear", "ntk", "dynamic", "yarn", "llama3"}
 

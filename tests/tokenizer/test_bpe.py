@@ -378,8 +378,12 @@ def test_wordpiece_vocab_matches_hf_wordpiece_trainer(shared_data):
 @pytest.mark.usefixtures("engine")
 def test_prefixed_merges_match_hf(shared_data):
     lines = corpus_lines(shared_data / "tiny_shakespeare" / "train.txt")
-    trainer = hf.trainers.BpeTrainer(vocab_size=4000, special_tokens=WORDPIECE_SPECIALS, show_progress=False,
-                                     continuing_subword_prefix="##")  # fmt: skip
+    trainer = hf.trainers.BpeTrainer(
+        vocab_size=4000,
+        special_tokens=WORDPIECE_SPECIALS,
+        show_progress=False,
+        continuing_subword_prefix="##",
+    )
     vocab, merges = hf_model_dict(hf_bert_trained(lines, trainer, hf.models.BPE()))
     counts = in_hf_order(bert_word_counts(lines), vocab)
     ours = train_bpe(counts, 4000, special_tokens=WORDPIECE_SPECIALS, continuing_subword_prefix="##")
@@ -472,8 +476,17 @@ def test_hf_model_from_our_json_gives_the_same_tokens(sample_model, text):
 
 def test_to_hf_from_hf_round_trip(sample_model):
     d = sample_model.to_hf()
-    assert list(d)[:9] == ["type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix",
-                           "fuse_unk", "byte_fallback", "ignore_merges", "vocab"]  # fmt: skip
+    assert list(d)[:9] == [
+        "type",
+        "dropout",
+        "unk_token",
+        "continuing_subword_prefix",
+        "end_of_word_suffix",
+        "fuse_unk",
+        "byte_fallback",
+        "ignore_merges",
+        "vocab",
+    ]
     again = BPE.from_hf(json.loads(json.dumps(d)))
     assert again.to_hf() == d
     assert list(d["vocab"].values()) == sorted(d["vocab"].values())

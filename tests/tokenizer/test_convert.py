@@ -65,9 +65,16 @@ def test_from_spm_models_trained_by_sentencepiece(botchan, tmp_path, kind):
     spm = pytest.importorskip("sentencepiece")
     prefix = tmp_path / kind
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(botchan[:3000]), model_prefix=str(prefix), vocab_size=700, model_type=kind,
-        byte_fallback=True, character_coverage=0.98, minloglevel=3, num_threads=1, user_defined_symbols=["<sep>"],
-    )  # fmt: skip
+        sentence_iterator=iter(botchan[:3000]),
+        model_prefix=str(prefix),
+        vocab_size=700,
+        model_type=kind,
+        byte_fallback=True,
+        character_coverage=0.98,
+        minloglevel=3,
+        num_threads=1,
+        user_defined_symbols=["<sep>"],
+    )
     ref = spm.SentencePieceProcessor(model_file=f"{prefix}.model")
     ours = from_spm(f"{prefix}.model")
     lines = botchan[3000:] + HARD + ["a <sep> b 日本 ☃☃", "Ω≈ç√∫"]  # (glued to text, <sep> differs)
@@ -142,8 +149,15 @@ def run(capsys, *args):
 
 def test_cli_convert_from_spm_and_gpt2(capsys, fixtures, tmp_path):
     out = tmp_path / "spm.json"
-    code, stdout, _ = run(capsys, "tokenizer", "convert", "--from-spm",
-                          str(fixtures / "sentencepiece" / "test_model.model"), "-o", str(out))  # fmt: skip
+    code, stdout, _ = run(
+        capsys,
+        "tokenizer",
+        "convert",
+        "--from-spm",
+        str(fixtures / "sentencepiece" / "test_model.model"),
+        "-o",
+        str(out),
+    )
     assert code == 0 and "unigram tokenizer, vocab 1000" in stdout
     assert Tokenizer.load(out).encode("I was born").tokens == [
         "▁I",
@@ -153,8 +167,16 @@ def test_cli_convert_from_spm_and_gpt2(capsys, fixtures, tmp_path):
         "n",
     ]  # as sentencepiece
     g = fixtures / "gpt2"
-    code, stdout, _ = run(capsys, "tokenizer", "convert", "--from-gpt2", str(g / "encoder.json"),
-                          str(g / "vocab.bpe"), "-o", str(tmp_path / "gpt2.json"))  # fmt: skip
+    code, stdout, _ = run(
+        capsys,
+        "tokenizer",
+        "convert",
+        "--from-gpt2",
+        str(g / "encoder.json"),
+        str(g / "vocab.bpe"),
+        "-o",
+        str(tmp_path / "gpt2.json"),
+    )
     assert code == 0 and "bpe tokenizer, vocab 50257" in stdout
 
 

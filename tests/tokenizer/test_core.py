@@ -29,8 +29,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def fields(e) -> tuple:
-    return (list(e.ids), list(e.tokens), [tuple(o) for o in e.offsets], list(e.type_ids), list(e.attention_mask),
-            list(e.special_tokens_mask), [fields(o) for o in e.overflowing])  # fmt: skip
+    return (
+        list(e.ids),
+        list(e.tokens),
+        [tuple(o) for o in e.offsets],
+        list(e.type_ids),
+        list(e.attention_mask),
+        list(e.special_tokens_mask),
+        [fields(o) for o in e.overflowing],
+    )
 
 
 def both(build) -> tuple[Tokenizer, Tokenizer]:
@@ -253,8 +260,13 @@ def test_core_under_address_sanitizer(pipelines, corpus, tmp_path):
         "LLMLAB_CORE_CFLAGS": "-fsanitize=address -fno-omit-frame-pointer -O1",
         "LLMLAB_CORE_LDFLAGS": "-fsanitize=address",
     }
-    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp_path,
-                           capture_output=True, text=True, env={**os.environ, **flags})  # fmt: skip
+    build = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **flags},
+    )
     assert build.returncode == 0 and list(tmp_path.glob("src/llmlab/tokenizer/_corelib*")), build.stderr[
         -3000:
     ]
@@ -273,6 +285,10 @@ def test_core_under_address_sanitizer(pipelines, corpus, tmp_path):
         "LD_PRELOAD": runtime,
         "ASAN_OPTIONS": "detect_leaks=0",
     }
-    run = subprocess.run([sys.executable, "-c", _ASAN_CHECK, str(tmp_path), json.dumps(paths), json.dumps(lines)],
-                         capture_output=True, text=True, env=env)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", _ASAN_CHECK, str(tmp_path), json.dumps(paths), json.dumps(lines)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert run.returncode == 0 and "asan ok" in run.stdout, run.stderr[-4000:]

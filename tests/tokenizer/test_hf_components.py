@@ -223,9 +223,13 @@ def bpe_json(botchan) -> dict:
         hf.models.BPE(unk_token="<unk>", continuing_subword_prefix="##", end_of_word_suffix="</w>")
     )
     tok.pre_tokenizer = hf.pre_tokenizers.Whitespace()
-    trainer = hf.trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<0xC3>", "<0xA9>", "<0x21>"],
-                                     continuing_subword_prefix="##", end_of_word_suffix="</w>",
-                                     show_progress=False)  # fmt: skip
+    trainer = hf.trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<unk>", "<0xC3>", "<0xA9>", "<0x21>"],
+        continuing_subword_prefix="##",
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
     tok.train_from_iterator(botchan[:2000], trainer=trainer)
     return json.loads(tok.to_str())
 

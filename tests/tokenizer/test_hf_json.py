@@ -40,10 +40,14 @@ def lines_of(path, limit):
 
 def fields(e) -> dict:
     return {
-        "ids": list(e.ids), "tokens": list(e.tokens), "offsets": [tuple(o) for o in e.offsets],
-        "type_ids": list(e.type_ids), "attention_mask": list(e.attention_mask),
-        "special_tokens_mask": list(e.special_tokens_mask), "overflowing": [fields(o) for o in e.overflowing],
-    }  # fmt: skip
+        "ids": list(e.ids),
+        "tokens": list(e.tokens),
+        "offsets": [tuple(o) for o in e.offsets],
+        "type_ids": list(e.type_ids),
+        "attention_mask": list(e.attention_mask),
+        "special_tokens_mask": list(e.special_tokens_mask),
+        "overflowing": [fields(o) for o in e.overflowing],
+    }
 
 
 def assert_same(ours: Tokenizer, ref, lines: list[str]) -> None:
@@ -88,8 +92,13 @@ def our_bpe(shared_data, engine):
     counts = Counter(w for line in corpus for w, _, _ in pre.split(line))
     alphabet = sorted(bytes_to_unicode().values())
     model = train_bpe(counts, 1500, special_tokens=["<|endoftext|>"], initial_alphabet=alphabet)
-    return Tokenizer(model, pre_tokenizer=pre, post_processor=ByteLevelProcessor(), decoder=ByteLevelDecoder(),
-                     added_tokens=[AddedToken(0, "<|endoftext|>", special=True)])  # fmt: skip
+    return Tokenizer(
+        model,
+        pre_tokenizer=pre,
+        post_processor=ByteLevelProcessor(),
+        decoder=ByteLevelDecoder(),
+        added_tokens=[AddedToken(0, "<|endoftext|>", special=True)],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +111,14 @@ def our_unigram(shared_data, engine):
     counts = Counter(w for line in corpus for w, _, _ in pre.split(norm.normalize(line)))
     model = train_unigram(counts, 2000, special_tokens=["<unk>", "<s>", "</s>"])
     template = TemplateProcessing("<s> $A </s>", "<s> $A </s> $B:1 </s>:1", [("<s>", 1), ("</s>", 2)])
-    return Tokenizer(model, normalizer=norm, pre_tokenizer=pre, post_processor=template, decoder=MetaspaceDecoder(),
-                     added_tokens=[AddedToken(i, t, special=True) for i, t in enumerate(["<unk>", "<s>", "</s>"])])  # fmt: skip
+    return Tokenizer(
+        model,
+        normalizer=norm,
+        pre_tokenizer=pre,
+        post_processor=template,
+        decoder=MetaspaceDecoder(),
+        added_tokens=[AddedToken(i, t, special=True) for i, t in enumerate(["<unk>", "<s>", "</s>"])],
+    )
 
 
 @pytest.mark.parametrize("name", ["our_bpe", "our_unigram"])
@@ -132,23 +147,30 @@ def hf_trained(kind: str, corpus: list[str]):
         tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.post_processor = hf.processors.ByteLevel(trim_offsets=True)
         tok.decoder = hf.decoders.ByteLevel()
-        trainer = hf.trainers.BpeTrainer(vocab_size=1200, special_tokens=["<|endoftext|>"], show_progress=False,
-                                         initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+        trainer = hf.trainers.BpeTrainer(
+            vocab_size=1200,
+            special_tokens=["<|endoftext|>"],
+            show_progress=False,
+            initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
+        )
     elif kind == "unigram":
         tok = hf.Tokenizer(hf.models.Unigram())
         tok.normalizer = hf.normalizers.NFKC()
         tok.pre_tokenizer = hf.pre_tokenizers.Metaspace(prepend_scheme="first")
         tok.decoder = hf.decoders.Metaspace(prepend_scheme="first")
-        trainer = hf.trainers.UnigramTrainer(vocab_size=3000, special_tokens=["<unk>", "<s>", "</s>"],
-                                             unk_token="<unk>", show_progress=False)  # fmt: skip
+        trainer = hf.trainers.UnigramTrainer(
+            vocab_size=3000, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>", show_progress=False
+        )
     else:
         tok = hf.Tokenizer(hf.models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = hf.normalizers.Sequence([hf.normalizers.NFD(), hf.normalizers.Lowercase(),
-                                                  hf.normalizers.StripAccents()])  # fmt: skip
+        tok.normalizer = hf.normalizers.Sequence(
+            [hf.normalizers.NFD(), hf.normalizers.Lowercase(), hf.normalizers.StripAccents()]
+        )
         tok.pre_tokenizer = hf.pre_tokenizers.Whitespace()
         tok.decoder = hf.decoders.WordPiece()
-        trainer = hf.trainers.WordPieceTrainer(vocab_size=1500, special_tokens=["[UNK]", "[CLS]", "[SEP]"],
-                                               show_progress=False)  # fmt: skip
+        trainer = hf.trainers.WordPieceTrainer(
+            vocab_size=1500, special_tokens=["[UNK]", "[CLS]", "[SEP]"], show_progress=False
+        )
     tok.train_from_iterator(corpus, trainer=trainer)
     if kind == "unigram":
         tok.post_processor = hf.processors.TemplateProcessing(
@@ -175,8 +197,13 @@ def test_hf_trained_tokenizers_load_in_llmlab(shared_data, real_lines, kind, tmp
 
 def test_roberta_processing_equals_hf(our_bpe, real_lines):
     d = our_bpe.to_hf()
-    d["post_processor"] = {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1],
-                           "trim_offsets": True, "add_prefix_space": True}  # fmt: skip
+    d["post_processor"] = {
+        "type": "RobertaProcessing",
+        "sep": ["</s>", 2],
+        "cls": ["<s>", 1],
+        "trim_offsets": True,
+        "add_prefix_space": True,
+    }
     d["pre_tokenizer"]["add_prefix_space"] = True
     ours, ref = Tokenizer.from_hf(d), hf.Tokenizer.from_str(json.dumps(d))
     assert_same(ours, ref, real_lines[::4])

@@ -40,9 +40,20 @@ PRETOKENIZERS = {
 # Rust tables know different Unicode versions, so there the libraries disagree by table version, not algorithm.
 # So is U+061D ARABIC END OF TEXT MARK, punctuation since Unicode 14 (Python 3.11) but unknown to HF's tables.
 _NEWER_THAN_HF = "\u061d"
-_BLOCKS = [(0x0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x600, 0x6FF), (0x900, 0x97F),
-           (0x2000, 0x206F), (0x3000, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xFF00, 0xFFEF),
-           (0x1F300, 0x1F64F)]  # fmt: skip
+_BLOCKS = [
+    (0x0, 0x24F),
+    (0x300, 0x36F),
+    (0x370, 0x3FF),
+    (0x400, 0x4FF),
+    (0x600, 0x6FF),
+    (0x900, 0x97F),
+    (0x2000, 0x206F),
+    (0x3000, 0x30FF),
+    (0x4E00, 0x9FFF),
+    (0xAC00, 0xD7A3),
+    (0xFF00, 0xFFEF),
+    (0x1F300, 0x1F64F),
+]
 _CHARS = [
     st.characters(
         min_codepoint=a, max_codepoint=b, exclude_categories=("Cn", "Cs"), exclude_characters=_NEWER_THAN_HF

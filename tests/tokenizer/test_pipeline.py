@@ -39,10 +39,14 @@ def texts(path, limit=None):
 def fields(e) -> dict:
     """Every field of an encoding (ours or HF's), overflowing windows included, as plain lists."""
     return {
-        "ids": list(e.ids), "tokens": list(e.tokens), "offsets": [tuple(o) for o in e.offsets],
-        "type_ids": list(e.type_ids), "attention_mask": list(e.attention_mask),
-        "special_tokens_mask": list(e.special_tokens_mask), "overflowing": [fields(o) for o in e.overflowing],
-    }  # fmt: skip
+        "ids": list(e.ids),
+        "tokens": list(e.tokens),
+        "offsets": [tuple(o) for o in e.offsets],
+        "type_ids": list(e.type_ids),
+        "attention_mask": list(e.attention_mask),
+        "special_tokens_mask": list(e.special_tokens_mask),
+        "overflowing": [fields(o) for o in e.overflowing],
+    }
 
 
 @pytest.fixture
@@ -176,8 +180,15 @@ def test_decode_equals_hf(minilm, sample):
 
 def test_edge_inputs_equal_hf(minilm):
     tok, ref = minilm
-    for a, b in [("", None), ("   ", None), ("", ""), ("x", ""), ("[CLS][SEP] [PAD]x[MASK]", "[UNK]"),
-                 ("a\u0301b e\u0301 ﬁne ǅ İstanbul", "\x00\ufffd\u200b tab\tnew\nline"), ("x" * 150, "🙂" * 3)]:  # fmt: skip
+    for a, b in [
+        ("", None),
+        ("   ", None),
+        ("", ""),
+        ("x", ""),
+        ("[CLS][SEP] [PAD]x[MASK]", "[UNK]"),
+        ("a\u0301b e\u0301 ﬁne ǅ İstanbul", "\x00\ufffd\u200b tab\tnew\nline"),
+        ("x" * 150, "🙂" * 3),
+    ]:
         assert fields(tok.encode(a, b)) == fields(ref.encode(a, b)), (a, b)
 
 
@@ -207,8 +218,30 @@ def minilm_plain(minilm_dir, engine):
     return tok, ref
 
 
-PIECES = ["[SEP]", "[CLS]", "[MASK]", "[sep]", " ", "  ", "\t", "a", "Hello", "e\u0301", "\u00e9", "中文", "。", "ﬁ",
-          "\x00", "\u200b", "🙂", "don't", "!", "\u3000", "İ", "\u0301"]  # fmt: skip
+PIECES = [
+    "[SEP]",
+    "[CLS]",
+    "[MASK]",
+    "[sep]",
+    " ",
+    "  ",
+    "\t",
+    "a",
+    "Hello",
+    "e\u0301",
+    "\u00e9",
+    "中文",
+    "。",
+    "ﬁ",
+    "\x00",
+    "\u200b",
+    "🙂",
+    "don't",
+    "!",
+    "\u3000",
+    "İ",
+    "\u0301",
+]
 
 
 @settings(max_examples=400, deadline=None)
@@ -321,8 +354,13 @@ def byte_bpe(shared_data, engine):
     model = train_bpe(
         counts, 600, special_tokens=["<|endoftext|>"], initial_alphabet=sorted(bytes_to_unicode().values())
     )
-    tok = Tokenizer(model, pre_tokenizer=pre, post_processor=ByteLevelProcessor(trim_offsets=True),
-                    decoder=ByteLevelDecoder(), added_tokens=[AddedToken(0, "<|endoftext|>", special=True)])  # fmt: skip
+    tok = Tokenizer(
+        model,
+        pre_tokenizer=pre,
+        post_processor=ByteLevelProcessor(trim_offsets=True),
+        decoder=ByteLevelDecoder(),
+        added_tokens=[AddedToken(0, "<|endoftext|>", special=True)],
+    )
     return tok, hf.Tokenizer.from_str(json.dumps(tok.to_hf())), lines
 
 

@@ -31,8 +31,12 @@ def hf_trained(model: str, lines: list[str], vocab_size: int, specials: list[str
     sections = pipeline_sections(model)
     if model == "bpe":
         tok = hf.Tokenizer(hf.models.BPE())
-        trainer = hf.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                         initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+        trainer = hf.trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            show_progress=False,
+            initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
+        )
     else:
         tok = hf.Tokenizer(hf.models.WordPiece(unk_token="[UNK]"))
         trainer = hf.trainers.WordPieceTrainer(
@@ -40,8 +44,11 @@ def hf_trained(model: str, lines: list[str], vocab_size: int, specials: list[str
         )
     if sections["normalizer"]:
         tok.normalizer = hf.normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False) if model == "bpe" else (
-        hf.pre_tokenizers.BertPreTokenizer())  # fmt: skip
+    tok.pre_tokenizer = (
+        hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        if model == "bpe"
+        else (hf.pre_tokenizers.BertPreTokenizer())
+    )
     tok.train_from_iterator(lines, trainer=trainer)
     return tok
 

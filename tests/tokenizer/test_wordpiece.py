@@ -57,8 +57,13 @@ def test_lookups_and_json_round_trip():
         None,
     )
     d = wp.to_hf()
-    assert d == {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
-                 "max_input_chars_per_word": 50, "vocab": {"[UNK]": 0, "a": 1, "##b": 2}}  # fmt: skip
+    assert d == {
+        "type": "WordPiece",
+        "unk_token": "[UNK]",
+        "continuing_subword_prefix": "##",
+        "max_input_chars_per_word": 50,
+        "vocab": {"[UNK]": 0, "a": 1, "##b": 2},
+    }
     again = WordPiece.from_hf(json.loads(json.dumps(d)))
     assert again.to_hf() == d
     ref = hf.models.WordPiece(d["vocab"], unk_token="[UNK]", max_input_chars_per_word=50)
@@ -88,8 +93,10 @@ def test_same_tokens_as_hf_on_every_word_of_real_text(shared_data, minilm_dir):
         want = ref.tokenize(word)
         assert [i for i, _, _ in got] == [t.id for t in want], word
         # HF gives byte offsets; compare them as characters
-        assert [(len(word.encode()[:a].decode()), len(word.encode()[:b].decode())) for a, b in
-                (t.offsets for t in want)] == [(a, b) for _, a, b in got], word  # fmt: skip
+        assert [
+            (len(word.encode()[:a].decode()), len(word.encode()[:b].decode()))
+            for a, b in (t.offsets for t in want)
+        ] == [(a, b) for _, a, b in got], word
 
 
 def in_id_order(vocab: dict[str, int], leave_out: set[str]) -> list[str]:
@@ -136,7 +143,10 @@ def test_trainer_keeps_hf_wordpiece_trainer_vocabulary(shared_data, corpus, line
     assert hashed == {t for t in ours.vocab if t.startswith("##") and len(t) == 3}
     assert same_up_to_tie_order(in_id_order(ours.vocab, hashed), in_id_order(want["vocab"], hashed))
     assert (ours.unk_token, ours.continuing_subword_prefix, ours.max_input_chars_per_word) == (
-        want["unk_token"], want["continuing_subword_prefix"], want["max_input_chars_per_word"])  # fmt: skip
+        want["unk_token"],
+        want["continuing_subword_prefix"],
+        want["max_input_chars_per_word"],
+    )
 
 
 def test_trainer_rejects_unknown_criterion():

@@ -142,8 +142,14 @@ def _pre_tokenizer(p):
         return {**base, "kind": "bert", "classes": core_tables.bert_classes(), "split": True}
     if type(p) is pretokenize.ByteLevel:
         classes = core_tables.gpt2_classes() if p.use_regex else None
-        return {**base, "kind": "byte_level", "classes": classes, "add_prefix_space": p.add_prefix_space,
-                "use_regex": p.use_regex, "split": True}  # fmt: skip
+        return {
+            **base,
+            "kind": "byte_level",
+            "classes": classes,
+            "add_prefix_space": p.add_prefix_space,
+            "use_regex": p.use_regex,
+            "split": True,
+        }
     if type(p) is pretokenize.Metaspace and len(p.replacement) == 1:
         prepend = ("always", "first", "never").index(p.prepend_scheme)
         return {
@@ -159,8 +165,13 @@ def _pre_tokenizer(p):
 def _model(m):
     if type(m) is WordPiece:
         vocab = list(m.vocab.items())
-        return {"kind": "wordpiece", "vocab": vocab, "unk_id": m.vocab.get(m.unk_token, -1),
-                "prefix": m.continuing_subword_prefix, "max_chars": m.max_input_chars_per_word}  # fmt: skip
+        return {
+            "kind": "wordpiece",
+            "vocab": vocab,
+            "unk_id": m.vocab.get(m.unk_token, -1),
+            "prefix": m.continuing_subword_prefix,
+            "max_chars": m.max_input_chars_per_word,
+        }
     if type(m) is BPE:
         merges = [(m.vocab[a], m.vocab[b], m._merged[rank]) for rank, (a, b) in enumerate(m.merges)]
         return {
@@ -257,13 +268,19 @@ def _added(tokenizer, table: list) -> dict | None:
     raw, normalized = tokenizer._encoder_matchers
 
     def entries(matcher):
-        return [(content, t.id, _ref(table, content), t.single_word, t.lstrip, t.rstrip)
-                for content, t in matcher.tokens.items()]  # fmt: skip
+        return [
+            (content, t.id, _ref(table, content), t.single_word, t.lstrip, t.rstrip)
+            for content, t in matcher.tokens.items()
+        ]
 
     if any(not content for content in normalized.tokens):
         return None
     everything = [*raw.tokens.values(), *normalized.tokens.values()]
     options = any(t.single_word or t.lstrip or t.rstrip for t in everything)
     word_chars, spaces = core_tables.added_token_classes() if options else (None, None)
-    return {"raw_added": entries(raw), "normalized_added": entries(normalized), "word_chars": word_chars,
-            "spaces": spaces}  # fmt: skip
+    return {
+        "raw_added": entries(raw),
+        "normalized_added": entries(normalized),
+        "word_chars": word_chars,
+        "spaces": spaces,
+    }

@@ -89,8 +89,17 @@ def trim_offsets(e: Encoding, add_prefix_space: bool) -> Encoding:
             if end >= trails[i]:
                 offsets[i] = (start, max(end - trails[i], start))
     windows = [trim_offsets(w, add_prefix_space) for w in e.overflowing]
-    return Encoding(e.ids, e.tokens, list(offsets), e.type_ids, e.attention_mask, e.special_tokens_mask,
-                    windows, e.word_ids, e.sequence_ranges)  # fmt: skip
+    return Encoding(
+        e.ids,
+        e.tokens,
+        list(offsets),
+        e.type_ids,
+        e.attention_mask,
+        e.special_tokens_mask,
+        windows,
+        e.word_ids,
+        e.sequence_ranges,
+    )
 
 
 class _SpaceCount(dict):

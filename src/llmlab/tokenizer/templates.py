@@ -178,8 +178,17 @@ class BertProcessing(TemplateProcessing):
 
 def _all_type_ids_zero(e: Encoding) -> Encoding:
     """`e` with type id 0 everywhere, its windows included (RoBERTa has no segment embeddings)."""
-    return Encoding(e.ids, e.tokens, e.offsets, [0] * len(e.ids), e.attention_mask, e.special_tokens_mask,
-                    [_all_type_ids_zero(w) for w in e.overflowing], e.word_ids, e.sequence_ranges)  # fmt: skip
+    return Encoding(
+        e.ids,
+        e.tokens,
+        e.offsets,
+        [0] * len(e.ids),
+        e.attention_mask,
+        e.special_tokens_mask,
+        [_all_type_ids_zero(w) for w in e.overflowing],
+        e.word_ids,
+        e.sequence_ranges,
+    )
 
 
 class RobertaProcessing(TemplateProcessing):

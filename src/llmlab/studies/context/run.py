@@ -159,19 +159,35 @@ def _base(out_dir: Path, data: StudyData, sizes: ContextSizes, positional: str, 
     if (folder / "config.json").is_file():
         return folder
     config = ModelConfig(
-        vocab_size=data.tokenizer.vocab_size, d_model=sizes.d_model, n_layers=sizes.n_layers,
-        n_heads=sizes.n_heads, d_ff=(8 * sizes.d_model // 3 + 7) // 8 * 8, max_seq_len=sizes.short,
-        positional=positional, norm_type="rms", gated_mlp=True, activation="silu", bias=False,
-        tie_embeddings=True, layer_norm_eps=1e-6,
-    )  # fmt: skip
+        vocab_size=data.tokenizer.vocab_size,
+        d_model=sizes.d_model,
+        n_layers=sizes.n_layers,
+        n_heads=sizes.n_heads,
+        d_ff=(8 * sizes.d_model // 3 + 7) // 8 * 8,
+        max_seq_len=sizes.short,
+        positional=positional,
+        norm_type="rms",
+        gated_mlp=True,
+        activation="silu",
+        bias=False,
+        tie_embeddings=True,
+        layer_norm_eps=1e-6,
+    )
     init = out_dir / f"init-{positional}"
     save_model(init, _seeded(config, sizes.seed), data.tokenizer)
     docs = documents(data, sizes, sizes.short, sizes.seed)
     settings = TrainConfig(
-        lr=sizes.base_lr, batch_size=sizes.batch_size, max_steps=sizes.base_steps, max_length=sizes.short,
-        schedule="cosine", warmup_ratio=0.05, weight_decay=0.1, metric="loss", eval_every=sizes.base_steps,
+        lr=sizes.base_lr,
+        batch_size=sizes.batch_size,
+        max_steps=sizes.base_steps,
+        max_length=sizes.short,
+        schedule="cosine",
+        warmup_ratio=0.05,
+        weight_decay=0.1,
+        metric="loss",
+        eval_every=sizes.base_steps,
         seed=sizes.seed,
-    )  # fmt: skip
+    )
     _train(init, docs, data.dev, settings, MethodSettings(), folder, progress)
     return folder
 
@@ -190,10 +206,17 @@ def _extended(out_dir, data, sizes, base: Path, positional, method, scale, stage
     if not (folder / "config.json").is_file():
         length = scale * sizes.short
         settings = TrainConfig(
-            lr=sizes.tune_lr, batch_size=max(1, sizes.tune_tokens // length), max_steps=sizes.tune_steps,
-            max_length=length, schedule="cosine", warmup_ratio=0.1, weight_decay=0.1, metric="loss",
-            eval_every=sizes.tune_steps, seed=sizes.seed,
-        )  # fmt: skip
+            lr=sizes.tune_lr,
+            batch_size=max(1, sizes.tune_tokens // length),
+            max_steps=sizes.tune_steps,
+            max_length=length,
+            schedule="cosine",
+            warmup_ratio=0.1,
+            weight_decay=0.1,
+            metric="loss",
+            eval_every=sizes.tune_steps,
+            seed=sizes.seed,
+        )
         docs = documents(data, sizes, length, sizes.seed + scale)
         seconds = _train(
             base, docs, data.dev, settings, MethodSettings(rope_scaling=fields or None), folder, progress
@@ -238,8 +261,15 @@ def _measure(
             str(d): passkey_accuracy(model, data.tokenizer, length, d, sizes.trials, sizes.seed)
             for d in sizes.depths
         }
-    row = {"positional": positional, "method": method, "scale": scale, "stage": stage, "perplexity": ppl,
-           "passkey": passkey, "tune_seconds": seconds}  # fmt: skip
+    row = {
+        "positional": positional,
+        "method": method,
+        "scale": scale,
+        "stage": stage,
+        "perplexity": ppl,
+        "passkey": passkey,
+        "tune_seconds": seconds,
+    }
     if progress:
         mean = {k: round(sum(v.values()) / len(v), 2) for k, v in passkey.items()}
         print(f"{positional} {method} {scale}x {stage}: ppl {_short(ppl)} passkey {mean}", file=sys.stderr)
