@@ -158,11 +158,12 @@ def _lcp(a: np.ndarray, b: np.ndarray, ranks: list[np.ndarray]) -> np.ndarray:
     return lcp
 
 
-def ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every integer of the ranges [lo[i], hi[i]): (the range i of each, the integers)."""
+def ranges(lo: np.ndarray, hi: np.ndarray, dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """Every integer of the ranges [lo[i], hi[i]): (the range i of each, the integers), as `dtype`."""
     counts = hi - lo
-    which = np.repeat(np.arange(len(lo)), counts)
-    return which, np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - lo, counts)
+    which = np.repeat(np.arange(len(lo), dtype=dtype), counts)
+    starts = (np.cumsum(counts) - counts - lo).astype(dtype)
+    return which, np.arange(counts.sum(), dtype=dtype) - np.repeat(starts, counts)
 
 
 class Pieces:
@@ -198,10 +199,12 @@ def seeds(corpus: Corpus, required: list[tuple[str, float]], max_len: int, seed_
     scores = np.concatenate([[n for _, n in required], score])
     nodes = np.flatnonzero(corpus.codes >= 0).astype(np.int32)
     ids, seen = np.unique(corpus.char[nodes], return_index=True)
-    seed, member = ranges(first, last)  # every occurrence of every seed
+    seed, member = ranges(first, last, np.int32)  # every occurrence of every seed (int32: 4 bytes an edge)
     src = np.concatenate([nodes, sa[member]])
-    dst = src + np.concatenate([np.ones(len(nodes), np.int32), length[seed].astype(np.int32)])
-    piece = np.concatenate([corpus.char[nodes], (seed + len(required)).astype(np.int32)])
+    del member
+    dst = src + np.concatenate([np.ones(len(nodes), np.int32), length.astype(np.int32)[seed]])
+    piece = np.concatenate([corpus.char[nodes], seed + np.int32(len(required))])
+    del seed
     reps = np.concatenate([nodes[seen[ids >= 0]], sa[first]]).astype(np.int64)
     return pieces, np.log(scores / scores.sum()), reps, [src, dst, piece]
 
