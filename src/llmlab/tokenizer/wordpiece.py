@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from llmlab.errors import LlmlabError
+from llmlab.tokenizer.vocab import VocabLookup
 
 Token = tuple[int, int, int]  # (id, start, end), start/end character indices into the word
 
 
-class WordPiece:
+class WordPiece(VocabLookup):
     """Model stage of the pipeline. Works on one pre-tokenized word at a time.
 
     Attributes:
@@ -116,14 +117,6 @@ class WordPiece:
         if id_ is None:
             raise LlmlabError(f"WordPiece unk_token {self.unk_token!r} is not in the vocabulary")
         return id_
-
-    def id_to_token(self, id: int) -> str | None:
-        """The token of `id`, or None when no token has it."""
-        return self._id_to_token.get(id)
-
-    def token_to_id(self, token: str) -> int | None:
-        """The id of `token`, or None when it is not in the vocabulary."""
-        return self.vocab.get(token)
 
     def to_hf(self) -> dict:
         """The "model" object of an HF tokenizer.json (vocab in id order)."""

@@ -33,6 +33,7 @@ from itertools import accumulate, pairwise
 
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer.bpe.chars import CharMerges, has_multibyte
+from llmlab.tokenizer.vocab import VocabLookup
 
 Token = tuple[int, int, int]  # (id, start, end), start/end character indices into the word
 _NO_MERGE = 1 << 62  # rank of a pair that has no merge
@@ -40,7 +41,7 @@ _CACHE_MAX_WORD = 256  # longer words are not cached (HF's MAX_LENGTH)
 _CHARS_FROM = 12  # words of at least this many symbols start from merged characters, where the table allows
 
 
-class BPE:
+class BPE(VocabLookup):
     """Model stage of the pipeline. Works on one pre-tokenized word at a time.
 
     Attributes:
@@ -267,14 +268,6 @@ class BPE:
             ids[best] = merged[get((ids[best], ids[best + 1]))]
             del ids[best + 1]
             sizes[best] += sizes.pop(best + 1)
-
-    def id_to_token(self, id: int) -> str | None:
-        """The token of `id`, or None when no token has it."""
-        return self._id_to_token.get(id)
-
-    def token_to_id(self, token: str) -> int | None:
-        """The id of `token`, or None when it is not in the vocabulary."""
-        return self.vocab.get(token)
 
     def to_hf(self) -> dict:
         """The "model" object of an HF tokenizer.json (vocab in id order, merges as [left, right] lists)."""
