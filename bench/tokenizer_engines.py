@@ -91,8 +91,34 @@ def _train_hf_bpe(lines: list[str], vocab: int, path: Path) -> None:
     tok.save(str(path))
 
 
-def _train_sp_unigram(lines: list[str], vocab: int, model_path: Path, json_path: Path) -> None:
+def train_sp(model_type: str, lines: list[str], vocab: int, threads: int) -> bytes:
+    """sentencepiece (`unigram` or `bpe`) on all `lines`; returns the serialized model."""
     import io
+
+    import sentencepiece as spm
+
+    lines = [line for line in lines if line.strip()]
+    writer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=writer,
+        model_type=model_type,
+        vocab_size=vocab,
+        num_threads=threads,
+        input_sentence_size=len(lines) + 1,
+        shuffle_input_sentence=False,
+        max_sentence_length=max(4192, max(len(line.encode()) for line in lines) + 1),
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=3,
+        hard_vocab_limit=False,  # a small corpus may hold fewer pieces (HF and ours stop short too)
+        minloglevel=2,
+    )
+    return writer.getvalue()
+
+
+def _train_sp_unigram(lines: list[str], vocab: int, model_path: Path, json_path: Path) -> None:
 
     import sentencepiece as spm
 
@@ -102,24 +128,9 @@ def _train_sp_unigram(lines: list[str], vocab: int, model_path: Path, json_path:
     from llmlab.tokenizer.pretokenize import Metaspace
     from llmlab.tokenizer.unigram.model import Unigram
 
-    writer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_writer=writer,
-        model_type="unigram",
-        vocab_size=vocab,
-        input_sentence_size=len(lines) + 1,
-        shuffle_input_sentence=False,
-        max_sentence_length=max(4192, max(len(line.encode()) for line in lines) + 1),
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=3,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    model_path.write_bytes(writer.getvalue())
-    sp = spm.SentencePieceProcessor(model_proto=writer.getvalue())
+    proto = train_sp("unigram", lines, vocab, threads=1)
+    model_path.write_bytes(proto)
+    sp = spm.SentencePieceProcessor(model_proto=proto)
     pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
     control = [i for i in range(sp.get_piece_size()) if sp.is_control(i)]
     model = Unigram(pieces, unk_id=sp.unk_id(), special_ids=control)

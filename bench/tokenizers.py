@@ -38,6 +38,8 @@ import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
+from tokenizer_engines import train_sp  # noqa: E402  (a helper module beside this file)
+
 DATA = HERE.parent.parent / "shared" / "data"
 MODELS = ("wordpiece", "bpe", "unigram")
 SPECIALS = {
@@ -153,33 +155,6 @@ def train_hf(model: str, lines: list[str], vocab: int, threads: int):
         )
     tok.train_from_iterator(lines, trainer, length=len(lines))
     return tok
-
-
-def train_sp(model_type: str, lines: list[str], vocab: int, threads: int) -> bytes:
-    """sentencepiece (`unigram` or `bpe`) on all `lines`; returns the serialized model."""
-    import io
-
-    import sentencepiece as spm
-
-    lines = [line for line in lines if line.strip()]
-    writer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_writer=writer,
-        model_type=model_type,
-        vocab_size=vocab,
-        num_threads=threads,
-        input_sentence_size=len(lines) + 1,
-        shuffle_input_sentence=False,
-        max_sentence_length=max(4192, max(len(line.encode()) for line in lines) + 1),
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=3,
-        hard_vocab_limit=False,  # a small corpus may hold fewer pieces (HF and ours stop short too)
-        minloglevel=2,
-    )
-    return writer.getvalue()
 
 
 def vocab_size_of(result: Any) -> int:
