@@ -24,6 +24,8 @@ from llmlab.tokenizer import Tokenizer, core
 from llmlab.tokenizer.train import train_tokenizer
 
 pytestmark = pytest.mark.skipif(core._corelib is None, reason="the compiled tokenizer core is not built here")
+# tests of which engine a new tokenizer picks by itself: LLMLAB_PURE_PYTHON=1 switches the core off for them
+core_by_default = pytest.mark.skipif(not core.available(), reason="LLMLAB_PURE_PYTHON=1: the core is switched off")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,6 +97,7 @@ def test_standard_pipelines_run_on_the_core_with_identical_results(pipelines, co
         assert fast.decode(fast.encode(a).ids) == pure.decode(pure.encode(a).ids)
 
 
+@core_by_default
 def test_unsupported_stages_run_in_python(pipelines):
     from llmlab.tokenizer.pretokenize import Whitespace
 
@@ -129,6 +132,7 @@ def test_random_unicode_is_identical_on_both_paths(pipelines, name):
 # ---- tiktoken's GPT-2 ids on the core ---------------------------------------------------------------------
 
 
+@core_by_default
 def test_gpt2_ids_equal_tiktoken_on_the_core(shared_data, corpus):
     tiktoken = pytest.importorskip("tiktoken")
     folder = shared_data / "tokenizer_fixtures" / "gpt2"
@@ -164,6 +168,7 @@ def _ids(args):
     return tok.encode(text).ids, tok.engine
 
 
+@core_by_default
 def test_pickles_with_its_core_into_a_process_pool(pipelines, corpus):
     tok = Tokenizer.load(pipelines["bpe"])
     copy = pickle.loads(pickle.dumps(tok))
