@@ -10,6 +10,8 @@ Rules worth knowing (each is checked, none is silent):
 - `d_ff=None` means 4 * d_model; read the resolved size from `ff_dim`.
 - The LM head exists when `causal` or `tie_embeddings`: an encoder with untied embeddings has no head
   (logits None), like a plain `BertModel`.
+- `mlm_head=True` puts BERT's masked-LM transform (dense, activation, norm; mlm_head.py) before the tied
+  head and gives the head an output bias, as `BertForMaskedLM`; only for an encoder with tied embeddings.
 - `n_kv_heads=None` means n_heads (multi-head attention); otherwise it must divide n_heads.
 - `rope_scaling` only makes sense with `positional="rope"`, and each `rope_*` parameter only with a scaling
   type that reads it (positional/rope_scaling.py says which, and checks them).
@@ -58,6 +60,7 @@ class ModelConfig:
     attn_dropout: float = 0.0
     bias: bool = True  # biases in the linear layers and LayerNorms
     tie_embeddings: bool = True  # lm_head shares tok_emb's weight
+    mlm_head: bool = False  # BERT's MLM head: transform, then the tied lm_head with a bias
     type_vocab_size: int = 0  # BERT token-type embeddings when > 0
     embedding_norm: bool = False  # LayerNorm right after the embeddings (BERT)
     final_norm: bool = True  # LayerNorm after the last block (GPT-2 ln_f; False for BERT post-LN)
@@ -108,9 +111,14 @@ class ModelConfig:
         pad = self.pad_token_id
         if pad is not None and (not _is_int(pad) or not 0 <= pad < self.vocab_size):
             return f"pad_token_id={pad!r} must be None or a token id below vocab_size={self.vocab_size}"
-        for name in ["causal", "bias", "tie_embeddings", "embedding_norm", "final_norm", "gated_mlp"]:
+        flags = ["causal", "bias", "tie_embeddings", "mlm_head", "embedding_norm", "final_norm", "gated_mlp"]
+        for name in flags:
             if not isinstance(getattr(self, name), bool):
                 return f"{name}={getattr(self, name)!r} must be true or false"
+        if self.mlm_head and self.causal:
+            return "mlm_head=true is BERT's masked-LM head; it needs an encoder (causal=false)"
+        if self.mlm_head and not self.tie_embeddings:
+            return "mlm_head=true needs tie_embeddings=true (its decoder is the token embedding matrix)"
         if self.d_model % self.n_heads:
             return f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}"
         kv = self.n_kv_heads

@@ -8,13 +8,15 @@ hf_import.py's and hf_llama.py's tables run backwards.
 
 Exportable configs are the ones with an exact HF equivalent:
 - causal, pre-LN, final norm, no embedding norm or token types  ->  GPT-2 (`GPT2LMHeadModel`);
-- bidirectional, post-LN, embedding norm, no final norm         ->  BERT (`BertModel`);
+- bidirectional, post-LN, embedding norm, no final norm         ->  BERT (`BertModel`; with `mlm_head`,
+  `BertForMaskedLM`: the encoder under `bert.`, the head as `cls.predictions.*` without the tied decoder,
+  as `save_pretrained` writes it);
 - causal with RoPE ("half" layout), pre-RMSNorm, gated MLP      ->  Llama (`LlamaForCausalLM`), any
   n_kv_heads, biases or not, every RoPE scaling (hf_llama.py).
-BertModel has no LM head: an encoder's tied head is left out (its weight is the word embedding, so no tensor
-is lost, but it comes back from `from_hf` without a head), and BertModel's pooler is not written
-(`transformers` reports it as newly initialised; `pooler_output` means nothing). An encoder without token
-types gets one all-zero type row, which adds nothing.
+BertModel has no LM head: an encoder's tied head without `mlm_head` is left out (its weight is the word
+embedding, so no tensor is lost, but it comes back from `from_hf` without a head), and BertModel's pooler
+is not written (`transformers` reports it as newly initialised; `pooler_output` means nothing). An encoder
+without token types gets one all-zero type row, which adds nothing.
 GPT-2 and BERT need learned absolute positions and biases; anything else (ALiBi, T5 or Shaw relative
 positions, sinusoids, bias=False, ...) raises an LlmlabError saying why. A failed export leaves nothing behind: every
 file is written into a hidden sibling folder first and moved into place only when all are there.
@@ -176,7 +178,7 @@ def gpt2_config(config: ModelConfig, tokenizer: Tokenizer) -> dict[str, Any]:
 def bert_config(config: ModelConfig) -> dict[str, Any]:
     """The BertConfig dict of an exportable encoder config (no token types -> one all-zero type row)."""
     return {
-        "architectures": ["BertModel"],
+        "architectures": ["BertForMaskedLM" if config.mlm_head else "BertModel"],
         "model_type": "bert",
         "vocab_size": config.vocab_size,
         "hidden_size": config.d_model,
@@ -191,6 +193,7 @@ def bert_config(config: ModelConfig) -> dict[str, Any]:
         "layer_norm_eps": config.layer_norm_eps,
         "pad_token_id": config.pad_token_id,
         "position_embedding_type": "absolute",
+        "tie_word_embeddings": True,  # BertForMaskedLM's decoder is the word embeddings (BertModel has none)
         "dtype": "float32",
     }
 
@@ -211,11 +214,18 @@ def tokenizer_config(tokenizer: Tokenizer, config: ModelConfig) -> dict[str, Any
 
 
 def to_bert_tensors(model: Transformer) -> dict[str, Tensor]:
-    """BertModel's state dict (no pooler) from ours; an all-zero token-type row when we have no types."""
+    """BertModel's state dict (no pooler) from ours; an all-zero token-type row when we have no types.
+
+    With `mlm_head`, BertForMaskedLM's: the encoder's names under `bert.`, then `cls.predictions.*`.
+    """
     ours = model_tensors(model)  # an encoder's LM head, if any, is tied: tok_emb.weight
     if "type_emb.weight" not in ours:
         ours["type_emb.weight"] = torch.zeros(1, model.config.d_model)
-    return {theirs: ours[name] for name, theirs in bert_names(model.config.n_layers).items()}
+    mlm = model.config.mlm_head
+    hf = {theirs: ours[name] for name, theirs in bert_names(model.config.n_layers, mlm).items()}
+    if not mlm:
+        return hf
+    return {n if n.startswith("cls.") else f"bert.{n}": t for n, t in hf.items()}  # BertForMaskedLM's names
 
 
 def to_gpt2_tensors(model: Transformer) -> dict[str, Tensor]:

@@ -6,8 +6,11 @@ Reference implementation, tested against: `transformers.AutoModel` / `GPT2LMHead
 (every hidden state within 1e-4; MiniLM-L6 on real sentences, a seeded tiny GPT-2).
 
 - BERT (`model_type` "bert": BertModel, sentence-transformers MiniLM, BertFor* with a `bert.` prefix): post-LN,
-  learned absolute positions, token types, embedding LayerNorm, no final norm. Only the encoder is imported:
-  the pooler and task heads (`pooler.*`, `cls.*`, `classifier.*`) are dropped, so `logits` is None.
+  learned absolute positions, token types, embedding LayerNorm, no final norm. A checkpoint holding BERT's
+  masked-LM head (`cls.predictions.transform.*`: BertForMaskedLM, BertForPreTraining) comes with it, as
+  `mlm_head=True` (its decoder must be the word embeddings, as HF ties it). The pooler and the other task
+  heads (`pooler.*`, `cls.seq_relationship.*`, `classifier.*`) are dropped; without the MLM head `logits`
+  is None.
 - GPT-2 (`model_type` "gpt2"): pre-LN, learned positions, final `ln_f`. Its Conv1D layers store weights as
   (in, out), so they are transposed into `nn.Linear`'s (out, in); the fused `c_attn` is split into q, k, v;
   a tied `lm_head` is `wte`.
@@ -21,10 +24,12 @@ value); it only matters in training.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from llmlab.errors import LlmlabError
@@ -86,6 +91,14 @@ BERT_LAYER = {  # our block part -> BertLayer part
     "mlp.proj": "output.dense",
     "ln2": "output.LayerNorm",
 }
+BERT_MLM_HEAD = {  # our MLM head (mlm_head.py) -> BertForMaskedLM's `cls.predictions`; the decoder is tied
+    "mlm_transform.dense.weight": "cls.predictions.transform.dense.weight",
+    "mlm_transform.dense.bias": "cls.predictions.transform.dense.bias",
+    "mlm_transform.norm.weight": "cls.predictions.transform.LayerNorm.weight",
+    "mlm_transform.norm.bias": "cls.predictions.transform.LayerNorm.bias",
+    "lm_head.bias": "cls.predictions.bias",
+}
+TIED_DECODER = "cls.predictions.decoder.weight"  # saved by older transformers; must equal the word embeddings
 GPT2_CONV1D = {"attn.o": "attn.c_proj", "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}  # weights (in, out)
 GPT2_NORMS = {"ln1": "ln_1", "ln2": "ln_2"}
 IGNORED = {  # HF tensors with no llmlab counterpart: buffers, the pooler, task heads
@@ -118,10 +131,17 @@ def from_hf(hf_dir: str | os.PathLike) -> tuple[Transformer, Tokenizer]:
     tokenizer = read_hf_tokenizer(hf_dir, kind)
     check_vocab_fits(tokenizer, config.vocab_size, hf_dir / "tokenizer.json")
     config.tokenizer_fingerprint = tokenizer.fingerprint
-    model = Transformer(config)
     weights_path, hf_tensors = read_hf_weights(hf_dir)
+    if kind == "bert" and has_mlm_head(hf_tensors):
+        config = dataclasses.replace(config, tie_embeddings=True, mlm_head=True)
+    model = Transformer(config)
     load_weights(model, to_llmlab_tensors(hf_tensors, kind, config, weights_path), weights_path)
     return model.eval(), tokenizer
+
+
+def has_mlm_head(hf_tensors: dict[str, Tensor]) -> bool:
+    """Whether BERT weights hold the masked-LM head's transform (BertForMaskedLM, BertForPreTraining)."""
+    return BERT_MLM_HEAD["mlm_transform.dense.weight"] in hf_tensors
 
 
 def model_type(hf_config: Any, source: Path) -> str:
@@ -224,11 +244,13 @@ def to_llmlab_tensors(
         ours = _gpt2_to_llmlab(hf, config, source)
     else:
         names = (
-            bert_names(config.n_layers)
+            bert_names(config.n_layers, config.mlm_head)
             if kind == "bert"
             else llama_names(config.n_layers, config.tie_embeddings)
         )
         ours = {name: hf.pop(theirs) for name, theirs in names.items() if theirs in hf}
+        if config.mlm_head:
+            _check_tied_decoder(hf, ours, source)
         if kind == "llama" and config.tie_embeddings:
             hf.pop("lm_head.weight", None)  # some tied checkpoints store the shared matrix twice
     unknown = [n for n in hf if not _ignored(n, kind)]
@@ -239,8 +261,8 @@ def to_llmlab_tensors(
     return ours  # load_weights names any that are missing
 
 
-def bert_names(n_layers: int) -> dict[str, str]:
-    """Our name -> BertModel's name, for every tensor of a BERT-shaped Transformer."""
+def bert_names(n_layers: int, mlm_head: bool = False) -> dict[str, str]:
+    """Our name -> BertModel's name (and BertForMaskedLM's `cls.predictions.*` with `mlm_head`), every tensor."""
     names = {
         "tok_emb.weight": "embeddings.word_embeddings.weight",
         "pos.table.weight": "embeddings.position_embeddings.weight",
@@ -252,7 +274,16 @@ def bert_names(n_layers: int) -> dict[str, str]:
         for ours, theirs in BERT_LAYER.items():
             for p in ("weight", "bias"):
                 names[f"blocks.{i}.{ours}.{p}"] = f"encoder.layer.{i}.{theirs}.{p}"
-    return names
+    return (names | BERT_MLM_HEAD) if mlm_head else names
+
+
+def _check_tied_decoder(hf: dict[str, Tensor], ours: dict[str, Tensor], source: Path) -> None:
+    """Refuse an MLM decoder stored apart from the word embeddings with other values: ours is tied to them."""
+    decoder, embeddings = hf.get(TIED_DECODER), ours.get("tok_emb.weight")
+    if decoder is not None and embeddings is not None and not torch.equal(decoder, embeddings):
+        raise LlmlabError(
+            f"{source}: {TIED_DECODER} differs from the word embeddings; llmlab's MLM head is tied to them"
+        )
 
 
 def gpt2_names(n_layers: int) -> dict[str, str]:

@@ -7,6 +7,8 @@ Reference implementations: nanoGPT `model.py` (layout, weight init with the 1/�
 and HF GPT-2 / BERT / Llama, whose parts map one to one onto ours (tok_emb, pos, type_emb, emb_norm,
 blocks[i].attn.{q,k,v,o}, blocks[i].ln1/ln2, blocks[i].mlp.{fc,gate,proj}, ln_f, lm_head), and whose
 `hidden_states` convention we keep: embeddings output, then each block, the last one after ln_f.
+An encoder with `mlm_head` has BERT's masked-LM head (mlm_head.py): `logits = lm_head(mlm_transform(x))`,
+lm_head tied to tok_emb with a bias; `last_hidden_state` stays the encoder's output.
 Grouped-query attention: k and v have n_kv_heads heads (the cache keeps that many); query head h reads
 key/value head h // (H / H_kv), as HF's `repeat_kv`.
 
@@ -34,6 +36,7 @@ from torch import Tensor, nn
 
 from llmlab.errors import LlmlabError
 from llmlab.model.config import ModelConfig
+from llmlab.model.mlm_head import MLMTransform
 from llmlab.model.mlp import MLP, build_norm
 from llmlab.model.positional import PositionalEncoding, build_positional
 
@@ -203,8 +206,9 @@ class Transformer(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = build_norm(config) if config.final_norm else None
+        self.mlm_transform = MLMTransform(config) if config.mlm_head else None
         has_head = config.causal or config.tie_embeddings
-        self.lm_head = nn.Linear(C, V, bias=False) if has_head else None
+        self.lm_head = nn.Linear(C, V, bias=config.mlm_head) if has_head else None  # BERT: an output bias
         self.apply(_init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/√(2·n_layers)
             if name.endswith(("attn.o.weight", "mlp.proj.weight")):
@@ -258,8 +262,13 @@ class Transformer(nn.Module):
             hidden[-1] = x  # as HF: the last hidden state is taken after the final norm
         if cache is not None:
             cache.length += T
-        logits = None if self.lm_head is None else self.lm_head(x)  # (B, T, V)
-        return TransformerOutput(logits, x, hidden, cache)
+        return TransformerOutput(self._logits(x), x, hidden, cache)
+
+    def _logits(self, x: Tensor) -> Tensor | None:
+        """(B, T, C) -> (B, T, V) through the LM head (after BERT's MLM transform); None without a head."""
+        if self.lm_head is None:
+            return None
+        return self.lm_head(x if self.mlm_transform is None else self.mlm_transform(x))
 
     def _embed_tokens(self, input_ids, inputs_embeds, token_type_ids) -> Tensor:
         if (input_ids is None) == (inputs_embeds is None):
