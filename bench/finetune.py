@@ -20,8 +20,11 @@ Reported per method and contender: the median step time over `--steps` timed ste
 time), the peak training memory, measured in a fresh subprocess per (contender, method) (CPU: the peak
 resident size `VmHWM`, reset through /proc/self/clear_refs once the model is built, minus the resident size
 then: gradients, optimizer state and activations of two steps; CUDA: max_memory_allocated minus
-memory_allocated at the same point), and the MFU: model FLOPs per step (below) over CPU seconds, as a share of
-the bf16 and of the fp32 matmul peak measured in the same run (2048x384 @ 384x1536, best of 10, CPU time).
+memory_allocated at the same point; the child runs with glibc's MALLOC_MMAP_THRESHOLD_ fixed at 128 KiB, so
+every large tensor is mapped and unmapped and the figure is the tensors' own peak: with glibc's default
+sliding threshold freed blocks stay resident at random, and one probe read 86-121 MB over five runs), and
+the MFU: model FLOPs per step (below) over CPU seconds, as a share of the bf16 and of the fp32 matmul peak
+measured in the same run (2048x384 @ 384x1536, best of 10, CPU time).
 Model FLOPs per step (PaLM appendix B): 2 N tokens forward, 2 N more when gradients flow back through the base
 (all methods but probe), 2 N more for weight gradients (full), plus attention's 4 L C T (forward) and 8 L C T
 (backward) per token; N counts the weights of the encoder's linear layers, T = 128.
@@ -44,6 +47,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -180,9 +184,11 @@ def optimizer(model, contender: str) -> torch.optim.Optimizer:
 
 
 def train_step(model, opt, inputs: dict, y: torch.Tensor, contender: str, device: str) -> float:
-    from llmlab.model.precision import autocast
+    """One step; llmlab's forward runs in its trainer's context, HF's under plain autocast (`Trainer(bf16=True)`)."""
+    from llmlab.model.precision import autocast, training_autocast
 
-    with autocast(precision_of(contender), device):
+    context = autocast if contender.startswith("hf") else training_autocast
+    with context(precision_of(contender), device):
         logits = logits_of(model, inputs)
     loss = F.cross_entropy(logits.float(), y)
     loss.backward()
@@ -242,7 +248,8 @@ def flops_per_step(method: str) -> float:
 def peak_memory(contender: str, method: str, args) -> float:
     """Peak training memory in MB of two steps of one (contender, method), in a fresh subprocess."""
     cmd = [sys.executable, __file__, "--memory-probe", contender, method, "--threads", str(args.threads)]
-    out = subprocess.run(cmd + ["--device", args.device], capture_output=True, text=True, check=True)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}  # see the module docstring
+    out = subprocess.run(cmd + ["--device", args.device], capture_output=True, text=True, check=True, env=env)
     return float(out.stdout.strip().splitlines()[-1])
 
 

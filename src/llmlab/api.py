@@ -74,19 +74,23 @@ def pretrain(
     valid: PathLike | Sequence[PathLike],
     tokenizer: PathLike,
     out: PathLike,
-    positional: str = "rope",
+    positional: str | None = None,
     steps: int = 1000,
     progress: bool = True,
     precision: str = "auto",
+    objective: str = "causal",
     **settings: Any,
 ) -> Path:
-    """Pretrain a causal LM; returns the latest checkpoint folder. `settings`: any `PretrainConfig` field
-    (context_length, batch_size, lr, seed, resume, ...) or a `model` dict of ModelConfig fields.
+    """Pretrain a causal LM (`objective="causal"`) or a BERT-style masked-LM encoder (`objective="mlm"`);
+    returns the latest checkpoint folder. `positional` defaults to rope (causal) or learned (mlm).
+    `settings`: any `PretrainConfig` field (context_length, batch_size, lr, seed, resume; for mlm mask_prob,
+    whole_word_masking, segmenter "tokenizer" or "jieba", ...) or a `model` dict of ModelConfig fields.
     `precision`: auto, fp32, bf16-mixed or bf16 (`llmlab.model.precision`)."""
     from llmlab.pretraining.loop import PretrainConfig
     from llmlab.pretraining.loop import pretrain as run_pretraining
 
     _output_folder(out, [*_paths(train), *_paths(valid), tokenizer])
+    positional = positional or ("learned" if objective == "mlm" else "rope")
     model = {"positional": positional, **settings.pop("model", {})}
     config = PretrainConfig(
         _paths(train),
@@ -96,6 +100,7 @@ def pretrain(
         model=model,
         steps=steps,
         precision=precision,
+        objective=objective,
         **settings,
     )
     return run_pretraining(config, progress=progress)

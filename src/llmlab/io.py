@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +114,8 @@ def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     not count); a text with fewer opening brackets than that is not scanned."""
     if text.count("[") + text.count("{") <= limit:
         return False
-    import numpy as np  # here, not at the top: importing llmlab.io stays cheap
-
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
-    steps = np.where(np.isin(np.frombuffer(brackets, np.uint8), (ord("["), ord("{"))), 1, -1)
-    return bool(len(steps)) and int(np.cumsum(steps).max()) > limit
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0) > limit
 
 
 def loads_json(text: str | bytes, where: str, what: str = "JSON") -> Any:

@@ -198,7 +198,7 @@ def test_language_model_perplexity_and_bpc(tmp_path, capsys):
     save_model(tmp_path / "lm", model, tokenizer)
     text = tmp_path / "valid.txt"
     text.write_text("\n".join(corpus[:6]) + "\n", encoding="utf-8")
-    result = _json(capsys, ["evaluate", str(tmp_path / "lm"), str(text), "--json"])
+    result = _json(capsys, ["evaluate", str(tmp_path / "lm"), str(text), "--json", "--precision", "fp32"])
     ids = [i for line in corpus[:6] for i in tokenizer.encode(line + "\n", add_special_tokens=False).ids]
     ids += (
         [tokenizer.token_to_id("<|endoftext|>")] if tokenizer.token_to_id("<|endoftext|>") is not None else []

@@ -8,24 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from llmlab.errors import LlmlabError
 from llmlab.io import read_lines
 from llmlab.model.checkpoint import load_model
-from llmlab.pretraining.loop import PretrainConfig, learning_rate, pretrain, random_windows, read_metrics
+from llmlab.pretraining.data import random_windows
+from llmlab.pretraining.loop import PretrainConfig, learning_rate, pretrain, read_metrics
 from llmlab.tokenizer.train import train_tokenizer
 
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,9 @@ from llmlab.tokenizer.train import train_tokenizer
 
 pytestmark = pytest.mark.skipif(core._corelib is None, reason="the compiled tokenizer core is not built here")
 # tests of which engine a new tokenizer picks by itself: LLMLAB_PURE_PYTHON=1 switches the core off for them
-core_by_default = pytest.mark.skipif(not core.available(), reason="LLMLAB_PURE_PYTHON=1: the core is switched off")
+core_by_default = pytest.mark.skipif(
+    not core.available(), reason="LLMLAB_PURE_PYTHON=1: the core is switched off"
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -180,6 +182,44 @@ def test_pickles_with_its_core_into_a_process_pool(pipelines, corpus):
     assert got == [(tok.encode(t).ids, "core") for t in corpus[:20]]
 
 
+@core_by_default
+def test_a_pickled_tokenizer_keeps_its_truncation_and_padding_on_the_core(pipelines, corpus):
+    tok = Tokenizer.load(pipelines["bert"])
+    tok.enable_truncation(8, stride=2), tok.enable_padding(length=12)
+    copy = pickle.loads(pickle.dumps(tok))
+    assert copy.engine == "core"
+    for text in corpus[:20]:
+        assert fields(copy.encode(text)) == fields(tok.encode(text))
+    assert len(copy.encode("a").ids) == 12 and len(copy.encode("a b c d e f g h i j").overflowing) > 0
+
+
+_LIGHT_CHECK = """
+import json, sys
+from llmlab.tokenizer import Tokenizer, core_tables
+if core_tables._committed() is None:
+    print("tables not committed for this Unicode data")
+    sys.exit(0)
+for path in json.loads(sys.argv[1]):
+    tok = Tokenizer.load(path)
+    assert tok.engine == "core", path
+    tok.encode("Hello, wörld! 你好 ﬁ"), tok.encode_batch(["a b", "c d"], num_threads=2)
+heavy = sorted(m for m in ("numpy", "llmlab.tokenizer.tables.scan") if m in sys.modules)
+assert not heavy, heavy
+print("light")
+"""
+
+
+@core_by_default
+def test_encoding_on_the_core_imports_no_numpy_and_scans_no_table(pipelines):
+    """Peak memory: numpy costs ~15 MiB of RSS and a table scan tens, so the standard pipelines need neither
+    (their Unicode tables are committed, tables/core_runs.py)."""
+    paths = json.dumps([pipelines["bert"], pipelines["bpe"], pipelines["unigram"]])
+    run = subprocess.run([sys.executable, "-c", _LIGHT_CHECK, paths], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    if "light" not in run.stdout:
+        pytest.skip(run.stdout.strip())
+
+
 # ---- bad input ------------------------------------------------------------------------------------------
 
 
@@ -242,21 +282,36 @@ for path in paths:
         x, y = fast.encode(a, b), pure.encode(a, b)
         assert (x.ids, x.offsets, [w.ids for w in x.overflowing]) == (y.ids, y.offsets, [w.ids for w in y.overflowing])
         assert fast.decode(x.ids) == pure.decode(y.ids)
+for bad in ({}, {"token_table": [1.5]}, {"token_table": ["\\ud800"]}):  # C++ exceptions, as Python errors
+    try:
+        _corelib.Core(bad)
+    except (KeyError, TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError(bad)
 print("asan ok")
 """
 
 
+def _runtime_library(cxx: str, name: str) -> str | None:
+    """The compiler's copy of a runtime library (libasan.so, libstdc++.so), or None."""
+    path = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
+    return path if os.path.isabs(path) and Path(path).is_file() else None
+
+
 @pytest.mark.slow
 def test_core_under_address_sanitizer(pipelines, corpus, tmp_path):
-    """Build the core with -fsanitize=address into a copy of the package and run a parity sample with it."""
+    """Build the core with -fsanitize=address into a copy of the package and run a parity sample with it.
+
+    The interpreter is not instrumented, so the ASan runtime is preloaded, with libstdc++ beside it: ASan
+    intercepts C++ exception throwing only when it finds libstdc++'s symbols at startup. Leak checks are off
+    (CPython keeps its objects to the end)."""
     pytest.importorskip("nanobind")
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         pytest.skip("no C++ compiler")
-    runtime = subprocess.run(
-        [cxx, "-print-file-name=libasan.so"], capture_output=True, text=True
-    ).stdout.strip()
-    if not os.path.isabs(runtime) or not Path(runtime).is_file():
+    runtime = [_runtime_library(cxx, name) for name in ("libasan.so", "libstdc++.so")]
+    if None in runtime:
         pytest.skip("the AddressSanitizer runtime is not installed")
     shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     for name in ("setup.py", "pyproject.toml", "README.md"):
@@ -266,15 +321,15 @@ def test_core_under_address_sanitizer(pipelines, corpus, tmp_path):
         "LLMLAB_CORE_LDFLAGS": "-fsanitize=address",
     }
     build = subprocess.run(
-        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--parallel", "2"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         env={**os.environ, **flags},
     )
-    assert build.returncode == 0 and list(tmp_path.glob("src/llmlab/tokenizer/_corelib*")), build.stderr[
-        -3000:
-    ]
+    built = list(tmp_path.glob("src/llmlab/tokenizer/_corelib*"))
+    assert build.returncode == 0 and built, build.stderr[-3000:]
+    assert "asan" in subprocess.run(["ldd", str(built[0])], capture_output=True, text=True).stdout
     lines = corpus[::40] + [
         "",
         "\x00",
@@ -287,7 +342,7 @@ def test_core_under_address_sanitizer(pipelines, corpus, tmp_path):
     env = {
         **os.environ,
         "PYTHONPATH": str(tmp_path / "src"),
-        "LD_PRELOAD": runtime,
+        "LD_PRELOAD": " ".join(runtime),
         "ASAN_OPTIONS": "detect_leaks=0",
     }
     run = subprocess.run(

@@ -85,3 +85,28 @@ def test_word_counts_do_not_depend_on_workers(shared_data):
     assert count_words(lines, normalizer, pretokenizer, workers=1) == count_words(
         lines, normalizer, pretokenizer, workers=2
     )
+
+
+@pytest.mark.parametrize("model", ["bpe", "wordpiece", "unigram"])
+def test_trained_tokenizer_is_the_one_its_json_loads(shared_data, model):
+    """train_tokenizer builds the Tokenizer from its stages (no JSON round trip): it must be the tokenizer that
+    its own tokenizer.json loads as, stage for stage, on both engines."""
+    from llmlab.tokenizer import core
+    from llmlab.tokenizer.pipeline import Tokenizer
+
+    lines = read(shared_data / "tiny_shakespeare" / "train.txt", 3000) + read(
+        shared_data / "zh_poetry" / "train.txt", 100
+    )
+    ours = train_tokenizer(model, lines, 3000, workers=1)
+    loaded = Tokenizer.from_hf(ours.to_hf())
+    assert ours.to_hf() == loaded.to_hf()
+    assert vars(ours.model).keys() == vars(loaded.model).keys()
+    for key, value in vars(loaded.model).items():
+        if not key.startswith("_"):
+            assert getattr(ours.model, key) == value, key
+    assert ours.engine == loaded.engine
+    if ours.engine == "core":
+        assert core.describe(ours) == core.describe(loaded)
+    sample = lines[:200] + lines[-50:] + ["<|endoftext|> [CLS] <s> x"]
+    for a, b in zip(ours.encode_batch(sample), loaded.encode_batch(sample), strict=True):
+        assert (a.ids, a.tokens, a.offsets) == (b.ids, b.tokens, b.offsets)

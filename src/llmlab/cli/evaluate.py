@@ -75,7 +75,9 @@ def evaluate(
     ] = 1000,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the bootstrap.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, max=2**20, help="Examples per forward pass.")] = 64,
-    precision: Annotated[str, typer.Option(help="Classifiers: " + PRECISION_HELP)] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="Classifiers and language models: " + PRECISION_HELP)
+    ] = "auto",
 ) -> None:
     """Evaluate classifiers (metrics with bootstrap CIs, ROC/PR, calibration) or a language model (perplexity)."""
     from llmlab.evaluation.evaluate_models import fit_history, results_json, score_models
@@ -97,7 +99,7 @@ def evaluate(
             if len(paths) < 2:
                 raise LlmlabError("evaluate: give MODEL... DATA (or --from-predictions FILE [DATA])")
             if paths[-1].suffix.lower() == ".txt":
-                return _evaluate_lm(paths, json_out)
+                return _evaluate_lm(paths, json_out, precision)
             from llmlab.model.precision import resolve_precision
 
             precision = resolve_precision(precision)
@@ -176,16 +178,16 @@ def _write_report(path: Path, scored, history, curve_train: Path | None, paths: 
     page.save(path)
 
 
-def _evaluate_lm(paths: list[Path], json_out: bool) -> None:
+def _evaluate_lm(paths: list[Path], json_out: bool, precision: str) -> None:
     from llmlab.evaluation.perplexity import lm_metrics
 
     if len(paths) != 2:
         raise LlmlabError("evaluate: a language model is evaluated alone: give one MODEL and one .txt file")
-    result = lm_metrics(paths[0], paths[1])
+    result = lm_metrics(paths[0], paths[1], precision=precision)
     if json_out:
         print(_dumps(result))
         return
-    for key in ("model", "data", "tokens", "characters", "context", "nll", "perplexity", "bpc"):
+    for key in ("model", "data", "precision", "tokens", "characters", "context", "nll", "perplexity", "bpc"):
         value = result[key]
         print(f"{key:<11} {value:.4f}" if isinstance(value, float) else f"{key:<11} {value}")
 

@@ -1,4 +1,4 @@
-"""`llmlab pretrain`: causal LM pretraining (Python: `llmlab.pretraining`)."""
+"""`llmlab pretrain`: causal LM or masked-LM encoder pretraining (Python: `llmlab.pretraining`)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,38 @@ def pretrain(
     valid: Annotated[list[Path], typer.Option(help="Validation text file (repeat for several).")],
     tokenizer: Annotated[Path, typer.Option(help="A tokenizer.json saved by llmlab.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoints, metrics.jsonl.")],
+    objective: Annotated[
+        str,
+        Opt(
+            help="causal: next-token prediction by a decoder; mlm: BERT's masked LM by an encoder "
+            "(BERT-shaped unless --model-config says otherwise)."
+        ),
+    ] = "causal",
+    whole_word_masking: Annotated[
+        bool, Opt(help="mlm: mask whole words (every token of a chosen word) instead of single tokens.")
+    ] = False,
+    segmenter: Annotated[
+        str,
+        Opt(
+            help="Whole-word masking: the words of the 'tokenizer' (its pre-tokenizer) or of 'jieba' "
+            "(Chinese; the extra 'zh')."
+        ),
+    ] = "tokenizer",
+    mask_prob: Annotated[
+        float,
+        Opt(min=0, max=1, help="mlm: share of the tokens predicted (80% [MASK], 10% random, 10% kept)."),
+    ] = 0.15,
+    model_config: Annotated[
+        Path | None,
+        Opt(
+            help="JSON object of model settings (ModelConfig fields, e.g. a model folder's config.json; its "
+            "vocab_size comes from the tokenizer); the options below override it."
+        ),
+    ] = None,
     positional: Annotated[
-        str, typer.Option(help="none, sinusoidal, learned, relative, t5, rope, alibi.")
-    ] = "rope",
+        str | None,
+        Opt(help="none, sinusoidal, learned, relative, t5, rope, alibi (default: rope; mlm: learned)."),
+    ] = None,
     steps: Annotated[int, Opt(min=1, max=10**9, help="Optimizer steps.")] = 1000,
     context: Annotated[int, Opt(min=1, max=2**20, help="Tokens per training window.")] = 128,
     batch_size: Annotated[int, Opt(min=1, max=2**20, help="Windows per step.")] = 32,
@@ -35,9 +64,9 @@ def pretrain(
         float, Opt(min=1e-12, max=10, help="Peak learning rate (warmup, then cosine decay).")
     ] = 1e-3,
     warmup: Annotated[int, Opt(min=0, max=10**9, help="Warmup steps.")] = 100,
-    d_model: Annotated[int, Opt(min=1, max=2**16, help="Model width.")] = 256,
-    n_layers: Annotated[int, Opt(min=1, max=1024, help="Transformer blocks.")] = 4,
-    n_heads: Annotated[int, Opt(min=1, max=1024, help="Attention heads.")] = 4,
+    d_model: Annotated[int | None, Opt(min=1, max=2**16, help="Model width (default 256).")] = None,
+    n_layers: Annotated[int | None, Opt(min=1, max=1024, help="Transformer blocks (default 4).")] = None,
+    n_heads: Annotated[int | None, Opt(min=1, max=1024, help="Attention heads (default 4).")] = None,
     eval_every: Annotated[int, Opt(min=1, max=10**9, help="Steps between validation perplexities.")] = 100,
     checkpoint_every: Annotated[int, Opt(min=1, max=10**9, help="Steps between checkpoints.")] = 500,
     seed: Annotated[int, Opt(min=0, max=2**32 - 1, help="Seed for weights and data order.")] = 0,
@@ -52,13 +81,15 @@ def pretrain(
     precision: Annotated[str, Opt(help=PRECISION_HELP)] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Pretrain a causal LM on text files with a saved llmlab tokenizer; resumes exactly with --resume."""
+    """Pretrain a causal LM (or, with --objective mlm, a BERT-style encoder) on text files with a saved llmlab
+    tokenizer; resumes exactly with --resume."""
     from llmlab.model.extend import rope_fields
     from llmlab.model.positional.rope_scaling import NEEDS_ORIGINAL
     from llmlab.pretraining.loop import PretrainConfig
     from llmlab.pretraining.loop import pretrain as run_pretraining
 
-    model = {"positional": positional, "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads}
+    given = {"positional": positional, "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads}
+    model = _model_settings(model_config, objective) | {k: v for k, v in given.items() if v is not None}
     if rope_scaling in NEEDS_ORIGINAL and rope_original_length is None:
         rope_original_length = context  # scaled from the start: the training context is L0
     model |= rope_fields(rope_scaling, rope_factor, rope_original_length, rope_param)
@@ -79,10 +110,31 @@ def pretrain(
         resume=resume,
         text_errors=errors,
         precision=precision,
+        objective=objective,
+        whole_word_masking=whole_word_masking,
+        segmenter=segmenter,
+        mask_prob=mask_prob,
     )
-    check_output(output, [*train, *valid, tokenizer], kind="folder")
+    check_output(
+        output, [*train, *valid, tokenizer, *([model_config] if model_config else [])], kind="folder"
+    )
     with undo_on_failure(output):  # a refused run leaves no folder, cache or config behind
         print(run_pretraining(config, progress=not quiet))
+
+
+def _model_settings(path: Path | None, objective: str) -> dict:
+    """The ModelConfig fields of a --model-config file, less those the tokenizer sets; without one, the
+    architecture options' defaults."""
+    from llmlab.errors import LlmlabError
+    from llmlab.io import read_json
+
+    if path is None:
+        positional = "learned" if objective == "mlm" else "rope"
+        return {"positional": positional, "d_model": 256, "n_layers": 4, "n_heads": 4}
+    settings = read_json(path, "model config")
+    if not isinstance(settings, dict):
+        raise LlmlabError(f"{path}: a model config must be a JSON object, not {type(settings).__name__}")
+    return {k: v for k, v in settings.items() if k not in ("vocab_size", "tokenizer_fingerprint")}
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,9 @@ def study_positions(
         Path | None, typer.Option(help="The shared data folder (default: ../shared/data).")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, max=1024, help="Torch threads.")] = 1,
-    precision: Annotated[str, typer.Option(help="Language models: " + PRECISION_HELP)] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="Word-order classifiers and language models: " + PRECISION_HELP)
+    ] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Positional encodings side by side: permutation, word order, length extrapolation, and pictures."""

@@ -5,7 +5,9 @@ implementation fastai `callback/schedule.py` (`LRFinder`, `lr_find`, the `steep`
 geometrically from `start_lr` to `end_lr` over `num_steps` steps, the loss is smoothed with a debiased
 exponential moving average (β = 0.98), the test stops once the smoothed loss exceeds 4× its minimum, and the
 suggestion is the lr where the smoothed loss falls fastest against log lr, the first 10% and last 5 points
-left out as fastai does. The model's trainable weights are put back afterwards.
+left out as fastai does. The model's trainable weights are put back afterwards. Precision: the test runs in
+`config.precision` as `trainer.train` does (weights stored by `llmlab.model.precision`, forward under its
+autocast, fused AdamW in the bf16 modes), so the suggestion is for the run it precedes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from llmlab.finetuning.data import Collator, epoch_examples
 from llmlab.finetuning.objective import loss_sum
 from llmlab.finetuning.schedule import build_optimizer
 from llmlab.finetuning.trainer import TrainConfig, collator_for
+from llmlab.model import precision as mp
 
 
 @dataclass
@@ -48,16 +51,19 @@ def lr_find(
     Args:
         model: a FinetuneModel.
         train_set: a list of Examples or a StreamingExamples (cycled through when short).
-        config: batch_size, weight_decay, label_smoothing, max_length and seed are used.
+        config: batch_size, weight_decay, label_smoothing, max_length, seed and precision are used.
         start_lr, end_lr: the range, swept geometrically.
         num_steps: steps at most.
         diverge: stop once the smoothed loss exceeds this many times its minimum.
 
     Returns:
-        The lrs tried, their smoothed losses, and the suggested lr.
+        The lrs tried, their smoothed losses, and the suggested lr. The model comes back in float32, as
+        after `train` (frozen weights rounded through bfloat16 in the bf16 modes).
     """
     snapshot = model.trainable_state_dict()
-    optimizer = build_optimizer(model, start_lr, config.weight_decay)
+    mp.store_weights(model, config.precision)
+    options = mp.optimizer_options(config.precision)
+    optimizer = build_optimizer(model, start_lr, config.weight_decay, **options)
     collate = collator_for(model, config)
     batches = _batches(train_set, config, collate)
     lrs = []
@@ -75,6 +81,7 @@ def lr_find(
         best = min(best, smoothed)
         if smoothed > diverge * best or not math.isfinite(smoothed):
             break
+    mp.store_weights(model, "fp32")
     model.load_trainable_state_dict(snapshot)
     return LrFindResult(lrs, losses, steepest(lrs, losses))
 
@@ -106,7 +113,8 @@ def _step(
         group["lr"] = lr
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
-    logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    with mp.training_autocast(config.precision, device):
+        logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
     total, count = loss_sum(logits, batch, model.task, config.label_smoothing)
     loss = total / count
     optimizer.zero_grad(set_to_none=True)

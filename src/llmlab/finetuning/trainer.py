@@ -10,7 +10,8 @@ Exact resume: the data order of an epoch is a function of (seed, epoch), EDA dra
 epoch, index), and a checkpoint (`checkpoint.py`) holds the position in the epoch, the optimizer, scheduler
 and RNG states; a resumed run logs the same per-step losses as one that never stopped (tested with SIGKILL).
 Data parallel: see `distributed.py`; rank 0 alone writes files.
-Precision (`llmlab.model.precision`): the forward passes run under its autocast, the weights are stored as
+Precision (`llmlab.model.precision`): the forward passes run under its autocast (training ones under
+`training_autocast`, which keeps SDPA's unfused dropout kernel in bfloat16), the weights are stored as
 it says for the run and put back in float32 at the end; `group_by_length` orders each epoch as HF's
 `LengthGroupedSampler` (`data.length_grouped`), and the result reports the share of padding positions.
 """
@@ -309,7 +310,7 @@ def _step(run: _Run, examples: list[Example]) -> float:
     for i, (batch, weight) in enumerate(collated):
         sync = i == len(collated) - 1 or world.size == 1
         with nullcontext() if sync else run.wrapped.no_sync():
-            with mp.autocast(config.precision, world.device):
+            with mp.training_autocast(config.precision, world.device):
                 logits = run.wrapped(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             s, _ = loss_sum(logits, batch, run.model.task, config.label_smoothing)
             (s * (weight * world.size / count)).backward()

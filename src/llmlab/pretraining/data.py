@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from llmlab.errors import LlmlabError
 from llmlab.io import atomic_open, fingerprint, loads_json, read_lines
 from llmlab.model.transformer import Transformer
 from llmlab.progress import progress_bar
-from llmlab.tokenizer.pipeline import Tokenizer
+from llmlab.tokenizer.pipeline import Encoding, Tokenizer
 
 METRICS_FILE = "metrics.jsonl"
 _LINES_PER_CHUNK = 5000  # lines encoded per batch: streams the files, keeps the progress bar moving
@@ -72,37 +73,67 @@ def token_array(
     file's path, size and modification time. Files are separated by <|endoftext|> when the tokenizer has
     it. A corrupt cache file is rebuilt.
     """
+    path = cache_path("tokens", files, tokenizer, cache_dir, errors)
+    cached = load_cached(path)
+    if cached is not None:
+        return cached
+    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    parts: list[np.ndarray] = []
+    for file in files:
+        for _, encs in encoded_chunks(file, tokenizer, progress, errors):
+            parts.extend(np.asarray(e.ids, dtype=dtype) for e in encs)
+        if eos is not None:
+            parts.append(np.asarray([eos], dtype=dtype))
+    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    save_cached(path, tokens)
+    return tokens
+
+
+def cache_path(
+    kind: str, files: list[Path], tokenizer: Tokenizer, cache_dir: Path, errors: str, **extra: str
+) -> Path:
+    """<cache_dir>/<kind>-<key>.npy, keyed by the tokenizer, the files' identities, `errors` and `extra`."""
     ident = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     key = {
         "tokenizer": tokenizer.fingerprint,
         "files": ident,
         **({"errors": errors} if errors != "strict" else {}),
+        **extra,
     }
-    path = cache_dir / f"tokens-{fingerprint(key)[:16]}.npy"
+    return cache_dir / f"{kind}-{fingerprint(key)[:16]}.npy"
+
+
+def load_cached(path: Path) -> np.ndarray | None:
+    """The array cached at `path`, or None when there is none or it is unreadable (it is then rebuilt)."""
     if path.is_file():
         try:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError):
-            pass  # a truncated or foreign cache file: tokenize again and replace it
-    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
-    eos = tokenizer.token_to_id("<|endoftext|>")
-    parts: list[np.ndarray] = []
-    for file in files:
-        with progress_bar(f"tokenizing {file.name}", enabled=progress) as bar:
-            lines = read_lines(file, errors)
-            done = 0
-            total = file.stat().st_size
-            while chunk := [line + "\n" for line in itertools.islice(lines, _LINES_PER_CHUNK)]:
-                encs = tokenizer.encode_batch(chunk, add_special_tokens=False)
-                parts.extend(np.asarray(e.ids, dtype=dtype) for e in encs)
-                done += sum(map(len, chunk))  # characters: close enough to bytes for a progress bar
-                bar(min(done, total), total)
-        if eos is not None:
-            parts.append(np.asarray([eos], dtype=dtype))
-    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+            pass  # a truncated or foreign cache file: build it again and replace it
+    return None
+
+
+def save_cached(path: Path, array: np.ndarray) -> None:
+    """Write `array` to `path` atomically (.npy)."""
     with atomic_open(path, "wb") as f:
-        np.save(f, tokens)
-    return tokens
+        np.save(f, array)
+
+
+def encoded_chunks(
+    file: Path, tokenizer: Tokenizer, progress: bool, errors: str, what: str = "tokenizing"
+) -> Iterator[tuple[list[str], list[Encoding]]]:
+    """The lines of `file` (each ending in a newline) and their encodings (no special tokens added), a
+    chunk at a time, with a progress bar on stderr."""
+    with progress_bar(f"{what} {file.name}", enabled=progress) as bar:
+        lines = read_lines(file, errors)
+        done = 0
+        total = file.stat().st_size
+        while chunk := [line + "\n" for line in itertools.islice(lines, _LINES_PER_CHUNK)]:
+            yield chunk, tokenizer.encode_batch(chunk, add_special_tokens=False)
+            done += sum(map(len, chunk))  # characters: fewer than bytes outside ASCII, so the bar is ...
+            bar(min(done, total), total)
+        bar(total, total)  # ... completed here
 
 
 def open_metrics(out: Path):

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import sys
+from array import array
 
 from llmlab.tokenizer import core_tables, decoders, normalize, postprocess, pretokenize, templates
-from llmlab.tokenizer.bpe.chars import CharMerges
+from llmlab.tokenizer.bpe.chars import char_pieces
 from llmlab.tokenizer.bpe.model import BPE
-from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, UNICODE_TO_BYTE, to_byte_level
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE
 from llmlab.tokenizer.unigram.model import Unigram
 from llmlab.tokenizer.wordpiece import WordPiece
 
@@ -164,20 +165,22 @@ def _pre_tokenizer(p):
 
 def _model(m):
     if type(m) is WordPiece:
-        vocab = list(m.vocab.items())
         return {
             "kind": "wordpiece",
-            "vocab": vocab,
+            "vocab": m.vocab,
             "unk_id": m.vocab.get(m.unk_token, -1),
             "prefix": m.continuing_subword_prefix,
             "max_chars": m.max_input_chars_per_word,
         }
     if type(m) is BPE:
-        merges = [(m.vocab[a], m.vocab[b], m._merged[rank]) for rank, (a, b) in enumerate(m.merges)]
+        vocab = m.vocab
+        merges = array(
+            "i", (x for rank, (a, b) in enumerate(m.merges) for x in (vocab[a], vocab[b], m._merged[rank]))
+        )
         return {
             "kind": "bpe",
-            "vocab": list(m.vocab.items()),
-            "merges": merges,
+            "vocab": vocab,
+            "merges": merges.tobytes(),  # (left id, right id, merged id) by rank, as int32
             "unk_id": m.vocab.get(m.unk_token, -1) if m.unk_token is not None else -1,
             "has_unk": m.unk_token is not None,
             "prefix": m.continuing_subword_prefix or "",
@@ -202,24 +205,8 @@ def _model(m):
 
 
 def _char_pieces(m: BPE) -> list[tuple[int, list[int], list[int]]]:
-    """(UTF-8 bytes of a character as a little-endian int, ids, bytes each covers) for every character of the
-    vocabulary that its byte-level merges join on their own, where bpe/chars.py proves that changes nothing."""
-    merges = CharMerges.build(m.vocab, m._ranks, m._merged) if m._simple else None
-    if merges is None:
-        return []
-    chars = set()
-    for token in m.vocab:
-        if all(c in UNICODE_TO_BYTE for c in token):
-            chars.update(bytes(UNICODE_TO_BYTE[c] for c in token).decode("utf-8", "ignore"))
-    out = []
-    for char in sorted(c for c in chars if len(c.encode()) > 1):
-        try:
-            ids, sizes = merges._premerge(to_byte_level(char))
-        except KeyError:  # a byte with no token
-            continue
-        if len(ids) < len(char.encode()):
-            out.append((int.from_bytes(char.encode(), "little"), list(ids), list(sizes)))
-    return out
+    """The characters whose byte-level merges join them on their own (see `bpe.chars.char_pieces`)."""
+    return char_pieces(m.vocab, m._ranks, m._merged) if m._simple else []
 
 
 def _ref(table: list, token: str) -> int:

@@ -34,9 +34,11 @@ from typing import Any
 
 from llmlab.errors import LlmlabError
 from llmlab.progress import ProgressFn
-from llmlab.tokenizer.countfile import CountFile, write_counts, write_stream
+from llmlab.tokenizer import core
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE
+from llmlab.tokenizer.countfile import MAX_COUNT, CountFile, write_counts, write_stream
 from llmlab.tokenizer.normalize import Normalizer
-from llmlab.tokenizer.pretokenize import PreTokenizer
+from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer
 from llmlab.tokenizer.word_table import WordTable, merge_sorted
 
 CHUNK_CHARS = 1 << 19
@@ -141,9 +143,14 @@ class SpillingCounter:
                 self._write_run(merge_sorted(f.items() for f in files))
             for p in group:
                 p.unlink()
+        table = self.table
+        if not self.runs:  # nothing spilled: the table alone (each word once, so nothing to sum)
+            if table and max(table.values()) > MAX_COUNT:
+                raise LlmlabError(f"a word's count passes 2^63 - 1 ({max(table.values())})")
+            yield from sorted(table.items())
+            return
         with contextlib.ExitStack() as stack:
             files = [stack.enter_context(CountFile(p)) for p in self.runs]
-            table = self.table
             in_memory = ((w, table[w]) for w in sorted(table))
             yield from merge_sorted([*(f.items() for f in files), in_memory])
 
@@ -168,6 +175,38 @@ def count_chunk(lines: list[str], normalizer: Normalizer | None, pretokenizer: P
     return Counter({pretokenizer.map_word(word): n for word, n in counts.items()})  # each word once
 
 
+def core_counter(normalizer: Normalizer | None, pretokenizer: PreTokenizer):
+    """The compiled `count_chunk` of this pipeline (`_core/word_counter.h`), or None where it runs in Python
+    (no core, or a stage the core does not have)."""
+    if not core.available():
+        return None
+    stages = core._normalizer(normalizer), core._pre_tokenizer(pretokenizer)  # the encoder's descriptions
+    mapped = type(pretokenizer).map_word is not PreTokenizer.map_word
+    if False in stages or (mapped and type(pretokenizer) is not ByteLevel):
+        return None
+    byte_chars = [ord(BYTE_TO_UNICODE[b]) for b in range(256)] if mapped else None
+    return core._corelib.WordCounter(*stages, byte_chars)
+
+
+def _count_on(counter, lines: list[str], normalizer, pretokenizer) -> Mapping[str, int]:
+    """`count_chunk` on the compiled `counter` when there is one; the lines it leaves to Python (a character
+    that only the Python normalizer handles, a lone surrogate) are counted in Python."""
+    if counter is None:
+        return count_chunk(lines, normalizer, pretokenizer)
+    counts, skipped = counter.count(lines)
+    if skipped:
+        for word, n in count_chunk([lines[i] for i in skipped], normalizer, pretokenizer).items():
+            counts[word] = counts.get(word, 0) + n
+    return counts
+
+
+_WORKER_COUNTER: list = [None]  # in a forked worker: the compiled counter it inherited (`_chunk_counts`)
+
+
+def _worker_count(lines: list[str], normalizer, pretokenizer) -> Mapping[str, int]:
+    return _count_on(_WORKER_COUNTER[0], lines, normalizer, pretokenizer)
+
+
 def _chunks(lines: Iterable[str], progress: ProgressFn | None) -> Iterator[list[str]]:
     """Lists of lines of about CHUNK_CHARS characters; `progress(characters_read, 0)` after each."""
     chunk: list[str] = []
@@ -185,16 +224,21 @@ def _chunks(lines: Iterable[str], progress: ProgressFn | None) -> Iterator[list[
         yield chunk
 
 
-def _chunk_counts(chunks: Iterable[list[str]], normalizer, pretokenizer, workers: int) -> Iterator[Counter]:
-    """`count_chunk` of each chunk, in order, on `workers` forked processes with 2 x workers in flight."""
+def _chunk_counts(
+    chunks: Iterable[list[str]], normalizer, pretokenizer, workers: int
+) -> Iterator[Mapping[str, int]]:
+    """`count_chunk` of each chunk (on the core where it can), in order, on `workers` forked processes with
+    2 x workers in flight."""
+    counter = core_counter(normalizer, pretokenizer)
     if workers == 1:
-        yield from (count_chunk(chunk, normalizer, pretokenizer) for chunk in chunks)
+        yield from (_count_on(counter, chunk, normalizer, pretokenizer) for chunk in chunks)
         return
-    pool = multiprocessing.get_context("fork").Pool(workers)
+    # forked workers inherit the counter through the initializer's arguments (fork pickles nothing)
+    pool = multiprocessing.get_context("fork").Pool(workers, _WORKER_COUNTER.__setitem__, (0, counter))
     pending: deque = deque()
     try:
         for chunk in chunks:
-            pending.append(pool.apply_async(count_chunk, (chunk, normalizer, pretokenizer)))
+            pending.append(pool.apply_async(_worker_count, (chunk, normalizer, pretokenizer)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()
         while pending:

@@ -116,12 +116,13 @@ class Tokenizer:
             self._core.set_padding(padding)
 
     def __getstate__(self) -> dict:
-        """Stages, settings and the compiled core's state; the Python encoder is rebuilt on loading."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "_encoder_matchers")}
+        """Stages and settings; the Python encoder and the compiled core are rebuilt from them on loading."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "_encoder_matchers", "_core")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._build_encoder()
+        self._build_core()
 
     @property
     def model_type(self) -> str:
@@ -143,6 +144,9 @@ class Tokenizer:
         # as HF: a normalized added token reads back in its normalized form (and is then not "special" by name)
         self._id_to_token = {i: t for t, i in self.model.vocab.items()} | self._added.read_back(norm)
         self._build_encoder()
+        self._build_core()
+
+    def _build_core(self) -> None:
         python_only = self.encode_special_tokens or self.track_words
         self._core = None if python_only else core.build_core(self)
         self._push_runtime()

@@ -21,11 +21,14 @@ from llmlab.errors import LlmlabError
 from llmlab.progress import ProgressFn
 from llmlab.tokenizer.bpe.trainer import train_bpe
 from llmlab.tokenizer.counting import count_words
+from llmlab.tokenizer.decoders import decoder_from_hf
 from llmlab.tokenizer.normalize import Normalizer
 from llmlab.tokenizer.normalize_sp import normalizer_from_hf
-from llmlab.tokenizer.pipeline import Tokenizer
+from llmlab.tokenizer.pipeline import AddedToken, Tokenizer
+from llmlab.tokenizer.postprocess import postprocessor_from_hf
 from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer
 from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
+from llmlab.tokenizer.unigram.model import Unigram
 from llmlab.tokenizer.unigram.trainer import train_unigram
 from llmlab.tokenizer.word_table import WordTable
 from llmlab.tokenizer.wordpiece import train_wordpiece
@@ -179,27 +182,20 @@ def train_from_counts(
     trained = _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, options)
     if model == "wordpiece" and "[CLS]" in trained.vocab and "[SEP]" in trained.vocab:
         sections["post_processor"] = _bert_template(trained.vocab["[CLS]"], trained.vocab["[SEP]"])
-    added = [
-        {
-            "id": trained.vocab[t],
-            "content": t,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for t in specials
-    ]
-    spec = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        **sections,
-        "model": trained.to_hf(),
-    }
-    return Tokenizer.from_hf(spec, source=source)
+    return Tokenizer(
+        _as_saved(trained),
+        normalizer=normalizer_from_hf(sections["normalizer"]),
+        pre_tokenizer=pretokenizer_from_hf(sections["pre_tokenizer"]),
+        post_processor=postprocessor_from_hf(sections["post_processor"]),
+        decoder=decoder_from_hf(sections["decoder"]),
+        added_tokens=[AddedToken(trained.vocab[t], t, special=True, normalized=False) for t in specials],
+    )
+
+
+def _as_saved(model):
+    """The trained model as its tokenizer.json reads back (so a trained and a loaded tokenizer are the same):
+    Unigram's special ids are no part of the file."""
+    return Unigram.from_hf(model.to_hf()) if isinstance(model, Unigram) else model
 
 
 def _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, options):

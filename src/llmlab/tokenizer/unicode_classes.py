@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
 import regex
 
 from llmlab.tokenizer.tables import classes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "COMBINING_MARK",
@@ -65,6 +68,8 @@ def char_class(pairs: list[tuple[int, int]]) -> str:
 
 
 def _memberships(chars: str, body: str) -> np.ndarray:
+    import numpy as np  # here: importing the tokenizer stays light (numpy costs ~15 MiB of RSS)
+
     hits = [m.start() for m in regex.finditer(f"[{body}]", chars)]
     out = np.zeros(len(chars), dtype=bool)
     out[hits] = True
@@ -75,6 +80,8 @@ def _memberships(chars: str, body: str) -> np.ndarray:
 def exceptions() -> dict[int, str]:
     """Code point -> stand-in, for every character on which a property disagrees with HF's table of it: the
     stand-in is in exactly the classes the character is in by HF's tables."""
+    import numpy as np  # here: importing the tokenizer stays light
+
     cps = np.arange(0x110000, dtype=np.uint32)
     cps = cps[(cps < 0xD800) | (cps >= 0xE000)]
     chars = cps.astype("<u4").tobytes().decode("utf-32-le")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import unicodedata
 
-import numpy as np
 import regex
 
 from llmlab.tokenizer.tables import classes
@@ -39,6 +38,8 @@ def divergent() -> frozenset[str]:
     exactly when c decomposes or has a combining class (the marks then reorder around it); a block of pieces
     that did not change is passed over whole.
     """
+    import numpy as np  # here: importing the tokenizer stays light (numpy costs ~15 MiB of RSS)
+
     known = np.zeros(_N, dtype=bool)
     for first, last in ranges(classes.NORMALIZATION_KNOWN) + _HANGUL:
         known[first : last + 1] = True

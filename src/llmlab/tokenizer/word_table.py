@@ -42,10 +42,10 @@ class WordTable:
         codes, lengths, counts = [], [], []
         it = iter(items)
         while block := list(itertools.islice(it, _BLOCK)):
-            words = [w for w, _ in block]
+            words, block_counts = zip(*block, strict=True)
             codes.append(np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), np.uint32))
             lengths.append(np.fromiter(map(len, words), np.int64, len(words)))
-            counts.append(np.array([n for _, n in block], np.int64))
+            counts.append(np.array(block_counts, np.int64))
         if not lengths:
             return cls(np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64))
         return cls(np.concatenate(codes), np.concatenate(lengths), np.concatenate(counts))

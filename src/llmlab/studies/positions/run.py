@@ -103,7 +103,8 @@ def run_position_study(
         progress: progress bars on stderr.
         threads: torch threads while the study runs (None: leave as is).
         report: add the section to this report (the caller saves it) instead of writing report.html.
-        precision: what the extrapolation study's language models train in (`llmlab.model.precision`).
+        precision: what the word-order classifiers and the extrapolation study's language models train in
+            (`llmlab.model.precision`).
 
     Returns:
         The results, as written to positions.json.
@@ -118,7 +119,7 @@ def run_position_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     with torch_threads(threads):
         results = _run(out_dir, data_dir, QUICK if quick else FULL, progress, precision)
-    results["quick"] = quick
+    results["quick"], results["precision"] = quick, precision
     atomic_write_json(out_dir / "positions.json", results)
     own = report is None
     report = report or Report("llmlab: positional encodings")
@@ -140,7 +141,8 @@ def _run(out_dir: Path, data_dir: Path, sizes: StudySizes, progress: bool, preci
     done("permutation", permutation_table(), start)
     start = time.perf_counter()
     kinds = [*POSITIONAL, "gru", "cnn"]
-    done("word_order", word_order_study(data_dir / "sst2", kinds, sizes.word_order, progress), start)
+    rows = word_order_study(data_dir / "sst2", kinds, sizes.word_order, progress, precision)
+    done("word_order", rows, start)
     start = time.perf_counter()
     train, valid = _corpus(data_dir / "gutenberg_en", out_dir, sizes.tokenizer_lines)
     tokenizer_path = _tokenizer(train, out_dir, sizes.tokenizer_vocab, progress)

@@ -8,7 +8,9 @@ Transformer without a positional encoding is then permutation-invariant (study (
 50% on the paired dev set; with any encoding it can learn the task. Beside them, a GRU and a 1-D CNN
 (`baselines.py`) with no encoding show that recurrence and convolution carry order by construction.
 Every model gets the same data, steps, batch size and optimiser (AdamW, warmup then cosine); each batch
-holds sentences beside their shuffled copies (see `train_classifier`).
+holds sentences beside their shuffled copies (see `train_classifier`). Precision (`llmlab.model.precision`):
+the models train and are scored in the study's precision, as the fine-tuning loop does it (weights stored as
+the precision says, forward under its autocast, the loss on float32 logits, fused AdamW in the bf16 modes).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.errors import LlmlabError
+from llmlab.model import precision as mp
 from llmlab.model.config import ModelConfig
 from llmlab.model.transformer import Transformer
 from llmlab.progress import progress_bar
@@ -152,16 +155,22 @@ def collate(examples: list[tuple[list[int], int]]) -> tuple[Tensor, Tensor, Tens
 
 
 def train_classifier(
-    model: nn.Module, data: WordOrderData, sizes: WordOrderSizes, progress: Callable[[int, int], None]
+    model: nn.Module,
+    data: WordOrderData,
+    sizes: WordOrderSizes,
+    progress: Callable[[int, int], None],
+    precision: str = "fp32",
 ) -> float:
-    """Train on data.train for sizes.steps batches (seeded order); returns the dev accuracy.
+    """Train on data.train for sizes.steps batches (seeded order) in `precision`; returns the dev accuracy.
 
     Each batch holds batch_size / 2 sentences, each beside its shuffled copy: the words then carry no
     signal within a batch, and the gradient is the order signal alone. Drawn at random instead, the two
     copies rarely meet, and a Transformer sits at loss ln 2 for thousands of steps (the GRU and CNN do not).
     """
     rng = random.Random(sizes.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=sizes.lr, weight_decay=0.01)
+    mp.store_weights(model, precision)
+    options = mp.optimizer_options(precision)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=sizes.lr, weight_decay=0.01, **options)
     warmup = max(1, sizes.steps // 20)
     order = []
     pairs = sizes.batch_size // 2
@@ -175,13 +184,16 @@ def train_classifier(
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / sizes.steps))
         for group in optimizer.param_groups:
             group["lr"] = sizes.lr * scale
-        loss = F.cross_entropy(model(ids, mask), labels)
+        with mp.autocast(precision, "cpu"):
+            logits = model(ids, mask)  # (B, K)
+        loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         progress(step + 1, sizes.steps)
-    return accuracy(model, data.dev)
+    with mp.autocast(precision, "cpu"):
+        return accuracy(model, data.dev)
 
 
 @torch.no_grad()
@@ -197,9 +209,10 @@ def accuracy(model: nn.Module, examples: list[tuple[list[int], int]], batch_size
 
 
 def word_order_study(
-    sst2_dir: Path, kinds: list[str], sizes: WordOrderSizes, progress: bool = True
+    sst2_dir: Path, kinds: list[str], sizes: WordOrderSizes, progress: bool = True, precision: str = "fp32"
 ) -> list[dict[str, object]]:
-    """Train one classifier per kind (encoding names, "gru", "cnn") on the same data; one row each.
+    """Train one classifier per kind (encoding names, "gru", "cnn") on the same data, in `precision` (fp32,
+    bf16-mixed, bf16); one row each.
 
     Returns:
         Rows with kind, dev accuracy, parameter count, and the verdict against the 95% chance band.
@@ -211,7 +224,7 @@ def word_order_study(
         torch.manual_seed(sizes.seed)
         model = make_model(kind, data.vocab_size, sizes)
         with progress_bar(f"word order: {kind}", enabled=progress) as bar:
-            acc = train_classifier(model, data, sizes, bar)
+            acc = train_classifier(model, data, sizes, bar, precision)
         verdict = (
             "above chance" if acc > 0.5 + band else ("at chance" if acc >= 0.5 - band else "below chance")
         )

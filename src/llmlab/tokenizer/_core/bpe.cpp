@@ -4,7 +4,22 @@
 
 namespace llmlab {
 
-Bpe::Bpe(const BpeConfig& config) : config_(config) {
+namespace {
+BpeConfig settings_of(const BpeConfig& c) {  // the settings without the tables (the maps below hold those)
+    BpeConfig s;
+    s.unk_id = c.unk_id;
+    s.has_unk_token = c.has_unk_token;
+    s.prefix = c.prefix;
+    s.suffix = c.suffix;
+    s.ignore_merges = c.ignore_merges;
+    s.fuse_unk = c.fuse_unk;
+    s.byte_fallback = c.byte_fallback;
+    s.byte_chars = c.byte_chars;
+    return s;
+}
+}  // namespace
+
+Bpe::Bpe(const BpeConfig& config) : config_(settings_of(config)) {
     char_ids_.assign(0x10000, -1);
     for (const auto& [token, id] : config.vocab) {
         vocab_.put(token, id);
@@ -29,8 +44,6 @@ Bpe::Bpe(const BpeConfig& config) : config_(config) {
         for (size_t i = 0; i < ids.size(); ++i) pieces_.emplace_back(ids[i], sizes[i]);
     }
     for (int b = 0; b < 256; ++b) byte_of_.put(config.byte_chars[b], static_cast<uint32_t>(b));
-    config_.vocab.clear();
-    config_.char_pieces.clear();
     simple_ = config.prefix.empty() && config.suffix.empty();
 }
 

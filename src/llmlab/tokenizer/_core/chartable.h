@@ -17,16 +17,16 @@ class CharTable {
 
     // `starts` ascending, starts[0] == 0; code points [starts[i], starts[i + 1]) have class values[i].
     void build(const std::vector<uint32_t>& starts, const std::vector<uint8_t>& values) {
-        std::vector<uint8_t> flat(kSize, 0);
-        for (size_t i = 0; i < starts.size(); ++i) {
-            uint32_t end = i + 1 < starts.size() ? starts[i + 1] : kSize;
-            for (uint32_t c = starts[i]; c < end && c < kSize; ++c) flat[c] = values[i];
-        }
         std::map<std::vector<uint8_t>, uint16_t> seen;
         index_.assign(kSize >> 8, 0);
         blocks_.clear();
+        std::vector<uint8_t> block(256);
+        size_t run = 0;  // the run holding the code point at hand
         for (uint32_t b = 0; b < (kSize >> 8); ++b) {
-            std::vector<uint8_t> block(flat.begin() + (b << 8), flat.begin() + ((b + 1) << 8));
+            for (uint32_t k = 0; k < 256; ++k) {
+                while (run + 1 < starts.size() && starts[run + 1] <= ((b << 8) | k)) ++run;
+                block[k] = run < values.size() ? values[run] : 0;
+            }
             auto it = seen.find(block);
             if (it == seen.end()) {
                 it = seen.emplace(block, static_cast<uint16_t>(blocks_.size() >> 8)).first;

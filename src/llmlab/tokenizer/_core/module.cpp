@@ -1,12 +1,14 @@
 // Python bindings (nanobind): the compiled tokenizer core and the lazy Encoding it returns.
 //
 // `Core(config)` takes the plain-Python description that core.py builds from a Tokenizer's stages (vocab,
-// merges, Unicode tables computed by the Python stages themselves, ...) and keeps it for pickling. Encodings
-// hold C++ vectors and turn each field into a Python list only when it is read (then that list is the field).
+// merges, Unicode tables computed by the Python stages themselves, ...) and keeps none of it (a pickled
+// Tokenizer builds its core again from its stages). Encodings hold C++ vectors and turn each field into a
+// Python list only when it is read (then that list is the field).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -80,8 +82,12 @@ void build_table(CharTable& table, nb::handle spec) {  // spec: (starts, classes
     table.build(starts, std::vector<uint8_t>(p, p + values.size()));
 }
 
-std::vector<std::pair<Str, int32_t>> read_vocab(nb::handle items) {
+std::vector<std::pair<Str, int32_t>> read_vocab(nb::handle items) {  // {token: id} or [(token, id)]
     std::vector<std::pair<Str, int32_t>> out;
+    if (nb::isinstance<nb::dict>(items)) {
+        for (auto [token, id] : nb::borrow<nb::dict>(items)) out.emplace_back(to_str(token), nb::cast<int32_t>(id));
+        return out;
+    }
     for (nb::handle item : nb::borrow<nb::list>(items)) out.emplace_back(to_str(item[0]), nb::cast<int32_t>(item[1]));
     return out;
 }
@@ -98,8 +104,9 @@ std::unique_ptr<Model> build_model(nb::dict d) {
     if (kind == "bpe") {
         BpeConfig c;
         c.vocab = read_vocab(d["vocab"]);
-        for (nb::handle m : nb::borrow<nb::list>(d["merges"]))
-            c.merges.push_back({nb::cast<int32_t>(m[0]), nb::cast<int32_t>(m[1]), nb::cast<int32_t>(m[2])});
+        nb::bytes merges = nb::borrow<nb::bytes>(d["merges"]);  // int32 (left, right, merged) by rank
+        c.merges.resize(merges.size() / sizeof(c.merges[0]));
+        std::memcpy(c.merges.data(), merges.data(), c.merges.size() * sizeof(c.merges[0]));
         c.unk_id = nb::cast<int32_t>(d["unk_id"]);
         c.has_unk_token = nb::cast<bool>(d["has_unk"]);
         c.prefix = to_str(d["prefix"]);
@@ -235,7 +242,6 @@ struct Encoding {
 // ------------------------------------------------------------------------------------------- Core
 
 struct Core {
-    nb::object config;  // what it was built from: its pickled state
     Pipeline pipeline;
     Decoder decoder;
     std::shared_ptr<TokenTable> table = std::make_shared<TokenTable>();
@@ -243,7 +249,7 @@ struct Core {
     Workspace workspace;           // for single calls, which hold the GIL
     Input input;
 
-    explicit Core(nb::dict d) : config(d) {
+    explicit Core(nb::dict d) {
         for (nb::handle s : nb::borrow<nb::list>(d["token_table"])) {
             if (s.is_none()) {
                 table->strs.push_back(nullptr);
@@ -493,7 +499,5 @@ NB_MODULE(_corelib, m) {
         .def("encode_batch", &Core::encode_batch)
         .def("decode", &Core::decode)
         .def("set_truncation", &Core::set_truncation, nb::arg("truncation").none())
-        .def("set_padding", &Core::set_padding, nb::arg("padding").none())
-        .def("__getstate__", [](Core& c) { return c.config; })
-        .def("__setstate__", [](Core& c, nb::dict state) { new (&c) Core(state); });
+        .def("set_padding", &Core::set_padding, nb::arg("padding").none());
 }

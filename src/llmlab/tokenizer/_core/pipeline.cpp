@@ -175,24 +175,25 @@ void Pipeline::encode_batch(const std::vector<Input>& inputs, bool add_special_t
     for (const Input& in : inputs) chars += in.text.size() + in.pair.size();
     if (chars < 20000) threads = 1;  // not worth a thread
     threads = std::max(1, std::min<int>(threads, static_cast<int>((n + 15) / 16)));
-    std::atomic<size_t> next{0};
-    std::vector<WordCache> locals(threads);
-    auto work = [&](int w) {
-        std::shared_lock<std::shared_mutex> reading(cache.mutex);
+    if (threads == 1) {  // alone: write new words straight into the shared cache (one lookup per word)
+        std::unique_lock<std::shared_mutex> writing(cache.mutex);
         Workspace ws;
-        ws.writes = &locals[w];
-        for (size_t start; (start = next.fetch_add(16)) < n;)
-            for (size_t i = start; i < std::min(n, start + 16); ++i)
-                ok[i] = readable[i] && encode(inputs[i], add_special_tokens, false, out[i], ws);
-    };
-    if (threads == 1) {
-        work(0);
-    } else {
+        for (size_t i = 0; i < n; ++i)
+            ok[i] = readable[i] && encode(inputs[i], add_special_tokens, false, out[i], ws);
+    } else {  // threads read the shared cache and keep new words in caches of their own, merged at the end
+        std::atomic<size_t> next{0};
+        std::vector<WordCache> locals(threads);
+        auto work = [&](int w) {
+            std::shared_lock<std::shared_mutex> reading(cache.mutex);
+            Workspace ws;
+            ws.writes = &locals[w];
+            for (size_t start; (start = next.fetch_add(16)) < n;)
+                for (size_t i = start; i < std::min(n, start + 16); ++i)
+                    ok[i] = readable[i] && encode(inputs[i], add_special_tokens, false, out[i], ws);
+        };
         std::vector<std::thread> pool;
         for (int w = 0; w < threads; ++w) pool.emplace_back(work, w);
         for (std::thread& t : pool) t.join();
-    }
-    {
         std::unique_lock<std::shared_mutex> writing(cache.mutex);
         for (const WordCache& local : locals) cache.absorb(local);
     }

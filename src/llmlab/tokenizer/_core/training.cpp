@@ -1,13 +1,15 @@
-// Python bindings (nanobind) of the training kernels: the BPE merge loop (bpe_trainer.h), and the Unigram
-// trainer's suffix sort (unigram_seeds.h) and lattices (unigram_lattice.h).
-// The trainers in src/llmlab/tokenizer/bpe/trainer.py and unigram/ call these when the core is available and
-// run their own Python otherwise; tests/tokenizer/test_core_train*.py prove both give the same result.
+// Python bindings (nanobind) of the training kernels: word counting (word_counter.h), the BPE merge loop
+// (bpe_trainer.h), and the Unigram trainer's suffix sort (unigram_seeds.h) and lattices (unigram_lattice.h).
+// counting.py and the trainers in src/llmlab/tokenizer/bpe/trainer.py and unigram/ call these when the core is
+// available and run their own Python otherwise; tests/tokenizer/test_core_count.py and test_core_train*.py
+// prove both give the same result.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
 #include "bpe_trainer.h"
 #include "unigram_lattice.h"
 #include "unigram_seeds.h"
+#include "word_counter.h"
 
 namespace nb = nanobind;
 
@@ -27,7 +29,7 @@ Str str_of(nb::handle o) {  // a str's code points (lone surrogates included: to
     return s;
 }
 
-nb::object new_str(const Str& s) {
+nb::object new_str(View s) {
     return nb::steal(PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, s.data(), static_cast<Py_ssize_t>(s.size())));
 }
 
@@ -56,6 +58,66 @@ nb::tuple learn_bpe_merges(Array<uint32_t> codes, Array<int64_t> lengths, Array<
     for (uint64_t key : out.merges) merges.append(key);
     for (const Str& s : out.new_tokens) added.append(new_str(s));
     return nb::make_tuple(merges, added, out.peak_bytes);
+}
+
+// ---- word counting: the stages as core.py describes them (`_normalizer`, `_pre_tokenizer`)
+
+CharTable char_table(nb::handle runs) {  // (run starts, class of each run as bytes)
+    std::vector<uint32_t> starts;
+    for (nb::handle s : nb::borrow<nb::list>(runs[0])) starts.push_back(nb::cast<uint32_t>(s));
+    nb::bytes values = nb::borrow<nb::bytes>(runs[1]);
+    const auto* v = static_cast<const uint8_t*>(values.data());
+    CharTable table;
+    table.build(starts, std::vector<uint8_t>(v, v + values.size()));
+    return table;
+}
+
+std::unique_ptr<Normalizer> counting_normalizer(nb::handle spec) {
+    if (spec.is_none()) return nullptr;
+    std::unordered_map<char32_t, Str> forms;
+    for (auto [c, form] : nb::borrow<nb::dict>(spec["forms"])) forms[nb::cast<uint32_t>(c)] = str_of(form);
+    return std::make_unique<Normalizer>(char_table(spec["classes"]), std::move(forms));
+}
+
+std::unique_ptr<PreTokenizer> counting_pre_tokenizer(nb::handle spec) {
+    if (spec.is_none()) return nullptr;
+    auto pre = std::make_unique<PreTokenizer>();
+    const std::string kind = nb::cast<std::string>(spec["kind"]);
+    pre->kind = kind == "bert" ? PreTokenizer::kBert
+                : kind == "byte_level" ? PreTokenizer::kByteLevel : PreTokenizer::kMetaspace;
+    if (!spec["classes"].is_none()) pre->classes = char_table(spec["classes"]);
+    pre->add_prefix_space = nb::cast<bool>(spec["add_prefix_space"]);
+    pre->use_regex = nb::cast<bool>(spec["use_regex"]);
+    pre->replacement = str_of(spec["replacement"]).at(0);
+    pre->prepend = static_cast<PreTokenizer::Prepend>(nb::cast<int>(spec["prepend"]));
+    pre->split_words = nb::cast<bool>(spec["split"]);
+    return pre;
+}
+
+bool read_line(PyObject* o, Str& out) {  // false: not a str, or a lone surrogate (no UTF-8 form): Python's
+    if (!PyUnicode_Check(o)) return false;
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    const int kind = PyUnicode_KIND(o);
+    const void* data = PyUnicode_DATA(o);
+    out.resize(n);
+    char32_t surrogates = 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        const char32_t c = PyUnicode_READ(kind, data, i);
+        surrogates |= c - 0xD800 < 0x800;
+        out[i] = c;
+    }
+    return !surrogates;
+}
+
+// (word -> count, indices of the lines left to Python) of a list of lines.
+nb::tuple count_lines(WordCounter& counter, nb::list lines) {
+    nb::list skipped;
+    Str line;
+    for (size_t i = 0; i < lines.size(); ++i)
+        if (!read_line(lines[i].ptr(), line) || !counter.add(line)) skipped.append(i);
+    nb::dict counts;
+    counter.drain([&](View word, int64_t n) { counts[new_str(word)] = nb::int_(n); });
+    return nb::make_tuple(counts, skipped);
 }
 
 template <class T>
@@ -94,6 +156,22 @@ void check_scores(const UnigramLattice& l, const Array<double>& scores) {
 }  // namespace
 
 void bind_training(nb::module_& m) {
+    nb::class_<WordCounter>(m, "WordCounter", "Counts the words of lines as a pipeline makes them (word_counter.h).")
+        .def("__init__",
+             [](WordCounter* self, nb::object normalizer, nb::object pre_tokenizer, nb::object byte_chars) {
+                 std::array<char32_t, 256> chars{};
+                 if (!byte_chars.is_none()) {
+                     nb::list list = nb::borrow<nb::list>(byte_chars);
+                     if (list.size() != 256) throw nb::value_error("WordCounter: byte_chars must have 256 entries");
+                     for (size_t b = 0; b < 256; ++b) chars[b] = nb::cast<uint32_t>(list[b]);
+                 }
+                 new (self) WordCounter(counting_normalizer(normalizer), counting_pre_tokenizer(pre_tokenizer),
+                                        !byte_chars.is_none(), chars);
+             },
+             nb::arg("normalizer").none(), nb::arg("pre_tokenizer").none(), nb::arg("byte_chars").none())
+        .def("count", &count_lines, nb::arg("lines"),
+             "(word -> count, indices of the lines left to Python: a lone surrogate, a character the normalizer "
+             "leaves to Python).");
     m.def("learn_bpe_merges", &learn_bpe_merges, nb::arg("codes"), nb::arg("lengths"), nb::arg("counts"),
           nb::arg("first_id"), nb::arg("rest_id"), nb::arg("tokens"), nb::arg("vocab_size"),
           nb::arg("min_frequency"), nb::arg("prefix"), nb::arg("max_token_length"), nb::arg("progress").none(),

@@ -25,43 +25,52 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import chain, pairwise
 from operator import itemgetter
 
-from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, UNICODE_TO_BYTE
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, UNICODE_TO_BYTE, to_byte_level
 
 _NO_MERGE = 1 << 62
 _CONTINUATION = "".join(re.escape(BYTE_TO_UNICODE[b]) for b in range(0x80, 0xC0))
 _CHAR = re.compile(f".[{_CONTINUATION}]*", re.DOTALL)  # a UTF-8 lead byte and its continuation bytes
 _LEAD = re.compile("[" + "".join(re.escape(BYTE_TO_UNICODE[b]) for b in range(0xC0, 0x100)) + "]")
 _IDS, _SIZES = itemgetter(0), itemgetter(1)
+# str.translate table: a GPT-2 byte character -> chr(its byte); the other characters up to U+00FF -> U+FFFF,
+# so that only byte-level strings encode as latin-1
+_TO_LATIN1 = {c: 0xFFFF for c in range(0x100)} | {ord(ch): b for ch, b in UNICODE_TO_BYTE.items()}
 
 
 class CharMerges:
     """The pieces each character's bytes merge into on their own, for a byte-level merge table."""
 
-    def __init__(self, model_tokens: dict[int, str], ranks: dict[tuple[int, int], int], merged: list[int]):
+    def __init__(self, vocab: dict[str, int], ranks: dict[tuple[int, int], int], merged: list[int]):
         """Use `build`, which checks the table first."""
-        self._tokens, self._ranks, self._merged = model_tokens, ranks, merged
-        self._vocab = {t: i for i, t in model_tokens.items()}
-        # id -> [(rank, other part)] of the merges with it as left (0) / right (1) part
-        self._by_side: tuple[dict, dict] = ({}, {})
-        for (a, b), rank in sorted(ranks.items(), key=itemgetter(1)):
-            self._by_side[0].setdefault(a, []).append((rank, b))
-            self._by_side[1].setdefault(b, []).append((rank, a))
+        import numpy as np  # here: importing the tokenizer stays light (numpy costs ~12 MiB of RSS)
+
+        self._vocab, self._ranks, self._merged = vocab, ranks, merged
+        self._pairs = np.array(list(ranks), np.int64).reshape(-1, 2)  # (M, 2) left, right id of each merge
+        self._rank = np.fromiter(ranks.values(), np.int64, len(ranks))  # (M,)
+        self._tokens: dict[int, str] | None = None  # id -> token, made on first need
+        self._by_side: list[tuple[np.ndarray, ...]] | None = None  # see `_merges_of`
+        self._kinds: dict[int, int] = {}  # id -> its bytes' kind (`_kind`), as met
         self._misaligned: dict[tuple[int, int], list[int]] = {}  # (side, id) -> ranks, in order
         self._chars = _Chars(self._premerge)
 
     @classmethod
     def build(cls, vocab: dict[str, int], ranks: dict[tuple[int, int], int], merged: list[int]):
         """A `CharMerges` for this table, or None when a merge makes a token after another merge used it."""
-        used: set[int] = set()
-        for (a, b), rank in sorted(ranks.items(), key=itemgetter(1)):
-            if merged[rank] in used:
-                return None
-            used.update((a, b))
-        return cls({i: t for t, i in vocab.items()}, ranks, merged)
+        made = cls(vocab, ranks, merged)
+        return made if made._made_before_used() else None
+
+    def _made_before_used(self) -> bool:
+        import numpy as np
+
+        if not len(self._rank):
+            return True
+        first_use = np.full(max(int(self._pairs.max()), max(self._merged)) + 1, len(self._merged), np.int64)
+        np.minimum.at(first_use, self._pairs.ravel(), np.repeat(self._rank, 2))
+        return not (first_use[np.asarray(self._merged, np.int64)[self._rank]] < self._rank).any()
 
     def symbols(self, word: str) -> tuple[list[int], list[int]] | None:
         """The symbols `word` starts from: (ids, bytes each covers); None if a character is not in the vocab."""
@@ -107,13 +116,64 @@ class CharMerges:
         """Whether a misaligned merge with `id_` as left (side 0) or right (1) part has a rank in (low, high)."""
         ranks = self._misaligned.get((side, id_))
         if ranks is None:
+            kind, own = self._kind, self._kind(id_)
             ranks = self._misaligned[side, id_] = []
-            for rank, other in self._by_side[side].get(id_, ()):
-                left, right = (id_, other) if side == 0 else (other, id_)
-                if _misaligned(self._tokens[left], self._tokens[right]):
+            for rank, other in self._merges_of(side, id_):
+                if _misaligned(*((own, kind(other)) if side == 0 else (kind(other), own))):
                     ranks.append(rank)
         i = bisect_right(ranks, low)
         return i < len(ranks) and ranks[i] < high
+
+    def _merges_of(self, side: int, id_: int) -> zip:
+        """(rank, other part) of the merges with `id_` as left (side 0) or right (1) part, by rank."""
+        import numpy as np
+
+        if self._by_side is None:  # per side: the merges sorted by that part, then rank
+            self._by_side = []
+            for s in (0, 1):
+                order = np.lexsort((self._rank, self._pairs[:, s]))
+                self._by_side.append((self._pairs[order, s], self._pairs[order, 1 - s], self._rank[order]))
+        ids, others, ranks = self._by_side[side]
+        lo, hi = np.searchsorted(ids, [id_, id_ + 1]).tolist()
+        return zip(ranks[lo:hi].tolist(), others[lo:hi].tolist(), strict=True)
+
+    def _kind(self, id_: int) -> int:
+        """The `_kind` of a token's bytes, by id (remembered)."""
+        kind = self._kinds.get(id_)
+        if kind is None:
+            if self._tokens is None:
+                self._tokens = {i: t for t, i in self._vocab.items()}
+            kind = self._kinds[id_] = _kind(_to_bytes(self._tokens[id_]))
+        return kind
+
+
+def char_pieces(
+    vocab: dict[str, int], ranks: dict[tuple[int, int], int], merged: list[int]
+) -> list[tuple[int, list[int], list[int]]]:
+    """(UTF-8 bytes of a character as a little-endian int, ids, bytes each covers) for every character of the
+    vocabulary that its byte-level merges join on their own (fewer pieces than bytes), where `CharMerges`
+    proves that changes nothing; [] for a table it refuses. The compiled core starts long words from these."""
+    merges = CharMerges.build(vocab, ranks, merged)
+    if merges is None:
+        return []
+    out = []
+    for char in sorted(_vocab_chars(vocab)):
+        try:
+            ids, sizes = merges._premerge(to_byte_level(char))
+        except KeyError:  # a byte with no token
+            continue
+        if len(ids) < len(char.encode()):
+            out.append((int.from_bytes(char.encode(), "little"), list(ids), list(sizes)))
+    merges._chars = None  # its cache refers back to it: freed now, not at the next full garbage collection
+    return out
+
+
+def _vocab_chars(vocab: Iterable[str]) -> set[str]:
+    """The characters of more than one byte whose UTF-8 bytes all lie inside one byte-level token."""
+    latin = (token.translate(_TO_LATIN1) for token in vocab)  # byte i as chr(i); a non-byte above U+00FF
+    # joined by an ASCII character, which ends any partial UTF-8 sequence as a token's end would
+    data = "\n".join(s for s in latin if s.isascii() or max(s) <= "\xff").encode("latin-1")
+    return {c for c in set(data.decode("utf-8", "ignore")) if c >= "\x80"}
 
 
 def has_multibyte(word: str) -> bool:
@@ -124,8 +184,8 @@ def has_multibyte(word: str) -> bool:
 def _to_bytes(symbols: str) -> bytes | None:
     """The bytes byte-level `symbols` stand for; None if one is outside GPT-2's byte alphabet."""
     try:
-        return bytes(map(UNICODE_TO_BYTE.__getitem__, symbols))
-    except KeyError:
+        return symbols.translate(_TO_LATIN1).encode("latin-1")
+    except UnicodeEncodeError:
         return None
 
 
@@ -137,13 +197,26 @@ def _is_utf8(data: bytes | None) -> bool:
     return True
 
 
-def _misaligned(left: str, right: str) -> bool:
-    """Neither whole characters on both sides nor inside one character (or not byte-level at all)."""
-    x, y = _to_bytes(left), _to_bytes(right)
-    if x is None or y is None:
+# The kind of a token's bytes, for `_misaligned`, as flags: byte-level at all; whole characters; continuation
+# bytes after the first; continuation bytes only
+_BYTES, _WHOLE, _TAIL, _ALL = 1, 2, 4, 8
+
+
+def _kind(data: bytes | None) -> int:
+    if data is None:
+        return 0
+    tail = all(0x80 <= b < 0xC0 for b in data[1:])
+    every = all(0x80 <= b < 0xC0 for b in data[:1]) and tail
+    return _BYTES | _WHOLE * _is_utf8(data) | _TAIL * tail | _ALL * every
+
+
+def _misaligned(left: int, right: int) -> bool:
+    """Of two tokens' `_kind`s: neither whole characters on both sides nor inside one character (or not
+    byte-level at all)."""
+    if not left & right & _BYTES:
         return True
-    inside_one_char = all(0x80 <= b < 0xC0 for b in (x + y)[1:])
-    return not (inside_one_char or (_is_utf8(x) and _is_utf8(y)))
+    inside_one_char = left & _TAIL and right & _ALL
+    return not (inside_one_char or left & right & _WHOLE)
 
 
 class _Chars(dict):
