@@ -195,7 +195,9 @@ def train_from_counts(
 def _as_saved(model):
     """The trained model as its tokenizer.json reads back (so a trained and a loaded tokenizer are the same):
     Unigram's special ids are no part of the file."""
-    return Unigram.from_hf(model.to_hf()) if isinstance(model, Unigram) else model
+    if isinstance(model, Unigram):
+        return Unigram(model.pieces, unk_id=model.unk_id, byte_fallback=model.byte_fallback)
+    return model
 
 
 def _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, options):

@@ -23,6 +23,7 @@ The trainer lives in `trainer.py`.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable
@@ -89,11 +90,17 @@ class Unigram:
         hidden = self.special_ids | {unk_id} | set(self._byte_ids) - {None}
         matched = [i for i in range(len(pieces)) if i not in hidden]
         self._scores = [s for _, s in self.pieces]
-        self._prefixes = _prefix_table([self.pieces[i][0] for i in matched], matched)
+        self._matched = matched
         self._max_len = max((len(self.pieces[i][0]) for i in matched), default=0)
         self.unk_score = min((self._scores[i] for i in matched), default=0.0) - UNK_PENALTY
         self._cache: dict[str, tuple[Token, ...]] = {}
         self._cache_capacity = cache_capacity
+
+    @functools.cached_property
+    def _prefixes(self) -> dict[str, int]:
+        """`_prefix_table` of the matched pieces, made on first use (a tokenizer on the compiled core never
+        needs it, and it is the model's largest table)."""
+        return _prefix_table([self.pieces[i][0] for i in self._matched], self._matched)
 
     def tokenize(self, word: str) -> list[Token]:
         """The best (Viterbi) segmentation of one pre-tokenized word.

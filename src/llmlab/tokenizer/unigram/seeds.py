@@ -28,6 +28,7 @@ import numpy as np
 
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer import core
+from llmlab.tokenizer.word_table import WordTable, word_arrays
 
 MAX_CHUNK = 1024  # training cuts longer words into chunks of this many characters
 _HAN = ("CJK", "HIRAGANA", "KATAKANA")  # name prefixes of the scripts sentencepiece counts as Han
@@ -39,23 +40,20 @@ class Corpus:
     Node p of every lattice is position p of the array: word w runs from `start[w]` to `end[w]`, its separator.
     """
 
-    def __init__(self, word_counts: dict[str, int]):
-        merged: Counter[str] = Counter()
-        for word, count in word_counts.items():
-            for i in range(0, len(word) if count > 0 else 0, MAX_CHUNK):
-                merged[word[i : i + MAX_CHUNK]] += count
-        if not merged:
+    def __init__(self, word_counts: dict[str, int] | WordTable):
+        codes, lengths, count = _chunked(word_counts)
+        if not len(lengths):
             raise LlmlabError("Unigram trainer: no words to train on")
-        self.count = np.array(list(merged.values()), float)
-        self.text = "".join(w + " " for w in merged)  # the piece at node p of length n is text[p : p + n]
-        lengths = np.array([len(w) for w in merged])
+        self.count = count.astype(float)
         self.end = np.cumsum(lengths + 1) - 1
         self.start = self.end - lengths
-        self.word_of = np.repeat(
-            np.arange(len(lengths), dtype=np.int32), lengths + 1
-        )  # (T,) each node's word
-        self.codes = np.frombuffer(self.text.encode("utf-32-le"), np.int32).copy()  # code points fit 21 bits
-        self.codes[self.end] = -1
+        self.word_of = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths + 1)  # (T,) each node's word
+        letters = np.ones(len(self.word_of), bool)
+        letters[self.end] = False
+        self.codes = np.full(len(self.word_of), ord(" "), np.int32)  # code points fit 21 bits
+        self.codes[letters] = codes
+        self.text = self.codes.tobytes().decode("utf-32-le", "surrogatepass")  # the piece at node p of length
+        self.codes[self.end] = -1  # n is text[p : p + n]; each word ends in a separator (-1, ' ' in the text)
 
     def require(self, coverage: float, max_len: int) -> list[tuple[str, float]]:
         """Choose the required characters; set `char` (piece id of each node's character, -1 unknown) and `room`.
@@ -91,6 +89,19 @@ class Corpus:
         stop = np.where(grows, len(grows), np.arange(len(grows)))
         stop = np.minimum.accumulate(stop[::-1])[::-1]  # the first node at or after p that cannot grow
         return np.where(known, np.minimum(stop - np.arange(len(grows)) + 1, max_len), 0).astype(np.int32)
+
+
+def _chunked(word_counts: dict[str, int] | WordTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The words cut into chunks of MAX_CHUNK characters, equal chunks summed, words counted 0 dropped, as
+    (code points, lengths, counts) (`word_table.word_arrays`): a `WordTable` without long words as it is."""
+    table = word_counts if isinstance(word_counts, WordTable) else None
+    if table is not None and table.lengths.max(initial=0) <= MAX_CHUNK and (table.counts > 0).all():
+        return table.arrays()
+    merged: Counter[str] = Counter()
+    for word, count in word_counts.items():
+        for i in range(0, len(word) if count > 0 else 0, MAX_CHUNK):
+            merged[word[i : i + MAX_CHUNK]] += count
+    return word_arrays(merged)
 
 
 def _script(ch: str) -> str:

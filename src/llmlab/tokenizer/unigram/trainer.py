@@ -184,7 +184,8 @@ def _finalize(pieces, logp, alive, required: list[str], size: int, meta: set[str
     """The required characters, then the best pieces up to `size`, ordered by score (ties: by piece)."""
     # 12 significant digits: HF reads tokenizer.json floats with serde_json's fast parser, which can be one
     # unit in the last place off for 17-digit decimals, and two pieces that tie that closely would then swap
-    scores = {pieces[i]: float(f"{logp[i]:.12g}") for i in np.flatnonzero(alive)}
+    ids = np.flatnonzero(alive)
+    scores = {pieces[i]: float(f"{x:.12g}") for i, x in zip(ids.tolist(), logp[ids].tolist(), strict=True)}
     low = min(scores.values())
     missing = [c for c in required if c not in scores]  # EM dropped them: scored as sentencepiece does
     final = {c: low + 0.0001 * rank for rank, c in enumerate(missing)}
