@@ -163,6 +163,19 @@ def test_head_is_initialised_like_bert_and_leaves_the_encoder_output_alone():
     torch.testing.assert_close(out.logits, by_hand)
 
 
+def test_logits_at_gives_the_full_logits_at_those_positions_only():
+    torch.manual_seed(0)
+    model = Transformer(encoder_config()).eval()
+    perturb(model, 2)
+    ids, mask, _ = padded_batch()
+    chosen = torch.rand(ids.shape, generator=torch.Generator().manual_seed(1)) < 0.15  # (B, T)
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask).logits  # (B, T, V)
+        some = model(ids, attention_mask=mask, logits_at=chosen).logits  # (N, V)
+    assert some.shape == (int(chosen.sum()), full.shape[-1])
+    torch.testing.assert_close(some, full[chosen], rtol=0, atol=1e-6)
+
+
 def test_checkpoint_round_trip_keeps_the_head(tmp_path, tokenizer):
     model = random_mlm_encoder()
     save_model(tmp_path, model, tokenizer)

@@ -225,6 +225,7 @@ class Transformer(nn.Module):
         prefix_kv: list[tuple[Tensor, Tensor]] | None = None,
         cache: KVCache | None = None,
         output_hidden_states: bool = False,
+        logits_at: Tensor | None = None,
     ) -> TransformerOutput:
         """Run the model on T new tokens.
 
@@ -236,6 +237,8 @@ class Transformer(nn.Module):
                 prepended to that layer's keys/values; not rotated, not cached, seen by every query.
             cache: a KVCache; the tokens continue at position cache.length and are appended to it.
             output_hidden_states: also return the n_layers + 1 hidden states.
+            logits_at: (B, T) bool; the logits only at its True positions, (N, V) in row-major order
+                (masked-LM training scores ~15% of the tokens, so the head skips the rest).
 
         Returns:
             TransformerOutput with logits (B, T, V) (None without an LM head) and last_hidden_state (B, T, C).
@@ -262,10 +265,10 @@ class Transformer(nn.Module):
             hidden[-1] = x  # as HF: the last hidden state is taken after the final norm
         if cache is not None:
             cache.length += T
-        return TransformerOutput(self._logits(x), x, hidden, cache)
+        return TransformerOutput(self._logits(x if logits_at is None else x[logits_at]), x, hidden, cache)
 
     def _logits(self, x: Tensor) -> Tensor | None:
-        """(B, T, C) -> (B, T, V) through the LM head (after BERT's MLM transform); None without a head."""
+        """(..., C) -> (..., V) through the LM head (after BERT's MLM transform); None without a head."""
         if self.lm_head is None:
             return None
         return self.lm_head(x if self.mlm_transform is None else self.mlm_transform(x))

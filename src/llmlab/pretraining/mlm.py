@@ -116,12 +116,12 @@ def masked_loss(
         reduction: "mean" over the predicted positions, or "sum".
     """
     targets = torch.from_numpy(labels)  # (B, T)
+    chosen = targets != IGNORE_INDEX  # (B, T)
     with mp.autocast(precision, "cpu"):
-        logits = model(torch.from_numpy(inputs)).logits  # (B, T, V)
+        logits = model(torch.from_numpy(inputs), logits_at=chosen).logits  # (N, V): the chosen positions only
     if logits is None:
         raise LlmlabError("masked-LM pretraining needs a model with an LM head (tie_embeddings or mlm_head)")
-    chosen = targets != IGNORE_INDEX  # (B, T)
-    return F.cross_entropy(logits[chosen].float(), targets[chosen], reduction=reduction)
+    return F.cross_entropy(logits.float(), targets[chosen], reduction=reduction)
 
 
 @dataclass

@@ -5,6 +5,13 @@
 namespace llmlab {
 
 namespace {
+struct Buffers {  // each thread's buffers for `tokenize` and `merge`, kept between words (no allocation each)
+    std::vector<int32_t> ids, sizes;
+    std::vector<Token> spans;
+    std::vector<uint64_t> ranks;
+};
+thread_local Buffers buffers;
+
 BpeConfig settings_of(const BpeConfig& c) {  // the settings without the tables (the maps below hold those)
     BpeConfig s;
     s.unk_id = c.unk_id;
@@ -152,7 +159,8 @@ void Bpe::merge(std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const {
             ranks_.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b));
         return r ? *r : kNone;  // (rank << 32 | merged id): ordered by rank
     };
-    std::vector<uint64_t> ranks(ids.size() > 1 ? ids.size() - 1 : 0);
+    std::vector<uint64_t>& ranks = buffers.ranks;
+    ranks.assign(ids.size() > 1 ? ids.size() - 1 : 0, kNone);
     for (size_t i = 0; i + 1 < ids.size(); ++i) ranks[i] = rank_of(ids[i], ids[i + 1]);
     while (!ranks.empty()) {
         size_t best = 0;
@@ -177,10 +185,11 @@ bool Bpe::tokenize(View word, std::vector<Token>& out) const {
             return true;
         }
     }
-    std::vector<int32_t> ids;
-    ids.reserve(word.size());
+    std::vector<int32_t>& ids = buffers.ids;
+    std::vector<int32_t>& sizes = buffers.sizes;
+    ids.clear();
     if (word.size() >= 12 && !pieces_.empty()) {
-        std::vector<int32_t> sizes;
+        sizes.clear();
         if (premerged(word, ids, sizes)) {
             merge(ids, sizes);
             int32_t end = 0;
@@ -192,10 +201,10 @@ bool Bpe::tokenize(View word, std::vector<Token>& out) const {
         }
         ids.clear();
     }
-    std::vector<Token> spans;
-    spans.reserve(word.size());
+    std::vector<Token>& spans = buffers.spans;
+    spans.clear();
     if (!symbols(word, ids, spans)) return false;
-    std::vector<int32_t> sizes(ids.size(), 1);
+    sizes.assign(ids.size(), 1);
     merge(ids, sizes);
     size_t end = 0;
     for (size_t t = 0; t < ids.size(); ++t) {

@@ -140,7 +140,8 @@ bool Pipeline::split_word(View word, Workspace& ws, WordCache::Hit& hit) {
     View model_word = word;
     bool multibyte = false;
     if (byte_level) {
-        std::string bytes;
+        std::string& bytes = ws.bytes;
+        bytes.clear();
         for (char32_t c : word) append_utf8(bytes, c);
         ws.model_word.clear();
         for (unsigned char b : bytes) {

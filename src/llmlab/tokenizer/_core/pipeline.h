@@ -21,6 +21,7 @@ namespace llmlab {
 // Scratch buffers of one thread, and where its new word splits go.
 struct Workspace {
     Str normalized, full, model_word;
+    std::string bytes;
     std::vector<int32_t> align, begun;
     std::vector<Piece> raw_pieces, normalized_pieces;
     std::vector<Word> words;
