@@ -3,7 +3,8 @@
 Shape (GPT-2 small's recipe, scaled down): 6 layers, width 384, 6 heads, vocabulary 8k (a byte-level BPE
 trained on tiny_shakespeare), learned positions, tied embeddings, no dropout, batch 8 x 256, AdamW.
 Contenders: llmlab in fp32 and in bf16-mixed (what `llmlab pretrain --precision bf16-mixed` runs: float32
-weights, bfloat16 autocast, fused AdamW), and GPT2LMHeadModel in float32 and under
+weights, bfloat16 autocast, fused AdamW), llmlab-packed-bf16 (the same with attention kept inside 64-token
+documents, as `--documents line|file` packs them: what the document mask costs), and GPT2LMHeadModel in float32 and under
 `torch.autocast("cpu", torch.bfloat16)` (what `Trainer(bf16=True)` does), with the fused AdamW that
 `TrainingArguments` picks by default. All live in the same process, run the same batches on the same thread
 count, start from the same weights (ours copied into HF through `llmlab.model.hf_export`, so the first losses
@@ -48,7 +49,14 @@ import torch.nn.functional as F  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 SHAPE = dict(n_layers=6, d_model=384, n_heads=6, vocab=8000, batch=8, seq=256)
-CONTENDERS = ("llmlab-fp32", "llmlab-bf16", "transformers-fp32", "transformers-autocast")
+CONTENDERS = (
+    "llmlab-fp32",
+    "llmlab-bf16",
+    "llmlab-packed-bf16",
+    "transformers-fp32",
+    "transformers-autocast",
+)
+PACKED_DOCUMENT = 64  # llmlab-packed: windows of 64-token documents, attention kept inside each (a mask)
 _T0 = time.perf_counter()
 
 
@@ -165,15 +173,20 @@ def optimizer(model, name: str) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=3e-4, **options)
 
 
-def logits_of(model, x: torch.Tensor) -> torch.Tensor:
-    return model(x).logits if hasattr(model, "blocks") else model(input_ids=x).logits  # (B, T, V)
+def logits_of(model, x: torch.Tensor, name: str) -> torch.Tensor:
+    if not hasattr(model, "blocks"):
+        return model(input_ids=x).logits  # (B, T, V)
+    if "packed" not in name:
+        return model(x).logits
+    documents = (torch.arange(x.shape[1], device=x.device) // PACKED_DOCUMENT).expand_as(x)  # (B, T)
+    return model(x, document_ids=documents).logits
 
 
 def train_step(model, opt, x, y, name: str, device: str) -> float:
     from llmlab.model.precision import autocast
 
     with autocast(precision_of(name), device):
-        logits = logits_of(model, x)
+        logits = logits_of(model, x, name)
     loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
     loss.backward()
     opt.step()
@@ -207,7 +220,7 @@ def time_interleaved(models: dict, opts: dict, batches, warmup: int, steps: int,
 
 def _check_first_losses(losses: dict[str, float]) -> None:
     for precision, tolerance in (("fp32", 1e-3), ("bf16-mixed", 2e-2)):
-        same = [v for k, v in losses.items() if precision_of(k) == precision]
+        same = [v for k, v in losses.items() if precision_of(k) == precision and "packed" not in k]
         if same and max(same) - min(same) > tolerance:
             raise SystemExit(f"first losses differ: {losses}; the models are not the same function")
 

@@ -46,6 +46,13 @@ def pretrain(
         float,
         Opt(min=0, max=1, help="mlm: share of the tokens predicted (80% [MASK], 10% random, 10% kept)."),
     ] = 0.15,
+    documents: Annotated[
+        str,
+        Opt(
+            help="causal: 'none' lets windows cross documents (nanoGPT); 'file' or 'line' makes each file or "
+            "line a document ending in <|endoftext|> and keeps attention inside it (packed windows)."
+        ),
+    ] = "none",
     model_config: Annotated[
         Path | None,
         Opt(
@@ -114,6 +121,7 @@ def pretrain(
         whole_word_masking=whole_word_masking,
         segmenter=segmenter,
         mask_prob=mask_prob,
+        documents=documents,
     )
     check_output(
         output, [*train, *valid, tokenizer, *([model_config] if model_config else [])], kind="folder"

@@ -63,7 +63,13 @@ class AttentionContext:
 
 
 def build_mask(
-    q_pos: Tensor, k_pos: Tensor, n_prefix: int, key_mask: Tensor | None, causal: bool, dtype: torch.dtype
+    q_pos: Tensor,
+    k_pos: Tensor,
+    n_prefix: int,
+    key_mask: Tensor | None,
+    causal: bool,
+    dtype: torch.dtype,
+    documents: Tensor | None = None,
 ) -> Tensor | None:
     """The additive attention mask (B|1, 1, T, P + S), or None when every query sees every key.
 
@@ -73,17 +79,28 @@ def build_mask(
         key_mask: (B, S) 1 keep / 0 padding, or None.
         causal: hide future keys.
         dtype: the dtype of the scores.
+        documents: (B, T) document ids of queries and keys (T = S, no cache): a query sees its document only.
     """
     keep = (k_pos[None, :] <= q_pos[:, None])[None, None] if causal else None  # (1, 1, T, S)
-    if key_mask is not None:
-        padding = key_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
-        keep = padding if keep is None else keep & padding
+    for part in _padding(key_mask), _same_document(documents):
+        if part is not None:
+            keep = part if keep is None else keep & part
     if keep is None:
         return None
     if n_prefix:
         prefix = keep.new_ones(*keep.shape[:-1], n_prefix)  # (B|1, 1, T|1, P)
         keep = torch.cat([prefix, keep.expand(*prefix.shape[:-1], -1)], dim=-1)
     return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+def _padding(key_mask: Tensor | None) -> Tensor | None:
+    return None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
+
+
+def _same_document(documents: Tensor | None) -> Tensor | None:
+    return (
+        None if documents is None else (documents[:, :, None] == documents[:, None, :])[:, None]
+    )  # (B,1,T,T)
 
 
 class Attention(nn.Module):
@@ -226,6 +243,7 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         output_hidden_states: bool = False,
         logits_at: Tensor | None = None,
+        document_ids: Tensor | None = None,
     ) -> TransformerOutput:
         """Run the model on T new tokens.
 
@@ -239,6 +257,8 @@ class Transformer(nn.Module):
             output_hidden_states: also return the n_layers + 1 hidden states.
             logits_at: (B, T) bool; the logits only at its True positions, (N, V) in row-major order
                 (masked-LM training scores ~15% of the tokens, so the head skips the rest).
+            document_ids: (B, T) ints; a token attends only to tokens of its own document (packed
+                training windows; no cache, no prefix). Positions are not reset at a document start.
 
         Returns:
             TransformerOutput with logits (B, T, V) (None without an LM head) and last_hidden_state (B, T, C).
@@ -250,7 +270,7 @@ class Transformer(nn.Module):
         B, T, _ = x.shape
         past = 0 if cache is None else cache.length
         self.pos.check_length(past + T)
-        ctx = self._context(x, past, attention_mask, prefix_kv, cache)
+        ctx = self._context(x, past, attention_mask, prefix_kv, cache, document_ids)
         x = self.pos.embed(x, ctx.q_pos)
         x = self.drop(x if self.emb_norm is None else self.emb_norm(x))
         hidden = [x] if output_hidden_states else None
@@ -287,8 +307,12 @@ class Transformer(nn.Module):
             x = x + self.type_emb(token_type_ids)
         return x
 
-    def _context(self, x: Tensor, past: int, attention_mask, prefix_kv, cache) -> AttentionContext:
+    def _context(self, x: Tensor, past: int, attention_mask, prefix_kv, cache, documents) -> AttentionContext:
         B, T, _ = x.shape
+        if documents is not None and (cache is not None or prefix_kv is not None):
+            raise LlmlabError("Transformer.forward: document_ids work without a cache and without prefix_kv")
+        if documents is not None and tuple(documents.shape) != (B, T):
+            raise LlmlabError(f"document_ids has shape {tuple(documents.shape)}; expected {(B, T)}")
         if attention_mask is not None and tuple(attention_mask.shape) != (B, T):
             raise LlmlabError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected {(B, T)}")
         if prefix_kv is not None and len(prefix_kv) != self.config.n_layers:
@@ -302,8 +326,8 @@ class Transformer(nn.Module):
         q_pos = torch.arange(past, past + T, device=x.device)
         k_pos = torch.arange(past + T, device=x.device)
         causal = self.config.causal
-        mask = build_mask(q_pos, k_pos, n_prefix, key_mask, causal, x.dtype)
-        plain_causal = causal and key_mask is None and past == 0 and n_prefix == 0
+        mask = build_mask(q_pos, k_pos, n_prefix, key_mask, causal, x.dtype, documents)
+        plain_causal = causal and key_mask is None and past == 0 and n_prefix == 0 and documents is None
         return AttentionContext(q_pos, k_pos, mask, plain_causal)
 
     def num_parameters(self, trainable_only: bool = False) -> int:

@@ -4,7 +4,9 @@ The model is described by `model`, a dict of ModelConfig fields laid over the ob
 (`objective="causal"`) or, for `objective="mlm"`, BERT's encoder (`BERT_SHAPE`, the settings of HF
 `BertConfig` / `BertForMaskedLM`: post-LN, embedding LayerNorm, learned positions, two token types, the MLM
 head tied to the embeddings). Settings that belong to one objective only (mask_prob, whole_word_masking,
-segmenter) are refused with the other, as is a causal model under mlm or an encoder under causal.
+segmenter; documents) are refused with the other, as is a causal model under mlm or an encoder under causal.
+`documents` packs documents into the causal windows with attention kept inside each one (Llama 3's
+pretraining does so): "file" (each file a document) or "line" (each line one, e.g. a poem per line).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from llmlab.errors import LlmlabError
 from llmlab.model import precision as mp
 from llmlab.model.config import ModelConfig
-from llmlab.pretraining.objectives import OBJECTIVES
+from llmlab.pretraining.objectives import DOCUMENTS, OBJECTIVES
 from llmlab.pretraining.words import SEGMENTERS, load_segmenter
 
 RESUME_MAY_CHANGE = {
@@ -75,6 +77,9 @@ class PretrainConfig:
     mask_prob: float = 0.15  # mlm: share of the tokens predicted (80% [MASK], 10% random, 10% kept)
     whole_word_masking: bool = False  # mlm: mask whole words (words.py) instead of single tokens
     segmenter: str = "tokenizer"  # whole-word masking: the words of "tokenizer" or "jieba"
+    documents: str = (
+        "none"  # causal: "none" (windows cross documents), "file" or "line" (attention per document)
+    )
 
     def __post_init__(self) -> None:
         self.train_files = [Path(p) for p in self.train_files]
@@ -125,10 +130,14 @@ class PretrainConfig:
             return f"unknown segmenter {self.segmenter!r}; choose one of: {', '.join(SEGMENTERS)}"
         if not isinstance(self.whole_word_masking, bool):
             return f"whole_word_masking={self.whole_word_masking!r} must be true or false"
+        if self.documents not in DOCUMENTS:
+            return f"unknown documents {self.documents!r}; choose one of: {', '.join(DOCUMENTS)}"
         if self.objective == "causal":
             if self.whole_word_masking or self.segmenter != "tokenizer" or self.mask_prob != 0.15:
                 return "whole_word_masking, segmenter and mask_prob belong to objective mlm"
             return None
+        if self.documents != "none":
+            return "documents (attention kept inside each document) belongs to objective causal"
         if not isinstance(self.mask_prob, float) or not 0 < self.mask_prob < 1:
             return f"mask_prob={self.mask_prob!r} must be a number in (0, 1)"
         if self.context_length < 3:

@@ -26,6 +26,7 @@ from llmlab.progress import progress_bar
 from llmlab.tokenizer.pipeline import Encoding, Tokenizer
 
 METRICS_FILE = "metrics.jsonl"
+EOS = "<|endoftext|>"  # ends each file (and, with line_documents, each line) in the token array
 _LINES_PER_CHUNK = 5000  # lines encoded per batch: streams the files, keeps the progress bar moving
 
 
@@ -38,11 +39,25 @@ def random_windows(
     return windows[:, :-1], windows[:, 1:]
 
 
+def document_ids(inputs: torch.Tensor, eos: int) -> torch.Tensor:
+    """(B, T) -> (B, T): the index of each token's document inside its window; an end-of-text token
+    belongs to the document it ends (packed windows: `Transformer(..., document_ids=)` keeps attention
+    inside a document, as in Llama 3's pretraining)."""
+    ends = inputs == eos
+    return ends.cumsum(dim=1) - ends.long()
+
+
 @torch.no_grad()
 def evaluate_loss(
-    model: Transformer, tokens: np.ndarray, context: int, max_tokens: int, batch: int = 16
+    model: Transformer,
+    tokens: np.ndarray,
+    context: int,
+    max_tokens: int,
+    batch: int = 16,
+    eos: int | None = None,
 ) -> float:
-    """Mean next-token loss over non-overlapping windows of `context` tokens covering tokens[:max_tokens].
+    """Mean next-token loss over non-overlapping windows of `context` tokens covering tokens[:max_tokens];
+    with `eos`, attention stays inside the documents it ends (`document_ids`).
 
     Raises:
         LlmlabError: `context` is longer than a learned position table (from the model).
@@ -56,7 +71,8 @@ def evaluate_loss(
     total = 0.0
     model.eval()
     for i in range(0, len(inputs), batch):
-        logits = model(inputs[i : i + batch]).logits  # (b, T, V)
+        x = inputs[i : i + batch]  # (b, T)
+        logits = model(x, document_ids=None if eos is None else document_ids(x, eos)).logits  # (b, T, V)
         total += F.cross_entropy(
             logits.flatten(0, 1).float(), targets[i : i + batch].flatten(), reduction="sum"
         ).item()
@@ -65,25 +81,35 @@ def evaluate_loss(
 
 
 def token_array(
-    files: list[Path], tokenizer: Tokenizer, cache_dir: Path, progress: bool = False, errors: str = "strict"
+    files: list[Path],
+    tokenizer: Tokenizer,
+    cache_dir: Path,
+    progress: bool = False,
+    errors: str = "strict",
+    line_documents: bool = False,
 ) -> np.ndarray:
     """The files tokenized line by line (newlines kept) into one flat array, cached as tokens-<key>.npy.
 
-    The key covers the tokenizer fingerprint, `errors` (invalid UTF-8: "strict" or "replace") and each
-    file's path, size and modification time. Files are separated by <|endoftext|> when the tokenizer has
-    it. A corrupt cache file is rebuilt.
+    The key covers the tokenizer fingerprint, `errors` (invalid UTF-8: "strict" or "replace"),
+    `line_documents` and each file's path, size and modification time. Files are separated by <|endoftext|>
+    when the tokenizer has it; with `line_documents`, every line ends with one too (each line a document,
+    e.g. one poem per line). A corrupt cache file is rebuilt.
     """
-    path = cache_path("tokens", files, tokenizer, cache_dir, errors)
+    extra = {"documents": "line"} if line_documents else {}
+    path = cache_path("tokens", files, tokenizer, cache_dir, errors, **extra)
     cached = load_cached(path)
     if cached is not None:
         return cached
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
-    eos = tokenizer.token_to_id("<|endoftext|>")
+    eos = tokenizer.token_to_id(EOS)
+    if line_documents and eos is None:
+        raise LlmlabError(f"{files[0]}: one document per line needs the tokenizer's {EOS} token; it has none")
     parts: list[np.ndarray] = []
     for file in files:
         for _, encs in encoded_chunks(file, tokenizer, progress, errors):
-            parts.extend(np.asarray(e.ids, dtype=dtype) for e in encs)
-        if eos is not None:
+            for e in encs:
+                parts.append(np.asarray(e.ids + [eos] if line_documents else e.ids, dtype=dtype))
+        if eos is not None and not line_documents:
             parts.append(np.asarray([eos], dtype=dtype))
     tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
     save_cached(path, tokens)

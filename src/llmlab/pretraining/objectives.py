@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from llmlab.errors import LlmlabError
 from llmlab.model import precision as mp
 from llmlab.model.transformer import Transformer
-from llmlab.pretraining.data import evaluate_loss, random_windows, token_array
+from llmlab.pretraining.data import EOS, document_ids, evaluate_loss, random_windows, token_array
 from llmlab.pretraining.mlm import MaskedObjective, mlm_tokens
 from llmlab.pretraining.words import word_start_array
 from llmlab.tokenizer.pipeline import Tokenizer
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from llmlab.pretraining.config import PretrainConfig
 
 OBJECTIVES = ("causal", "mlm")
+DOCUMENTS = ("none", "file", "line")  # causal windows: cross documents freely, or attend per file / line
 
 
 class Objective(Protocol):
@@ -47,16 +48,18 @@ class CausalObjective:
     batch_size: int
     eval_tokens: int
     precision: str
+    eos: int | None = None  # set: attention stays inside the documents this token ends
 
     def loss(self, model: Transformer, rng: np.random.Generator) -> torch.Tensor:
         x, y = random_windows(self.train, self.batch_size, self.context, rng)  # (B, T) each
+        documents = None if self.eos is None else document_ids(x, self.eos)  # (B, T)
         with mp.autocast(self.precision, "cpu"):
-            logits = model(x).logits  # (B, T, V)
+            logits = model(x, document_ids=documents).logits  # (B, T, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # softmax statistics in float32
 
     def evaluate(self, model: Transformer) -> float:
         with mp.autocast(self.precision, "cpu"):
-            return evaluate_loss(model, self.valid, self.context, self.eval_tokens)
+            return evaluate_loss(model, self.valid, self.context, self.eval_tokens, eos=self.eos)
 
 
 def build_objective(config: PretrainConfig, tokenizer: Tokenizer, progress: bool) -> Objective:
@@ -66,15 +69,23 @@ def build_objective(config: PretrainConfig, tokenizer: Tokenizer, progress: bool
         LlmlabError: a tokenizer without the tokens MLM needs, a missing segmenter, too little text.
     """
     specials = mlm_tokens(tokenizer, str(config.tokenizer)) if config.objective == "mlm" else None
+    eos = _document_end(config, tokenizer)
     cache = config.token_cache_dir or config.output_dir
     arrays = {}
     for role, files in [("train", config.train_files), ("valid", config.valid_files)]:
-        arrays[role] = token_array(files, tokenizer, cache, progress, config.text_errors)
+        line_documents = config.documents == "line"
+        arrays[role] = token_array(files, tokenizer, cache, progress, config.text_errors, line_documents)
         _check_enough(arrays[role], role, files, config, tokenizer)
     train, valid = arrays["train"], arrays["valid"]
     if specials is None:
         return CausalObjective(
-            train, valid, config.context_length, config.batch_size, config.eval_tokens, config.precision
+            train,
+            valid,
+            config.context_length,
+            config.batch_size,
+            config.eval_tokens,
+            config.precision,
+            eos,
         )
     starts = {"train": None, "valid": None}
     if config.whole_word_masking:
@@ -96,6 +107,18 @@ def build_objective(config: PretrainConfig, tokenizer: Tokenizer, progress: bool
         config.precision,
         config.seed,
     )
+
+
+def _document_end(config: PretrainConfig, tokenizer: Tokenizer) -> int | None:
+    """The end-of-text id that splits windows into documents, or None when attention crosses them."""
+    if config.documents == "none":
+        return None
+    eos = tokenizer.token_to_id(EOS)
+    if eos is None:
+        raise LlmlabError(
+            f"{config.tokenizer}: documents={config.documents!r} needs an {EOS} token; it has none"
+        )
+    return eos
 
 
 def _check_enough(tokens: np.ndarray, role: str, files, config: PretrainConfig, tokenizer: Tokenizer) -> None:
