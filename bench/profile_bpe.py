@@ -4,7 +4,7 @@ Times are CPU seconds of this process (`time.process_time`, steadier than wall t
 best of `--repeats` runs, measured in alternation (ours, HF, ours, HF, ...).
 
 1. Training on a corpus, GPT-2 style (ByteLevel words, all 256 bytes in the alphabet, "<|endoftext|>"):
-   - ours: counting words (llmlab's ByteLevel pre-tokenizer + Counter) and `train_bpe` on the counts;
+   - ours: counting words (`count_words`, compiled where the core is built) and `train_bpe` on the counts;
    - HF: `BpeTrainer` on the file; its counting alone is estimated by a run that stops at the alphabet, so
      "HF merges" is HF's merge loop alone.
 2. Encoding every pre-tokenized word of the corpus with the trained model (cache starting empty, as in use):
@@ -24,7 +24,6 @@ import os
 import pstats
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 # bench/tokenizers.py would shadow HF's package: keep this folder off the import path
@@ -34,7 +33,9 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 from llmlab.tokenizer.bpe.model import BPE  # noqa: E402
 from llmlab.tokenizer.bpe.trainer import train_bpe  # noqa: E402
+from llmlab.tokenizer.counting import count_words  # noqa: E402
 from llmlab.tokenizer.pretokenize import ByteLevel  # noqa: E402
+from llmlab.tokenizer.word_table import WordTable  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -53,12 +54,8 @@ def cpu(fn, repeats: int) -> tuple[float, object]:
     return best, result
 
 
-def count_ours(lines: list[str]) -> Counter:
-    split = ByteLevel().split
-    counts: Counter = Counter()
-    for line in lines:
-        counts.update(piece for piece, _, _ in split(line))
-    return counts
+def count_ours(lines: list[str]) -> WordTable:
+    return count_words(lines, None, ByteLevel(), workers=1)
 
 
 def train_hf(path: Path, vocab_size: int) -> Tokenizer:

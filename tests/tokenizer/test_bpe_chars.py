@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmlab.tokenizer.bpe.chars import CharMerges
+from llmlab.tokenizer.bpe.chars import CharMerges, _vocab_chars, char_pieces
 from llmlab.tokenizer.bpe.model import BPE
-from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, to_byte_level
+from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE, UNICODE_TO_BYTE, to_byte_level
 from llmlab.tokenizer.pretokenize import ByteLevel
 
 hf = pytest.importorskip("tokenizers")
@@ -91,3 +91,32 @@ def test_a_table_that_uses_a_token_before_making_it_is_refused():
     words = ["abcd" * 4, "abababcdcd" * 2, "dcba" * 5]
     assert [model.tokenize(w) for w in words] == [plain_tokens(model, w) for w in words]
     assert [model.tokenize(w) for w in words] == hf_tokens(model, words)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(BYTES, max_size=8), st.text(max_size=4)), max_size=30))
+def test_vocab_chars_are_the_characters_whole_inside_one_byte_level_token(tokens):
+    """`_vocab_chars` (one pass over the joined vocabulary) = token by token: the multi-byte characters that
+    a byte-level token holds whole; a token with a character outside the byte alphabet holds none."""
+
+    def naive(token: str) -> set[str]:
+        if not all(c in UNICODE_TO_BYTE for c in token):
+            return set()
+        text = bytes(UNICODE_TO_BYTE[c] for c in token).decode("utf-8", "ignore")
+        return {c for c in text if len(c.encode()) > 1}
+
+    tokens += [to_byte_level("中文"), to_byte_level("é")[:1]]
+    assert _vocab_chars(tokens) == set().union(*map(naive, tokens))
+
+
+def test_char_pieces_are_each_characters_own_merges(chinese):
+    """`char_pieces`, what the compiled core starts long words from: every listed character's pieces are the
+    ones the Python model starts from, and they are fewer than its bytes."""
+    model, _ = chinese
+    pieces = char_pieces(model.vocab, model._ranks, model._merged)
+    assert len(pieces) > 500
+    merges = CharMerges.build(model.vocab, model._ranks, model._merged)
+    for key, ids, sizes in pieces:
+        char = key.to_bytes(4, "little").rstrip(b"\0").decode()
+        assert merges.symbols(to_byte_level(char)) == (ids, sizes)
+        assert len(ids) < len(char.encode()) == sum(sizes)

@@ -64,3 +64,36 @@ def study_context(
         results = run_context_study(output, quick=quick, progress=not quiet, threads=threads)
     print(format_tables(results))
     print(f"wall time {results['wall_seconds'] / 60:.1f} min; report: {output / 'report.html'}")
+
+
+@app.command("chinese")
+def study_chinese(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for chinese.json, report.html and every run.")
+    ],
+    quick: Annotated[
+        bool, typer.Option(help="Tiny sizes (under two minutes) instead of the full study.")
+    ] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="The shared data folder (default: ../shared/data).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes running the study's jobs (one thread each).")
+    ] = 2,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Which tokenizer serves Chinese best: WordPiece, byte-level BPE and Unigram at two sizes, each with a
+    masked-LM pretrained encoder fine-tuned (full, LoRA) on ChnSentiCorp and online_shopping, beside
+    all-MiniLM-L6-v2 and the TF-IDF baseline. Finished jobs are kept in the folder: rerun to continue."""
+    from llmlab.studies.chinese.report import format_tables
+    from llmlab.studies.chinese.run import run_chinese_study
+
+    if data is not None:
+        check_input(data, "folder", "--data")
+    check_output(output, [data], kind="folder")
+    results = run_chinese_study(
+        output, data, quick=quick, progress=not quiet, workers=workers, precision=precision
+    )  # no undo_on_failure: the finished jobs stay, and a rerun continues from them
+    print(format_tables(results))
+    print(f"wall time {results['wall_seconds'] / 60:.1f} min; report: {output / 'report.html'}")

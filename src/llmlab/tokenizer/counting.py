@@ -6,12 +6,17 @@ dict (tested with hypothesis against `collections.Counter`, under a memory limit
 and merge passes), whatever the limit, the number of workers or the order of the chunks.
 
 - Lines are counted in chunks of about CHUNK_CHARS characters: normalized, pre-tokenized (`raw_words`),
-  counted, and each distinct word mapped once (`map_word`: byte-level BPE's printable bytes). With workers > 1
-  the chunks go to forked processes, at most 2 x workers in flight, so the reader never runs ahead of them
-  (`multiprocessing.Pool.imap` would queue the whole corpus).
+  counted, and each distinct word mapped once (`map_word`: byte-level BPE's printable bytes): `count_chunk`,
+  the reference. With workers > 1 the chunks go to forked processes, at most 2 x workers in flight, so the
+  reader never runs ahead of them (`multiprocessing.Pool.imap` would queue the whole corpus).
 - The table is a dict of word -> Python int (exact at any size; 64-bit in the files). Its memory is estimated
   as the dict itself + each word's `sys.getsizeof` + 40 bytes per word for its count and the sort; before it
   would pass `max_memory` it is written, sorted, as a run (a count file, `countfile.py`) in a temporary folder.
+- Compiled (`_core/word_counter.h`, where the core is built and has the pipeline's stages: the trainers'
+  three do): the same counts (tested on real corpora and random text), five to thirty times faster. On one
+  worker the words stay in the compiled table (64-bit counts, its own memory in `nbytes`), which spills as the
+  dict does and hands the trainers their `WordTable` directly; workers count each chunk on it. A line it
+  cannot take (a lone surrogate, a character the Python normalizer handles itself) is counted in Python.
 - At the end the runs and the table are merged, FAN_IN runs at a time (more runs take extra passes); runs
   are written in blocks of RUN_BLOCK_WORDS words, so a merge holds at most FAN_IN small blocks.
 `max_memory` bounds the table; the chunks in flight get CHUNK_MEMORY each on top, so the workable minimum is
@@ -30,16 +35,18 @@ import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LlmlabError
-from llmlab.progress import ProgressFn
 from llmlab.tokenizer import core
 from llmlab.tokenizer.byte_level import BYTE_TO_UNICODE
 from llmlab.tokenizer.countfile import MAX_COUNT, CountFile, write_counts, write_stream
 from llmlab.tokenizer.normalize import Normalizer
 from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer
 from llmlab.tokenizer.word_table import WordTable, merge_sorted
+
+if TYPE_CHECKING:  # (llmlab.progress imports rich: not needed to train)
+    from llmlab.progress import ProgressFn
 
 CHUNK_CHARS = 1 << 19
 CHUNK_MEMORY = 16 << 20  # a chunk's lines and counts, in a worker and on their way back
@@ -79,17 +86,25 @@ def pipeline_of(normalizer: Normalizer | None, pretokenizer: PreTokenizer) -> di
 
 
 class SpillingCounter:
-    """A word -> count table that spills sorted runs to disk past `max_memory` bytes; `items` merges all."""
+    """A word -> count table that spills sorted runs to disk past `max_memory` bytes; `items` merges all.
 
-    def __init__(self, max_memory: int, pipeline: dict[str, Any], spill_dir=None, fan_in: int = FAN_IN):
+    With `compiled` (a `core_counter`), lines are counted into that compiled table (`add_lines`), which spills
+    with the dict; the dict then only holds the lines the core leaves to Python.
+    """
+
+    def __init__(
+        self, max_memory: int, pipeline: dict[str, Any], spill_dir=None, fan_in: int = FAN_IN, compiled=None
+    ):
         """Args: max_memory: bytes the table may take (estimated); pipeline: what made the words (written in
-        the runs); spill_dir: where the temporary runs go; fan_in: runs merged at once (at least 2)."""
+        the runs); spill_dir: where the temporary runs go; fan_in: runs merged at once (at least 2);
+        compiled: a compiled table for `add_lines`."""
         if max_memory <= 0 or fan_in < 2:
             raise LlmlabError(
                 f"max_memory must be positive and fan_in at least 2, not {max_memory}, {fan_in}"
             )
         self.max_memory, self.pipeline, self.fan_in = max_memory, pipeline, fan_in
         self.table: dict[str, int] = {}
+        self.compiled = compiled
         self.key_bytes = 0
         self.runs: list[Path] = []
         self.folder = Path(tempfile.mkdtemp(prefix="llmlab-counts-", dir=spill_dir))
@@ -98,8 +113,14 @@ class SpillingCounter:
 
     @property
     def nbytes(self) -> int:
-        """The estimated memory of the table."""
-        return sys.getsizeof(self.table) + self.key_bytes + _PER_WORD * len(self.table)
+        """The estimated memory of the table (the compiled one's included)."""
+        own = sys.getsizeof(self.table) + self.key_bytes + _PER_WORD * len(self.table)
+        return own + (self.compiled.nbytes if self.compiled is not None else 0)
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing was counted (or everything was taken out by `items`)."""
+        return not (self.table or self.runs or (self.compiled is not None and len(self.compiled)))
 
     def add(self, counts: Mapping[str, int]) -> None:
         """Add `counts` (word -> count); spill the table first if the new words would take it past the limit."""
@@ -118,14 +139,30 @@ class SpillingCounter:
         if self.nbytes > self.max_memory:  # one chunk alone is over the limit
             self.spill()
 
+    def add_lines(self, lines: list[str], normalizer: Normalizer | None, pretokenizer: PreTokenizer) -> None:
+        """Count `lines` into the compiled table (those it leaves to Python through `add`); spill past the
+        limit."""
+        skipped = self.compiled.add(lines)
+        if skipped:
+            self.add(count_chunk([lines[i] for i in skipped], normalizer, pretokenizer))
+        if self.nbytes > self.max_memory:
+            self.spill()
+
     def spill(self) -> None:
         """Write the table, sorted, as a run and empty it."""
-        if not self.table:
-            return
-        table = self.table
-        self._write_run((w, table[w]) for w in sorted(table))
-        self.table, self.key_bytes = {}, 0
-        self.spills += 1
+        if self.table or (self.compiled is not None and len(self.compiled)):
+            self._write_run(self._in_memory())
+            self.spills += 1
+
+    def _in_memory(self) -> Iterable[tuple[str, int]]:
+        """The words in memory (the dict's and the compiled table's), ascending; empties both."""
+        table, self.table, self.key_bytes = self.table, {}, 0
+        if table and max(table.values()) > MAX_COUNT:
+            raise LlmlabError(f"a word's count passes 2^63 - 1 ({max(table.values())})")
+        streams: list[Iterable[tuple[str, int]]] = [((w, table[w]) for w in sorted(table))] if table else []
+        if self.compiled is not None and len(self.compiled):
+            streams.append(WordTable(*self.compiled.drain()).items())
+        return streams[0] if len(streams) == 1 else merge_sorted(streams)
 
     def _write_run(self, items: Iterable[tuple[str, int]]) -> None:
         path = self.folder / f"run-{self.made:06d}.counts"
@@ -135,24 +172,27 @@ class SpillingCounter:
         self.runs.append(path)
 
     def items(self) -> Iterator[tuple[str, int]]:
-        """Every word and its total count, ascending by word (runs merged, FAN_IN at a time)."""
-        while len(self.runs) + bool(self.table) > self.fan_in:  # a merge pass: the oldest runs become one
+        """Every word and its total count, ascending by word (runs merged, FAN_IN at a time); takes the
+        words out of memory."""
+        while len(self.runs) + (not self.empty) > self.fan_in:  # a merge pass: the oldest runs become one
             group, self.runs = self.runs[: self.fan_in], self.runs[self.fan_in :]
             with contextlib.ExitStack() as stack:
                 files = [stack.enter_context(CountFile(p)) for p in group]
                 self._write_run(merge_sorted(f.items() for f in files))
             for p in group:
                 p.unlink()
-        table = self.table
-        if not self.runs:  # nothing spilled: the table alone (each word once, so nothing to sum)
-            if table and max(table.values()) > MAX_COUNT:
-                raise LlmlabError(f"a word's count passes 2^63 - 1 ({max(table.values())})")
-            yield from sorted(table.items())
+        if not self.runs:  # nothing spilled: the table alone
+            yield from self._in_memory()
             return
         with contextlib.ExitStack() as stack:
             files = [stack.enter_context(CountFile(p)) for p in self.runs]
-            in_memory = ((w, table[w]) for w in sorted(table))
-            yield from merge_sorted([*(f.items() for f in files), in_memory])
+            yield from merge_sorted([*(f.items() for f in files), self._in_memory()])
+
+    def word_table(self) -> WordTable:
+        """`items` as a `WordTable` (straight from the compiled table when it holds every word)."""
+        if not self.runs and not self.table and self.compiled is not None:
+            return WordTable(*self.compiled.drain())
+        return WordTable.from_items(self.items())
 
     def close(self) -> None:
         """Remove the temporary runs."""
@@ -229,10 +269,10 @@ def _chunk_counts(
 ) -> Iterator[Mapping[str, int]]:
     """`count_chunk` of each chunk (on the core where it can), in order, on `workers` forked processes with
     2 x workers in flight."""
-    counter = core_counter(normalizer, pretokenizer)
     if workers == 1:
-        yield from (_count_on(counter, chunk, normalizer, pretokenizer) for chunk in chunks)
+        yield from (count_chunk(chunk, normalizer, pretokenizer) for chunk in chunks)
         return
+    counter = core_counter(normalizer, pretokenizer)
     # forked workers inherit the counter through the initializer's arguments (fork pickles nothing)
     pool = multiprocessing.get_context("fork").Pool(workers, _WORKER_COUNTER.__setitem__, (0, counter))
     pending: deque = deque()
@@ -278,9 +318,15 @@ def counted(
             f"bytes for {workers} worker(s) (a table of {MIN_TABLE >> 20} MiB + {CHUNK_MEMORY >> 20} MiB per chunk in flight)"
         )
     reserve = minimum_memory(workers) - MIN_TABLE
-    with SpillingCounter(max_memory - reserve, pipeline_of(normalizer, pretokenizer), spill_dir) as counter:
-        for counts in _chunk_counts(_chunks(lines, progress), normalizer, pretokenizer, workers):
-            counter.add(counts)
+    compiled = core_counter(normalizer, pretokenizer) if workers == 1 else None
+    pipeline = pipeline_of(normalizer, pretokenizer)
+    with SpillingCounter(max_memory - reserve, pipeline, spill_dir, compiled=compiled) as counter:
+        if compiled is not None:
+            for chunk in _chunks(lines, progress):
+                counter.add_lines(chunk, normalizer, pretokenizer)
+        else:
+            for counts in _chunk_counts(_chunks(lines, progress), normalizer, pretokenizer, workers):
+                counter.add(counts)
         yield counter
 
 
@@ -294,7 +340,7 @@ def count_words(
 ) -> WordTable:
     """Count the words of `lines` (see `counted`) into a `WordTable`, ascending by word."""
     with counted(lines, normalizer, pretokenizer, workers, max_memory, progress) as counter:
-        return WordTable.from_items(counter.items())
+        return counter.word_table()
 
 
 def count_to_file(
@@ -312,6 +358,6 @@ def count_to_file(
         LlmlabError: as `counted`; the corpus has no words (nothing is written).
     """
     with counted(lines, normalizer, pretokenizer, workers, max_memory, progress) as counter:
-        if not counter.table and not counter.runs:
+        if counter.empty:
             raise LlmlabError(f"{output}: the corpus has no words to count (nothing written)")
         return write_counts(output, counter.items(), counter.pipeline)

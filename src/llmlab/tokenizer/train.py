@@ -9,16 +9,17 @@ tokenizer.json sections it produces (so the result loads in HF `tokenizers` unch
 Counting words is the part of training that touches every byte of the corpus: `counting.py` does it on
 `workers` processes in bounded memory (spilling sorted runs past `max_memory`), into a `WordTable` sized by
 distinct words; `train_from_counts` trains from such a table (or from count files, `word_table.load_counts`).
+The trained `Tokenizer` is assembled from its stages, the very one that its tokenizer.json loads as (tested),
+without writing and parsing that JSON.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LlmlabError
-from llmlab.progress import ProgressFn
 from llmlab.tokenizer.bpe.trainer import train_bpe
 from llmlab.tokenizer.counting import count_words
 from llmlab.tokenizer.decoders import decoder_from_hf
@@ -32,6 +33,9 @@ from llmlab.tokenizer.unigram.model import Unigram
 from llmlab.tokenizer.unigram.trainer import train_unigram
 from llmlab.tokenizer.word_table import WordTable
 from llmlab.tokenizer.wordpiece import train_wordpiece
+
+if TYPE_CHECKING:  # (llmlab.progress imports rich: not needed to train)
+    from llmlab.progress import ProgressFn
 
 DEFAULT_SPECIAL_TOKENS = {
     "wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],

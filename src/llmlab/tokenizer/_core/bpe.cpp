@@ -4,29 +4,7 @@
 
 namespace llmlab {
 
-namespace {
-struct Buffers {  // each thread's buffers for `tokenize` and `merge`, kept between words (no allocation each)
-    std::vector<int32_t> ids, sizes;
-    std::vector<Token> spans;
-    std::vector<uint64_t> ranks;
-};
-thread_local Buffers buffers;
-
-BpeConfig settings_of(const BpeConfig& c) {  // the settings without the tables (the maps below hold those)
-    BpeConfig s;
-    s.unk_id = c.unk_id;
-    s.has_unk_token = c.has_unk_token;
-    s.prefix = c.prefix;
-    s.suffix = c.suffix;
-    s.ignore_merges = c.ignore_merges;
-    s.fuse_unk = c.fuse_unk;
-    s.byte_fallback = c.byte_fallback;
-    s.byte_chars = c.byte_chars;
-    return s;
-}
-}  // namespace
-
-Bpe::Bpe(const BpeConfig& config) : config_(settings_of(config)) {
+Bpe::Bpe(const BpeConfig& config) : config_(config) {
     char_ids_.assign(0x10000, -1);
     for (const auto& [token, id] : config.vocab) {
         vocab_.put(token, id);
@@ -159,8 +137,7 @@ void Bpe::merge(std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const {
             ranks_.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b));
         return r ? *r : kNone;  // (rank << 32 | merged id): ordered by rank
     };
-    std::vector<uint64_t>& ranks = buffers.ranks;
-    ranks.assign(ids.size() > 1 ? ids.size() - 1 : 0, kNone);
+    std::vector<uint64_t> ranks(ids.size() > 1 ? ids.size() - 1 : 0);
     for (size_t i = 0; i + 1 < ids.size(); ++i) ranks[i] = rank_of(ids[i], ids[i + 1]);
     while (!ranks.empty()) {
         size_t best = 0;
@@ -185,11 +162,10 @@ bool Bpe::tokenize(View word, std::vector<Token>& out) const {
             return true;
         }
     }
-    std::vector<int32_t>& ids = buffers.ids;
-    std::vector<int32_t>& sizes = buffers.sizes;
-    ids.clear();
+    std::vector<int32_t> ids;
+    ids.reserve(word.size());
     if (word.size() >= 12 && !pieces_.empty()) {
-        sizes.clear();
+        std::vector<int32_t> sizes;
         if (premerged(word, ids, sizes)) {
             merge(ids, sizes);
             int32_t end = 0;
@@ -201,10 +177,10 @@ bool Bpe::tokenize(View word, std::vector<Token>& out) const {
         }
         ids.clear();
     }
-    std::vector<Token>& spans = buffers.spans;
-    spans.clear();
+    std::vector<Token> spans;
+    spans.reserve(word.size());
     if (!symbols(word, ids, spans)) return false;
-    sizes.assign(ids.size(), 1);
+    std::vector<int32_t> sizes(ids.size(), 1);
     merge(ids, sizes);
     size_t end = 0;
     for (size_t t = 0; t < ids.size(); ++t) {

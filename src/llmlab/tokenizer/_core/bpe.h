@@ -9,13 +9,16 @@
 
 namespace llmlab {
 
-struct BpeConfig {
+struct BpeSettings {
+    int32_t unk_id = -1;         // -1: no unk token (unknown characters are dropped)
+    bool has_unk_token = false;  // an unk token is named (it may be missing from the vocab)
+    Str prefix, suffix;          // continuing_subword_prefix, end_of_word_suffix
+    bool ignore_merges = false, fuse_unk = false, byte_fallback = false;
+};
+
+struct BpeConfig : BpeSettings {  // the settings and the tables (which the model keeps in its own form)
     std::vector<std::pair<Str, int32_t>> vocab;
     std::vector<std::array<int32_t, 3>> merges;  // (left id, right id, merged id), by rank
-    int32_t unk_id = -1;                         // -1: no unk token (unknown characters are dropped)
-    bool has_unk_token = false;                  // an unk token is named (it may be missing from the vocab)
-    Str prefix, suffix;                          // continuing_subword_prefix, end_of_word_suffix
-    bool ignore_merges = false, fuse_unk = false, byte_fallback = false;
     // Byte level: the pieces each listed character's UTF-8 bytes merge into on their own, where bpe/chars.py
     // proves that starting from them changes nothing (key: the bytes, little-endian); GPT-2's byte characters.
     std::vector<std::tuple<uint32_t, std::vector<int32_t>, std::vector<int32_t>>> char_pieces;
@@ -40,7 +43,7 @@ class Bpe : public Model {
     U64Map<uint64_t> char_pieces_;        // UTF-8 bytes of a character -> (offset << 32 | count) in pieces_
     std::vector<std::pair<int32_t, int32_t>> pieces_;  // (id, bytes covered)
     U64Map<uint32_t> byte_of_;            // GPT-2 byte character -> its byte
-    BpeConfig config_;
+    BpeSettings config_;
     bool simple_;                         // no prefix and no suffix
 };
 

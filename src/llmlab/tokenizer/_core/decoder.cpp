@@ -39,15 +39,15 @@ std::string utf8(View s) {
 
 }  // namespace
 
-std::string Decoder::decode(const std::vector<const Str*>& tokens) const {
+std::string Decoder::decode(const std::vector<View>& tokens) const {
     std::string out;
     if (kind == kByteLevel) {
         std::unordered_map<char32_t, unsigned char> byte_of;
         for (int b = 0; b < 256; ++b) byte_of[byte_chars[b]] = static_cast<unsigned char>(b);
-        for (const Str* token : tokens) {
+        for (View token : tokens) {
             std::string bytes;
             bool all = true;
-            for (char32_t c : *token) {
+            for (char32_t c : token) {
                 auto it = byte_of.find(c);
                 if (it == byte_of.end()) {
                     all = false;
@@ -55,12 +55,12 @@ std::string Decoder::decode(const std::vector<const Str*>& tokens) const {
                 }
                 bytes += static_cast<char>(it->second);
             }
-            out += all ? bytes : utf8(*token);
+            out += all ? bytes : utf8(token);
         }
         return out;
     }
     for (size_t i = 0; i < tokens.size(); ++i) {
-        Str token = *tokens[i];
+        Str token(tokens[i]);
         if (kind == kNone) {
             if (i) out += ' ';
         } else if (kind == kWordPiece) {

@@ -22,7 +22,7 @@ struct Decoder {
     std::array<char32_t, 256> byte_chars{};
 
     // The text of `tokens` (kNone: joined by spaces); byte level: its bytes, to decode as UTF-8.
-    std::string decode(const std::vector<const Str*>& tokens) const;
+    std::string decode(const std::vector<View>& tokens) const;
 };
 
 }  // namespace llmlab

@@ -62,14 +62,25 @@ PyObject* new_str(const Str& s) {
 
 // The token strings: id -> str, then the extra entries core.py appends (template and added tokens, ...).
 struct TokenTable {
-    std::vector<PyObject*> strs;  // owned references (null: no token)
-    std::vector<Str> text;
+    std::vector<PyObject*> strs;         // owned references (null: no token)
+    Str chars;                           // every entry's characters, one after another
+    std::vector<uint32_t> starts = {0};  // entry i is chars[starts[i], starts[i + 1])
     ~TokenTable() {
         for (PyObject* s : strs) Py_XDECREF(s);
     }
-    int32_t add(nb::handle s) {
-        strs.push_back(nb::borrow(s).release().ptr());
-        text.push_back(to_str(s));
+    size_t size() const { return strs.size(); }
+    void reserve(nb::list entries) {  // room for these entries (no doubling on the way)
+        size_t n = 0;
+        for (nb::handle s : entries) n += PyUnicode_Check(s.ptr()) ? PyUnicode_GET_LENGTH(s.ptr()) : 0;
+        strs.reserve(entries.size());
+        starts.reserve(entries.size() + 1);
+        chars.reserve(n);
+    }
+    View text(size_t i) const { return View(chars).substr(starts[i], starts[i + 1] - starts[i]); }
+    int32_t add(nb::handle s) {  // s: a str, or None (no token)
+        if (!s.is_none()) chars += to_str(s);  // a str the core cannot hold raises before anything is added
+        strs.push_back(s.is_none() ? nullptr : nb::borrow(s).release().ptr());
+        starts.push_back(static_cast<uint32_t>(chars.size()));
         return static_cast<int32_t>(strs.size() - 1);
     }
 };
@@ -84,6 +95,7 @@ void build_table(CharTable& table, nb::handle spec) {  // spec: (starts, classes
 
 std::vector<std::pair<Str, int32_t>> read_vocab(nb::handle items) {  // {token: id} or [(token, id)]
     std::vector<std::pair<Str, int32_t>> out;
+    out.reserve(nb::len(items));  // no doubling on the way (the peak memory of loading)
     if (nb::isinstance<nb::dict>(items)) {
         for (auto [token, id] : nb::borrow<nb::dict>(items)) out.emplace_back(to_str(token), nb::cast<int32_t>(id));
         return out;
@@ -162,7 +174,7 @@ std::vector<TemplatePiece> read_template(nb::handle pieces) {
 }
 
 
-int count_ends(const Str& s, const std::vector<char32_t>& spaces, bool leading) {
+int count_ends(View s, const std::vector<char32_t>& spaces, bool leading) {
     auto is_space = [&](char32_t c) { return std::find(spaces.begin(), spaces.end(), c) != spaces.end(); };
     size_t k = 0;
     while (k < s.size() && is_space(leading ? s[k] : s[s.size() - 1 - k])) ++k;
@@ -250,14 +262,9 @@ struct Core {
     Input input;
 
     explicit Core(nb::dict d) {
-        for (nb::handle s : nb::borrow<nb::list>(d["token_table"])) {
-            if (s.is_none()) {
-                table->strs.push_back(nullptr);
-                table->text.emplace_back();
-            } else {
-                table->add(s);
-            }
-        }
+        nb::list entries = nb::borrow<nb::list>(d["token_table"]);
+        table->reserve(entries);
+        for (nb::handle s : entries) table->add(s);
         Pipeline& p = pipeline;
         if (!d["normalizer"].is_none()) {
             nb::dict n = nb::borrow<nb::dict>(d["normalizer"]);
@@ -338,11 +345,11 @@ struct Core {
     }
 
     void refresh_ends() {  // leading / trailing spaces of every token-table entry
-        pipeline.leads.resize(table->text.size());
-        pipeline.trails.resize(table->text.size());
-        for (size_t i = 0; i < table->text.size(); ++i) {
-            pipeline.leads[i] = static_cast<uint16_t>(count_ends(table->text[i], pipeline.spaces_list, true));
-            pipeline.trails[i] = static_cast<uint16_t>(count_ends(table->text[i], pipeline.spaces_list, false));
+        pipeline.leads.resize(table->size());
+        pipeline.trails.resize(table->size());
+        for (size_t i = 0; i < table->size(); ++i) {
+            pipeline.leads[i] = static_cast<uint16_t>(count_ends(table->text(i), pipeline.spaces_list, true));
+            pipeline.trails[i] = static_cast<uint16_t>(count_ends(table->text(i), pipeline.spaces_list, false));
         }
     }
 
@@ -361,8 +368,9 @@ struct Core {
         pad.pad_id = nb::cast<int32_t>(p[1]);
         pad.pad_type_id = nb::cast<int32_t>(p[2]);
         pad.pad_token = table->add(p[3]);
-        pipeline.leads.push_back(static_cast<uint16_t>(count_ends(table->text.back(), pipeline.spaces_list, true)));
-        pipeline.trails.push_back(static_cast<uint16_t>(count_ends(table->text.back(), pipeline.spaces_list, false)));
+        const View pad_text = table->text(pad.pad_token);
+        pipeline.leads.push_back(static_cast<uint16_t>(count_ends(pad_text, pipeline.spaces_list, true)));
+        pipeline.trails.push_back(static_cast<uint16_t>(count_ends(pad_text, pipeline.spaces_list, false)));
         pad.length = p[4].is_none() ? -1 : nb::cast<int64_t>(p[4]);
         pad.multiple = p[5].is_none() ? 0 : nb::cast<int64_t>(p[5]);
     }
@@ -426,7 +434,7 @@ struct Core {
 
     nb::object decode(nb::handle ids, bool skip_special_tokens) {
         if (decoder.kind == Decoder::kPython) return nb::none();
-        std::vector<const Str*> tokens;
+        std::vector<View> tokens;
         for (nb::handle h : nb::borrow<nb::sequence>(ids)) {
             const long long id = PyLong_AsLongLong(h.ptr());
             if (id == -1 && PyErr_Occurred()) {
@@ -435,7 +443,7 @@ struct Core {
             }
             if (id < 0 || id >= static_cast<long long>(special.size()) || !table->strs[id]) continue;
             if (skip_special_tokens && special[id]) continue;
-            tokens.push_back(&table->text[id]);
+            tokens.push_back(table->text(id));
         }
         const std::string text = decoder.decode(tokens);
         const char* errors = decoder.kind == Decoder::kByteLevel ? "replace" : "surrogatepass";

@@ -109,12 +109,18 @@ bool read_line(PyObject* o, Str& out) {  // false: not a str, or a lone surrogat
     return !surrogates;
 }
 
-// (word -> count, indices of the lines left to Python) of a list of lines.
-nb::tuple count_lines(WordCounter& counter, nb::list lines) {
+// Counts the words of a list of lines; returns the indices of the lines left to Python.
+nb::list add_lines(WordCounter& counter, nb::list lines) {
     nb::list skipped;
     Str line;
     for (size_t i = 0; i < lines.size(); ++i)
         if (!read_line(lines[i].ptr(), line) || !counter.add(line)) skipped.append(i);
+    return skipped;
+}
+
+// (word -> count, indices of the lines left to Python) of a list of lines; the table is left empty.
+nb::tuple count_lines(WordCounter& counter, nb::list lines) {
+    nb::list skipped = add_lines(counter, lines);
     nb::dict counts;
     counter.drain([&](View word, int64_t n) { counts[new_str(word)] = nb::int_(n); });
     return nb::make_tuple(counts, skipped);
@@ -171,7 +177,21 @@ void bind_training(nb::module_& m) {
              nb::arg("normalizer").none(), nb::arg("pre_tokenizer").none(), nb::arg("byte_chars").none())
         .def("count", &count_lines, nb::arg("lines"),
              "(word -> count, indices of the lines left to Python: a lone surrogate, a character the normalizer "
-             "leaves to Python).");
+             "leaves to Python) of these lines alone.")
+        .def("add", &add_lines, nb::arg("lines"),
+             "Count these lines into the table; returns the indices of the lines left to Python.")
+        .def(
+            "drain",
+            [](WordCounter& c) {
+                std::vector<uint32_t> codes;
+                std::vector<int64_t> lengths, counts;
+                c.drain_sorted(codes, lengths, counts);
+                return nb::make_tuple(to_numpy(std::move(codes)), to_numpy(std::move(lengths)),
+                                      to_numpy(std::move(counts)));
+            },
+            "The table as a WordTable's (codes, lengths, counts), ascending by word; empties it.")
+        .def("__len__", &WordCounter::size)
+        .def_prop_ro("nbytes", &WordCounter::bytes);
     m.def("learn_bpe_merges", &learn_bpe_merges, nb::arg("codes"), nb::arg("lengths"), nb::arg("counts"),
           nb::arg("first_id"), nb::arg("rest_id"), nb::arg("tokens"), nb::arg("vocab_size"),
           nb::arg("min_frequency"), nb::arg("prefix"), nb::arg("max_token_length"), nb::arg("progress").none(),

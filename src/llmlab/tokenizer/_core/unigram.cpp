@@ -7,11 +7,10 @@ namespace llmlab {
 
 namespace {
 constexpr int32_t kUnk = -1;  // an unknown node of the lattice, before fusing / byte fallback
-}
+}  // namespace
 
 Unigram::Unigram(const UnigramConfig& config) : config_(config) {
     for (const auto& [piece, id] : config.matched) pieces_.insert(piece, id);
-    config_.matched.clear();
 }
 
 bool Unigram::tokenize(View word, std::vector<Token>& out) const {

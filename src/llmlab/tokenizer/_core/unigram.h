@@ -9,13 +9,16 @@
 
 namespace llmlab {
 
-struct UnigramConfig {
-    std::vector<std::pair<Str, int32_t>> matched;  // the pieces that may match text, with their ids
-    std::vector<double> scores;                    // by id
+struct UnigramSettings {
+    std::vector<double> scores;  // by id
     int32_t unk_id = -1;                           // -1: none
     double unk_score = 0.0;
     bool byte_fallback = false;
     std::array<int32_t, 256> byte_ids{};
+};
+
+struct UnigramConfig : UnigramSettings {  // the settings and the pieces (which the model keeps in a trie)
+    std::vector<std::pair<Str, int32_t>> matched;  // the pieces that may match text, with their ids
 };
 
 class Unigram : public Model {
@@ -25,7 +28,7 @@ class Unigram : public Model {
 
   private:
     Trie pieces_;
-    UnigramConfig config_;
+    UnigramSettings config_;
 };
 
 }  // namespace llmlab

@@ -1,6 +1,8 @@
 // Word counting; see word_counter.h. Reference: src/llmlab/tokenizer/counting.py `count_chunk`.
 #include "word_counter.h"
 
+#include <algorithm>
+
 namespace llmlab {
 
 WordCounter::WordCounter(std::unique_ptr<Normalizer> normalizer, std::unique_ptr<PreTokenizer> pre_tokenizer,
@@ -39,9 +41,41 @@ void WordCounter::count(View word) {
         }
         i = (i + 1) & (slots_.size() - 1);
     }
-    slots_[i] = {h, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(word.size()), 1};
+    slots_[i] = {h, arena_.size(), 1, static_cast<uint32_t>(word.size())};
     arena_.append(word);
     if (++size_ * 2 > slots_.size()) grow();
+}
+
+void WordCounter::drain_sorted(std::vector<uint32_t>& codes, std::vector<int64_t>& lengths,
+                               std::vector<int64_t>& counts) {
+    struct Entry {
+        size_t offset, length;
+        int64_t count;
+    };
+    Str words;  // the mapped words, one after the other (mapping changes the order: sort after it)
+    std::vector<Entry> entries;
+    entries.reserve(size_);
+    for (const Slot& s : slots_) {
+        if (!s.count) continue;
+        const View w = mapped(View(arena_).substr(s.offset, s.length));
+        entries.push_back({words.size(), w.size(), s.count});
+        words.append(w);
+    }
+    clear();
+    const View all(words);
+    std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+        return all.substr(a.offset, a.length) < all.substr(b.offset, b.length);  // code point order, as Python
+    });
+    codes.clear();
+    codes.reserve(words.size());
+    lengths.assign(entries.size(), 0);
+    counts.assign(entries.size(), 0);
+    for (size_t i = 0; i < entries.size(); ++i) {
+        codes.insert(codes.end(), words.begin() + entries[i].offset,
+                     words.begin() + entries[i].offset + entries[i].length);
+        lengths[i] = static_cast<int64_t>(entries[i].length);
+        counts[i] = entries[i].count;
+    }
 }
 
 void WordCounter::grow() {
@@ -56,8 +90,8 @@ void WordCounter::grow() {
 }
 
 void WordCounter::clear() {
-    slots_.assign(1024, Slot{});
-    arena_.clear();
+    std::vector<Slot>(1024).swap(slots_);  // gives the memory back, not only the contents
+    Str().swap(arena_);
     size_ = 0;
 }
 

@@ -31,13 +31,18 @@ class WordCounter {
             if (s.count) visit(mapped(View(arena_).substr(s.offset, s.length)), s.count);
         clear();
     }
+    // The distinct words (byte-level mapped where so) ascending by code point, as word_table.py's arrays: the
+    // code points one word after the other, each word's length and count; then empties the table.
+    void drain_sorted(std::vector<uint32_t>& codes, std::vector<int64_t>& lengths, std::vector<int64_t>& counts);
     size_t size() const { return size_; }
+    size_t bytes() const { return slots_.capacity() * sizeof(Slot) + arena_.capacity() * sizeof(char32_t); }
 
   private:
     struct Slot {
         uint64_t hash = 0;
-        uint32_t offset = 0, length = 0;
+        uint64_t offset = 0;
         int64_t count = 0;  // 0: an empty slot
+        uint32_t length = 0;
     };
     void count(View word);
     void grow();

@@ -170,9 +170,13 @@ def char_pieces(
 
 def _vocab_chars(vocab: Iterable[str]) -> set[str]:
     """The characters of more than one byte whose UTF-8 bytes all lie inside one byte-level token."""
-    latin = (token.translate(_TO_LATIN1) for token in vocab)  # byte i as chr(i); a non-byte above U+00FF
+    tokens = list(vocab)
+    latin = "\u0800".join(tokens).translate(_TO_LATIN1)  # byte i as chr(i); a non-byte above U+00FF
+    if len(latin.encode("latin-1", "ignore")) != len(latin) - max(len(tokens) - 1, 0):  # a non-byte token
+        each = (token.translate(_TO_LATIN1) for token in tokens)
+        latin = "\u0800".join(s for s in each if s.isascii() or max(s) <= "\xff")
     # joined by an ASCII character, which ends any partial UTF-8 sequence as a token's end would
-    data = "\n".join(s for s in latin if s.isascii() or max(s) <= "\xff").encode("latin-1")
+    data = latin.replace("\u0800", "\n").encode("latin-1")
     return {c for c in set(data.decode("utf-8", "ignore")) if c >= "\x80"}
 
 

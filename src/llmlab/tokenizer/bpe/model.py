@@ -105,7 +105,7 @@ class BPE(VocabLookup):
 
     def _merge_table(self) -> tuple[dict[tuple[int, int], int], list[int]]:
         """(left id, right id) -> rank (a repeated pair keeps its last rank, as HF), and rank -> new id."""
-        vocab, strip = self.vocab, len((self.continuing_subword_prefix or "").encode())
+        get, strip = self.vocab.get, len((self.continuing_subword_prefix or "").encode())
         ranks: dict[tuple[int, int], int] = {}
         merged: list[int] = []
         for rank, (a, b) in enumerate(self.merges):
@@ -116,13 +116,14 @@ class BPE(VocabLookup):
                 raise LlmlabError(
                     f"BPE merge {rank} ({a!r}, {b!r}): cannot drop the prefix from {b!r}"
                 ) from None
-            for token in (a, b, a + right):
-                if token not in vocab:
-                    raise LlmlabError(
-                        f"BPE merge {rank} ({a!r}, {b!r}): token {token!r} is not in the vocabulary"
-                    )
-            ranks[(vocab[a], vocab[b])] = rank
-            merged.append(vocab[a + right])
+            left_id, right_id, new = get(a), get(b), get(a + right)
+            if left_id is None or right_id is None or new is None:
+                token = next(t for t in (a, b, a + right) if t not in self.vocab)
+                raise LlmlabError(
+                    f"BPE merge {rank} ({a!r}, {b!r}): token {token!r} is not in the vocabulary"
+                )
+            ranks[left_id, right_id] = rank
+            merged.append(new)
         return ranks, merged
 
     def tokenize(self, word: str) -> list[Token]:

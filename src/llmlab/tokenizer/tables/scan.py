@@ -302,7 +302,11 @@ def render() -> str:
         table = normalizer_table(normalizer)
         classes, forms = runs_text(table["classes"]), forms_text(table["forms"])
         out += [f"    {normalizer_key(normalizer)!r}: ("]
-        out += [f"        {_literal(classes, '        ')},", f"        {_literal(forms, '        ')},", "    ),"]
+        out += [
+            f"        {_literal(classes, '        ')},",
+            f"        {_literal(forms, '        ')},",
+            "    ),",
+        ]
     return "\n".join([*out, "}", ""])
 
 
