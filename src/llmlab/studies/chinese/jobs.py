@@ -32,7 +32,6 @@ from llmlab.pretraining.data import read_metrics
 from llmlab.pretraining.loop import latest_checkpoint, pretrain
 from llmlab.studies.chinese.data import LABELLED, corpus_lines, labelled_set, read_labelled, write_texts
 from llmlab.studies.chinese.tokenizers import TokenizerSpec, tokenizer_stats, train_study_tokenizer
-from llmlab.tokenizer.pipeline import Tokenizer
 
 if TYPE_CHECKING:
     from llmlab.studies.chinese.run import ChineseSizes
@@ -181,7 +180,3 @@ def prepare_corpus(ctx: Context) -> None:
     for name, task in zip(LABELLED, ctx.sizes.tasks, strict=True):
         valid += read_labelled(ctx.data_dir / name / "dev.csv", task.dev_rows)[0]
     write_texts(ctx.out_dir / "data", {"corpus": books + reviews, "reviews": reviews, "valid": valid})
-
-
-def load_tokenizer(ctx: Context, name: str) -> Tokenizer:
-    return Tokenizer.load(ctx.tokenizer_path(name))

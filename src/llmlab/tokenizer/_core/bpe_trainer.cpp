@@ -23,6 +23,7 @@ namespace llmlab {
 namespace {
 
 constexpr int kIdBits = 21;
+constexpr size_t kAhead = 8;  // words prefetched ahead of the one being merged
 constexpr uint64_t kIdMask = (1u << kIdBits) - 1;
 
 inline uint64_t pair_key(uint32_t left, uint32_t right) { return static_cast<uint64_t>(left) << kIdBits | right; }
@@ -63,6 +64,13 @@ struct Words {
     }
 
     size_t bytes() const { return sym.capacity() * sizeof(Sym) + start.capacity() * 8 + size.capacity() * 4; }
+
+    // Asks the CPU for word w's first symbols ahead of its merge (`start` is near it in the list: fetched earlier).
+    void prefetch(uint32_t w) const {
+        __builtin_prefetch(sym.data() + start[w]);
+        __builtin_prefetch(&size[w]);
+        __builtin_prefetch(count + w);
+    }
 
     // Merge (a, b) into `made` throughout word w (HF's Word::merge), reporting the changes to `out`.
     void merge(uint32_t w, uint32_t a, uint32_t b, uint32_t made, const LengthRule& rule, MergeChanges& out) {
@@ -165,6 +173,7 @@ BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& 
     MergeQueue queue;
     count_pairs(words, counts, lists, queue);
     MergeChanges changes;
+    std::vector<uint32_t> batch;  // the words of the entry being merged
     auto measure = [&] {
         const size_t bytes = words.bytes() + counts.bytes() + lists.bytes() + queue.bytes() + changes.bytes();
         result.peak_bytes = std::max(result.peak_bytes, bytes);
@@ -189,7 +198,12 @@ BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& 
         }
         result.merges.push_back(top.key);
 
-        lists.for_each(top.list, [&](uint32_t w) { words.merge(w, a, b, static_cast<uint32_t>(id), rule, changes); });
+        batch.clear();
+        lists.for_each(top.list, [&](uint32_t w) { batch.push_back(w); });
+        for (size_t i = 0; i < batch.size(); ++i) {  // the words lie anywhere: fetch the next ones' early
+            if (i + kAhead < batch.size()) words.prefetch(batch[i + kAhead]);
+            words.merge(batch[i], a, b, static_cast<uint32_t>(id), rule, changes);
+        }
         lists.release(top.list);
         measure();
         changes.flush(counts, [&](uint64_t key, const uint32_t* made, uint32_t n) {
