@@ -10,7 +10,6 @@ parsing, so a hostile file nested 200,000 deep is a one-line error rather than a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -90,6 +89,8 @@ def canonical_json(obj: Any) -> str:
 
 def fingerprint(obj: Any) -> str:
     """sha256 hex digest of `canonical_json(obj)`."""
+    import hashlib  # here, not at the top: OpenSSL costs ~4 MiB of RSS that encoding never needs
+
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 
@@ -99,6 +100,8 @@ def file_sha256(path: str | os.PathLike) -> str:
     Raises:
         LlmlabError: the file cannot be read.
     """
+    import hashlib
+
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
