@@ -34,6 +34,7 @@ class MergeChanges {
     void flush(PairCounts& counts, F&& made) {
         std::vector<uint32_t> order;
         for (uint32_t i = 0; i < changes_.size(); ++i) {
+            if (i + kAhead < changes_.size()) counts.prefetch(changes_[i + kAhead].key);  // scattered slots
             if (changes_[i].delta) counts.add(changes_[i].key, changes_[i].delta);
             if (changes_[i].words) order.push_back(i);
         }
@@ -59,6 +60,7 @@ class MergeChanges {
     }
 
   private:
+    static constexpr uint32_t kAhead = 8;  // pairs prefetched ahead of the one being counted
     struct Change {
         uint64_t key;
         int64_t delta;

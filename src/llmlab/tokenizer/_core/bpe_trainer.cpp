@@ -65,7 +65,9 @@ struct Words {
 
     size_t bytes() const { return sym.capacity() * sizeof(Sym) + start.capacity() * 8 + size.capacity() * 4; }
 
-    // Asks the CPU for word w's first symbols ahead of its merge (`start` is near it in the list: fetched earlier).
+    // Ask the CPU for what merging word w reads, ahead of the merge: first where it starts (`prefetch_start`),
+    // then, once that has arrived, its first symbols, size and count.
+    void prefetch_start(uint32_t w) const { __builtin_prefetch(&start[w]); }
     void prefetch(uint32_t w) const {
         __builtin_prefetch(sym.data() + start[w]);
         __builtin_prefetch(&size[w]);
@@ -201,6 +203,7 @@ BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& 
         batch.clear();
         lists.for_each(top.list, [&](uint32_t w) { batch.push_back(w); });
         for (size_t i = 0; i < batch.size(); ++i) {  // the words lie anywhere: fetch the next ones' early
+            if (i + 2 * kAhead < batch.size()) words.prefetch_start(batch[i + 2 * kAhead]);
             if (i + kAhead < batch.size()) words.prefetch(batch[i + kAhead]);
             words.merge(batch[i], a, b, static_cast<uint32_t>(id), rule, changes);
         }

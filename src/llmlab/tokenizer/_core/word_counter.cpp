@@ -46,36 +46,65 @@ void WordCounter::count(View word) {
     if (++size_ * 2 > slots_.size()) grow();
 }
 
-void WordCounter::drain_sorted(std::vector<uint32_t>& codes, std::vector<int64_t>& lengths,
-                               std::vector<int64_t>& counts) {
-    struct Entry {
-        size_t offset, length;
-        int64_t count;
-    };
-    Str words;  // the mapped words, one after the other (mapping changes the order: sort after it)
-    std::vector<Entry> entries;
-    entries.reserve(size_);
-    for (const Slot& s : slots_) {
-        if (!s.count) continue;
-        const View w = mapped(View(arena_).substr(s.offset, s.length));
-        entries.push_back({words.size(), w.size(), s.count});
-        words.append(w);
-    }
-    clear();
-    const View all(words);
+namespace {
+
+struct Entry {
+    size_t offset, length;
+    int64_t count;
+};
+
+// Sorts the words (`entries`, strings of `keys`) by their keys, element by element, and writes them as a
+// WordTable's arrays, each key element turned into its code point by `code`.
+template <class Keys, class Code>
+void write_sorted(const Keys& keys, std::vector<Entry>& entries, Code&& code, std::vector<uint32_t>& codes,
+                  std::vector<int64_t>& lengths, std::vector<int64_t>& counts) {
+    const std::basic_string_view<typename Keys::value_type> all(keys);
     std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
-        return all.substr(a.offset, a.length) < all.substr(b.offset, b.length);  // code point order, as Python
+        return all.substr(a.offset, a.length) < all.substr(b.offset, b.length);
     });
     codes.clear();
-    codes.reserve(words.size());
+    codes.reserve(keys.size());
     lengths.assign(entries.size(), 0);
     counts.assign(entries.size(), 0);
     for (size_t i = 0; i < entries.size(); ++i) {
-        codes.insert(codes.end(), words.begin() + entries[i].offset,
-                     words.begin() + entries[i].offset + entries[i].length);
+        for (size_t k = entries[i].offset; k < entries[i].offset + entries[i].length; ++k) codes.push_back(code(keys[k]));
         lengths[i] = static_cast<int64_t>(entries[i].length);
         counts[i] = entries[i].count;
     }
+}
+
+}  // namespace
+
+void WordCounter::drain_sorted(std::vector<uint32_t>& codes, std::vector<int64_t>& lengths,
+                               std::vector<int64_t>& counts) {
+    std::vector<Entry> entries;
+    entries.reserve(size_);
+    if (!byte_level_) {  // code point order, as Python's
+        for (const Slot& s : slots_)
+            if (s.count) entries.push_back({s.offset, s.length, s.count});
+        const Str words = std::move(arena_);
+        clear();
+        write_sorted(words, entries, [](char32_t c) { return static_cast<uint32_t>(c); }, codes, lengths, counts);
+        return;
+    }
+    // Byte level: the order of the mapped words is that of their UTF-8 bytes, each byte replaced by the rank of
+    // its character among the 256 (a byte per character instead of four, compared as memcmp does).
+    std::array<char32_t, 256> by_rank = byte_chars_;
+    std::sort(by_rank.begin(), by_rank.end());
+    std::array<unsigned char, 256> rank{};
+    for (int b = 0; b < 256; ++b)
+        rank[b] = static_cast<unsigned char>(std::lower_bound(by_rank.begin(), by_rank.end(), byte_chars_[b]) - by_rank.begin());
+    std::string keys;
+    for (const Slot& s : slots_) {
+        if (!s.count) continue;
+        const size_t at = keys.size();
+        for (char32_t c : View(arena_).substr(s.offset, s.length)) append_utf8(keys, c);
+        for (size_t k = at; k < keys.size(); ++k) keys[k] = static_cast<char>(rank[static_cast<unsigned char>(keys[k])]);
+        entries.push_back({at, keys.size() - at, s.count});
+    }
+    clear();
+    write_sorted(keys, entries, [&](char r) { return static_cast<uint32_t>(by_rank[static_cast<unsigned char>(r)]); },
+                 codes, lengths, counts);
 }
 
 void WordCounter::grow() {

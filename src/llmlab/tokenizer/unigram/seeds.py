@@ -47,7 +47,8 @@ class Corpus:
         self.count = count.astype(float)
         self.end = np.cumsum(lengths + 1) - 1
         self.start = self.end - lengths
-        self.word_of = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths + 1)  # (T,) each node's word
+        words = np.arange(len(lengths), dtype=np.int32)
+        self.word_of = np.repeat(words, lengths + 1)  # (T,) each node's word
         letters = np.ones(len(self.word_of), bool)
         letters[self.end] = False
         self.codes = np.full(len(self.word_of), ord(" "), np.int32)  # code points fit 21 bits
