@@ -46,13 +46,9 @@ class CharMerges:
 
     def __init__(self, vocab: dict[str, int], ranks: dict[tuple[int, int], int], merged: list[int]):
         """Use `build`, which checks the table first."""
-        import numpy as np  # here: importing the tokenizer stays light (numpy costs ~12 MiB of RSS)
-
         self._vocab, self._ranks, self._merged = vocab, ranks, merged
-        self._pairs = np.array(list(ranks), np.int64).reshape(-1, 2)  # (M, 2) left, right id of each merge
-        self._rank = np.fromiter(ranks.values(), np.int64, len(ranks))  # (M,)
         self._tokens: dict[int, str] | None = None  # id -> token, made on first need
-        self._by_side: list[tuple[np.ndarray, ...]] | None = None  # see `_merges_of`
+        self._by_side: tuple[dict[int, list[tuple[int, int]]], ...] | None = None  # see `_merges_of`
         self._kinds: dict[int, int] = {}  # id -> its bytes' kind (`_kind`), as met
         self._misaligned: dict[tuple[int, int], list[int]] = {}  # (side, id) -> ranks, in order
         self._chars = _Chars(self._premerge)
@@ -64,13 +60,13 @@ class CharMerges:
         return made if made._made_before_used() else None
 
     def _made_before_used(self) -> bool:
-        import numpy as np
-
-        if not len(self._rank):
-            return True
-        first_use = np.full(max(int(self._pairs.max()), max(self._merged)) + 1, len(self._merged), np.int64)
-        np.minimum.at(first_use, self._pairs.ravel(), np.repeat(self._rank, 2))
-        return not (first_use[np.asarray(self._merged, np.int64)[self._rank]] < self._rank).any()
+        first_use: dict[int, int] = {}  # id -> the lowest rank of a merge that uses it as a part
+        for (left, right), rank in self._ranks.items():
+            for part in (left, right):
+                if rank < first_use.get(part, _NO_MERGE):
+                    first_use[part] = rank
+        merged = self._merged
+        return all(first_use.get(merged[rank], _NO_MERGE) >= rank for rank in self._ranks.values())
 
     def symbols(self, word: str) -> tuple[list[int], list[int]] | None:
         """The symbols `word` starts from: (ids, bytes each covers); None if a character is not in the vocab."""
@@ -124,18 +120,14 @@ class CharMerges:
         i = bisect_right(ranks, low)
         return i < len(ranks) and ranks[i] < high
 
-    def _merges_of(self, side: int, id_: int) -> zip:
+    def _merges_of(self, side: int, id_: int) -> list[tuple[int, int]]:
         """(rank, other part) of the merges with `id_` as left (side 0) or right (1) part, by rank."""
-        import numpy as np
-
-        if self._by_side is None:  # per side: the merges sorted by that part, then rank
-            self._by_side = []
-            for s in (0, 1):
-                order = np.lexsort((self._rank, self._pairs[:, s]))
-                self._by_side.append((self._pairs[order, s], self._pairs[order, 1 - s], self._rank[order]))
-        ids, others, ranks = self._by_side[side]
-        lo, hi = np.searchsorted(ids, [id_, id_ + 1]).tolist()
-        return zip(ranks[lo:hi].tolist(), others[lo:hi].tolist(), strict=True)
+        if self._by_side is None:  # per side: part -> its merges, in rank order
+            self._by_side = ({}, {})
+            for (left, right), rank in sorted(self._ranks.items(), key=itemgetter(1)):
+                self._by_side[0].setdefault(left, []).append((rank, right))
+                self._by_side[1].setdefault(right, []).append((rank, left))
+        return self._by_side[side].get(id_, [])
 
     def _kind(self, id_: int) -> int:
         """The `_kind` of a token's bytes, by id (remembered)."""
