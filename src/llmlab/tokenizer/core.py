@@ -56,9 +56,8 @@ def available() -> bool:
 
 
 def build_core(tokenizer):
-    """The compiled core of `tokenizer`, or None where it runs in Python (see the module docstring)."""
-    if not available():
-        return None
+    """The compiled core of `tokenizer`, or None where a stage has no compiled form (see the module docstring).
+    The caller has checked `available()`."""
     spec = describe(tokenizer)
     if spec is None:
         return None

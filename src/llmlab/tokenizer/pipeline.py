@@ -37,6 +37,7 @@ from llmlab.tokenizer.pretokenize import PreTokenizer
 from llmlab.tokenizer.truncation import Padding, Truncation, pad_encodings, truncate_pair
 
 __all__ = ["AddedToken", "Encoding", "Padding", "Tokenizer", "Truncation", "check_fingerprint"]
+_UNBUILT = object()  # Tokenizer._core before its first use
 
 
 class Tokenizer:
@@ -107,10 +108,10 @@ class Tokenizer:
     @property
     def engine(self) -> str:
         """ "core" when encoding runs on the compiled core, "python" otherwise (see `core.py`)."""
-        return "python" if self._core is None else "core"
+        return "python" if self._compiled() is None else "core"
 
     def _push_runtime(self) -> None:
-        if self._core is not None:
+        if self._core is not None and self._core is not _UNBUILT:
             truncation, padding = core.runtime(self._truncation, self._padding)
             self._core.set_truncation(truncation)
             self._core.set_padding(padding)
@@ -147,9 +148,17 @@ class Tokenizer:
         self._build_core()
 
     def _build_core(self) -> None:
-        python_only = self.encode_special_tokens or self.track_words
-        self._core = None if python_only else core.build_core(self)
-        self._push_runtime()
+        """Decide now whether the core may run (LLMLAB_PURE_PYTHON, settings); build it at first use, when a
+        tokenizer.json just parsed has been freed (a lower peak RSS)."""
+        python_only = self.encode_special_tokens or self.track_words or not core.available()
+        self._core = None if python_only else _UNBUILT
+
+    def _compiled(self):
+        """The compiled core (built at first use), or None where this tokenizer runs in Python."""
+        if self._core is _UNBUILT:
+            self._core = core.build_core(self)
+            self._push_runtime()
+        return self._core
 
     @property
     def encode_special_tokens(self) -> bool:
@@ -249,8 +258,9 @@ class Tokenizer:
         """
         if is_pretokenized:
             return self._encode_words(text, pair, add_special_tokens)
-        if self._core is not None:
-            enc = self._core.encode(text, pair, add_special_tokens)
+        compiled = self._compiled()
+        if compiled is not None:
+            enc = compiled.encode(text, pair, add_special_tokens)
             if enc is not None:
                 return enc
         text, pair = _as_text(text), None if pair is None else _as_text(pair)
@@ -271,7 +281,7 @@ class Tokenizer:
 
         `num_threads`: threads of the compiled core (default: LLMLAB_NUM_THREADS, else every CPU).
         """
-        if self._core is not None:
+        if self._compiled() is not None:
             return self._encode_batch_core(list(inputs), add_special_tokens, num_threads)
         # A batch allocates tens of thousands of small lists that all survive until it is returned; letting
         # the collector run meanwhile only re-scans them (and the whole heap) in vain: no cycles are made here.
@@ -339,8 +349,9 @@ class Tokenizer:
         Returns:
             The text.
         """
-        if self._core is not None:
-            text = self._core.decode(ids, skip_special_tokens)
+        compiled = self._compiled()
+        if compiled is not None:
+            text = compiled.decode(ids, skip_special_tokens)
             if text is not None:
                 return text
         tokens = [self._id_to_token.get(i) for i in ids]
