@@ -36,3 +36,14 @@ def minilm_dir() -> Path:
     if not (path / "tokenizer.json").is_file():
         pytest.skip(f"no tokenizer.json in {path}")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (tiny models run several times faster than on two busy threads)."""
+    import torch  # here: most tests never import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,15 +1,8 @@
-"""Shared by the pretraining tests."""
-
-from __future__ import annotations
+"""Pretraining tests run their tiny models on one torch thread (the `one_thread` fixture of tests/conftest.py)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_models_on_one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)

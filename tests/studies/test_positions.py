@@ -29,6 +29,8 @@ from llmlab.studies.positions.word_order import (
     train_classifier,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY_WORD_ORDER = WordOrderSizes(train_sentences=1500, steps=60, d_model=32, n_heads=2, batch_size=32)
 TINY_LM = ExtrapolationSizes(
     train_context=16,
@@ -40,14 +42,6 @@ TINY_LM = ExtrapolationSizes(
     warmup_steps=2,
     eval_tokens=1024,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", list(POSITIONAL))

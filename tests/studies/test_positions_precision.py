@@ -15,15 +15,9 @@ import torch
 
 from llmlab.studies.positions.word_order import WordOrderSizes, build_data, make_model, train_classifier
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = WordOrderSizes(train_sentences=1500, steps=60, d_model=32, n_heads=2, batch_size=32)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
