@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from llmlab.errors import LlmlabError
-from llmlab.io import read_lines
 from llmlab.model import ModelConfig, Transformer
 from llmlab.pretraining.data import document_ids, token_array
 from llmlab.pretraining.loop import PretrainConfig, pretrain, read_metrics
 from llmlab.tokenizer.train import train_tokenizer
+from tests.pretraining.corpus import split_corpus
 
 EOS = 0  # <|endoftext|> in the byte-level BPE trained below (the trainer puts it first)
 
@@ -27,14 +27,12 @@ EOS = 0  # <|endoftext|> in the byte-level BPE trained below (the trainer puts i
 def corpus(shared_data: Path, tmp_path_factory) -> dict[str, Path]:
     """Poems, one per line (zh_poetry), and a byte-level BPE; a WordPiece without <|endoftext|>."""
     root = tmp_path_factory.mktemp("poems")
-    lines = list(read_lines(shared_data / "zh_poetry/train.txt"))[:600]
-    (root / "train.txt").write_text("\n".join(lines[:500]) + "\n", encoding="utf-8")
-    (root / "valid.txt").write_text("\n".join(lines[500:]) + "\n", encoding="utf-8")
-    bpe = train_tokenizer("bpe", lines[:500], 600, workers=1)
+    lines, paths = split_corpus(shared_data / "zh_poetry/train.txt", root, 500, 100)
+    bpe = train_tokenizer("bpe", lines, 600, workers=1)
     assert bpe.token_to_id("<|endoftext|>") == EOS
     bpe.save(root / "bpe.json")
-    train_tokenizer("wordpiece", lines[:500], 4000, workers=1).save(root / "wordpiece.json")
-    return {"train": root / "train.txt", "valid": root / "valid.txt", "tok": root / "bpe.json"}
+    train_tokenizer("wordpiece", lines, 4000, workers=1).save(root / "wordpiece.json")
+    return {**paths, "tok": root / "bpe.json"}
 
 
 def _config(corpus: dict[str, Path], out: Path, **overrides) -> PretrainConfig:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from llmlab.errors import LlmlabError
-from llmlab.io import read_lines
 from llmlab.model.checkpoint import load_model
 from llmlab.pretraining.data import random_windows
 from llmlab.pretraining.loop import PretrainConfig, learning_rate, pretrain, read_metrics
 from llmlab.tokenizer.train import train_tokenizer
+from tests.pretraining.corpus import split_corpus
 
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}
 
@@ -23,19 +23,10 @@ TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}
 def corpus(shared_data: Path, tmp_path_factory) -> dict[str, Path]:
     """A slice of tiny_shakespeare (train and valid files) and a small byte-level BPE trained on it."""
     root = tmp_path_factory.mktemp("corpus")
-    lines = list(read_lines(shared_data / "tiny_shakespeare/train.txt"))[:3000]
-    (root / "train.txt").write_text("\n".join(lines[:2700]) + "\n", encoding="utf-8")
-    (root / "valid.txt").write_text("\n".join(lines[2700:]) + "\n", encoding="utf-8")
-    tok = train_tokenizer("bpe", lines[:2700], 400, workers=1)
-    tok.save(root / "tok.json")
-    other = train_tokenizer("bpe", lines[:2700], 380, workers=1)
-    other.save(root / "other.json")
-    return {
-        "train": root / "train.txt",
-        "valid": root / "valid.txt",
-        "tok": root / "tok.json",
-        "other": root / "other.json",
-    }
+    lines, paths = split_corpus(shared_data / "tiny_shakespeare/train.txt", root, 2700, 300)
+    train_tokenizer("bpe", lines, 400, workers=1).save(root / "tok.json")
+    train_tokenizer("bpe", lines, 380, workers=1).save(root / "other.json")
+    return {**paths, "tok": root / "tok.json", "other": root / "other.json"}
 
 
 def _config(corpus: dict[str, Path], out: Path, **overrides) -> PretrainConfig:
