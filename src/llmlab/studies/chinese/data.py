@@ -3,11 +3,11 @@ sets, read from the shared data folder (see its README.md).
 
 - Tokenizer corpus: zh_classic_novels and zh_poetry train.txt, plus all the train texts (not the labels) of
   chnsenticorp_htl and online_shopping_9cats, one text per line, written once to OUT/data/corpus.txt.
-- Pretraining text: the train texts of the two labelled sets alone (OUT/data/reviews.txt, 8.4 MB): at a
-  budget of a few million tokens, in-domain text is what the encoder can learn most from (domain-adaptive
-  pretraining, Gururangan et al. 2020, "Don't Stop Pretraining"); 18th-century novels and Song lyrics would
-  take half of it. Validation text for the masked-LM loss: the dev texts of both sets (OUT/data/valid.txt),
-  never trained on. No label is read for either.
+- Pretraining text: the train texts of the two labelled sets alone (OUT/data/reviews.txt, 8.3 MB, 2.9M
+  characters): at a budget of a few million tokens, in-domain text is what the encoder can learn most from
+  (domain-adaptive pretraining, Gururangan et al. 2020, "Don't Stop Pretraining"); 18th-century novels and
+  Song lyrics would take half of it. Validation text for the masked-LM loss: the dev texts of both sets
+  (OUT/data/valid.txt), never trained on. No label is read for either.
 - Labelled sets: train.csv (the first `train_rows` rows: the files are shuffled, so that is a random sample)
   and dev.csv (the first `dev_rows` rows, the same way). The fine-tuning loop evaluates once, at its last
   step, on a small slice of dev (OUT/data/<set>-dev-head.csv), so no dev accuracy ever picks a step; the
