@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmlab.abtest.store import open_store
 from llmlab.cli import main
@@ -32,8 +33,10 @@ def _csv(path: Path, rows: list[list], header=("text", "label")) -> None:
         writer.writerows(rows)
 
 
-def _tiny_base(folder: Path, tokenizer: Path) -> None:
-    """A random 1-layer encoder with the fixture tokenizer: a valid --base that fine-tunes in a second."""
+def _tiny_base(folder: Path, tokenizer: Path, seed: int = 0) -> None:
+    """A random 1-layer encoder (weights from `seed`) with the fixture tokenizer: a valid --base that
+    fine-tunes in a second. Seeded, so that two bases differ whatever the global RNG went through before."""
+    torch.manual_seed(seed)
     tok = Tokenizer.load(tokenizer)
     config = ModelConfig(
         tok.vocab_size,

@@ -74,7 +74,7 @@ def test_finetune_resume_refuses_what_changed(finetuned, capsys, change, extra, 
         with open("train.csv", "a", encoding="utf-8") as f:
             f.write("an extra row,1\n")
     if change == "another base":
-        _tiny_base(finetuned / "base2", finetuned / "tok.json")
+        _tiny_base(finetuned / "base2", finetuned / "tok.json", seed=1)
     before = snapshot(finetuned)
     code, _, err = finetune(capsys, "--resume", *extra)
     assert_one_line_error(code, err, needle)
