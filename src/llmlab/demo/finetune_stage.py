@@ -54,8 +54,11 @@ def write_splits(folder: Path, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
-def finetune_stage(report: Report, out: Path, base: Path, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune `base` by each of DEMO_METHODS, evaluate on the test split, compare the two; add sections."""
+def finetune_stage(
+    report: Report, out: Path, base: Path, progress: bool = True, precision: str = "fp32"
+) -> dict[str, Any]:
+    """Fine-tune `base` by each of DEMO_METHODS in `precision` (fp32, bf16-mixed, bf16:
+    `llmlab.model.precision`), evaluate both on the test split in it, compare the two; add sections."""
     start = time.perf_counter()
     folder = out / "finetune"
     data = write_splits(folder / "data")
@@ -67,33 +70,38 @@ def finetune_stage(report: Report, out: Path, base: Path, progress: bool = True)
             train_path=data["train"],
             dev_path=data["dev"],
             out_dir=folder / method,
-            train=TrainConfig(lr=lr, **DEMO_TRAIN),
+            train=TrainConfig(lr=lr, precision=precision, **DEMO_TRAIN),
             method_settings=MethodSettings(lora_rank=8),
         )
         runs[method] = finetune(settings, progress=progress)
-    _training_section(report, folder, runs, base)
+    _training_section(report, folder, runs, base, precision)
     test = read_examples(data["test"])
     train = read_examples(data["train"])
     baseline = LinearBaseline().fit([e.text for e in train], [e.label for e in train])
     report.section("Evaluation on the held-out test split")
     scores = {  # the baseline is shown once, beside the first model
         m: evaluation_section(
-            report, load_predictor(folder / m), test, baseline if i == 0 else None, source=str(data["test"])
+            report,
+            load_predictor(folder / m, precision),
+            test,
+            baseline if i == 0 else None,
+            source=str(data["test"]),
         )
         for i, m in enumerate(DEMO_METHODS)
     }
-    comparison = _comparison_section(report, folder, test, data["test"])
+    comparison = _comparison_section(report, folder, test, data["test"], precision)
     dev = {m: run.best_metric for m, run in runs.items()}
     return {"scores": scores, "dev": dev, "comparison": comparison, "seconds": time.perf_counter() - start}
 
 
-def _training_section(report: Report, folder: Path, runs: dict, base: Path) -> None:
+def _training_section(report: Report, folder: Path, runs: dict, base: Path, precision: str) -> None:
     report.section("Fine-tuning: full vs LoRA on a docstring-topic task")
     report.text(
         f"The pretrained RoPE model ({base.name}) gets a classification head for the task "
         f"{' vs '.join(TOPIC_LABELS)} (standard-library docstrings labelled by module). Full fine-tuning "
         "trains every weight, LoRA only rank-8 adapters on the query and value projections plus the head. "
-        f"Settings: {DEMO_TRAIN}; learning rates {DEMO_METHODS}. Early stopping keeps the best dev step."
+        f"Settings: {DEMO_TRAIN}; learning rates {DEMO_METHODS}; precision {precision}. Early stopping "
+        "keeps the best dev step."
     )
     rows = []
     for method, result in runs.items():
@@ -120,8 +128,8 @@ def _read_summary(run: Path) -> dict:
     return read_json(run / "history.json", "run summary")
 
 
-def _comparison_section(report: Report, folder: Path, test: list, source: Path) -> dict:
-    a, b = (load_predictor(folder / m) for m in DEMO_METHODS)
+def _comparison_section(report: Report, folder: Path, test: list, source: Path, precision: str) -> dict:
+    a, b = (load_predictor(folder / m, precision) for m in DEMO_METHODS)
     (y, proba_a), (_, proba_b) = predict(a, test, str(source)), predict(b, test, str(source))
     result = compare_predictions(y, proba_a, proba_b, names=tuple(DEMO_METHODS), n_boot=2000, n_perm=5000)
     boot = result["bootstrap"]

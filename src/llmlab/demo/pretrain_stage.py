@@ -25,7 +25,12 @@ DEMO = ExtrapolationSizes(
 
 
 def pretrain_stage(
-    report: Report, out_dir: Path, tokenizer: Tokenizer, lines: list[str], progress: bool = True
+    report: Report,
+    out_dir: Path,
+    tokenizer: Tokenizer,
+    lines: list[str],
+    progress: bool = True,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Short pretraining of a few encodings on the demo corpus, and their extrapolation table.
 
@@ -35,6 +40,8 @@ def pretrain_stage(
         tokenizer: the demo's byte-level BPE.
         lines: the demo corpus; the last 10% is the validation text.
         progress: progress bars on stderr.
+        precision: what the models train in (fp32, bf16-mixed, bf16: `llmlab.model.precision`); a bf16 run
+            trains in its own folder (out_dir/pretrain/lm-<encoding>-<key>). Scoring runs in float32.
 
     Returns:
         {"extrapolation": rows, "press_agrees": bool, "press_verdict": str, "seconds": float}.
@@ -55,14 +62,16 @@ def pretrain_stage(
             list(DEMO_ENCODINGS),
             DEMO,
             progress,
+            precision,
         )
     agrees, verdict = press_verdict(rows, DEMO.factors)
     sizes = dataclasses.asdict(DEMO)
     report.section("Pretraining: positional encodings trained short, tested long")
     report.text(
-        f"Causal LMs (d_model {DEMO.d_model}, {DEMO.n_layers} layers) trained {DEMO.steps} steps of "
-        f"{DEMO.batch_size} x {DEMO.train_context} tokens on the demo corpus, then scored on its held-out 10% "
-        "at 1x-8x the training length (non-overlapping windows, the same tokens at every length)."
+        f"Causal LMs (d_model {DEMO.d_model}, {DEMO.n_layers} layers) trained in {precision} for "
+        f"{DEMO.steps} steps of {DEMO.batch_size} x {DEMO.train_context} tokens on the demo corpus, then "
+        "scored in float32 on its held-out 10% at 1x-8x the training length (non-overlapping windows, the "
+        "same tokens at every length)."
     )
     report.figure(loss_figure([folder / str(r["run"]) for r in rows]), "Training loss per step.")
     extrapolation_section(report, rows, sizes, verdict)

@@ -6,6 +6,8 @@ stage 1) and tests them on sequences longer than they were trained on.
 Stage 3 fine-tunes the RoPE model on a docstring-topic task by full fine-tuning and by LoRA, evaluates both
 beside a linear baseline, and stage 4 compares the two offline with paired A/B tests (`llmlab.demo.finetune_stage`).
 Every stage writes its artefacts under the run folder and adds a section to `report.html`.
+The demo runs in float32 (README's figures); `precision` opts in to bf16-mixed or bf16
+(`llmlab.model.precision`), which the stages hand to the same loops and predictors the other commands run.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 from llmlab.demo.finetune_stage import finetune_stage
 from llmlab.demo.kernels import DEMO_THREADS, unpinned_kernels
 from llmlab.demo.pretrain_stage import pretrain_stage
-from llmlab.demo.summary import summary_lines
+from llmlab.demo.summary import precision_note, summary_lines
 from llmlab.io import atomic_write_text
+from llmlab.model.precision import resolve_precision
 from llmlab.pretraining.loop import latest_checkpoint
 from llmlab.progress import progress_bar
 from llmlab.report.html import Report
@@ -36,21 +39,37 @@ SAMPLES = (
 )
 
 
-def run_demo(out: Path, progress: bool = True) -> tuple[Path, list[str]]:
-    """Run every demo stage into `out` on one torch thread; returns (the HTML report's path, the summary lines,
-    also written to out/summary.txt). The figures equal README's when the demo's kernels were pinned before
-    torch loaded (`llmlab.demo.kernels`, as `llmlab demo` does); otherwise a line on stderr says they may not."""
-    unpinned = unpinned_kernels()
+def run_demo(out: Path, progress: bool = True, precision: str = "fp32") -> tuple[Path, list[str]]:
+    """Run every demo stage into `out` on one torch thread.
+
+    The figures equal README's in fp32 when the demo's kernels were pinned before torch loaded
+    (`llmlab.demo.kernels`, as `llmlab demo` does); otherwise a line on stderr says they may not.
+
+    Args:
+        out: the run folder (created).
+        progress: progress bars on stderr.
+        precision: what pretraining, fine-tuning and the fine-tuned models' predictions run in: "fp32"
+            (README's figures), "bf16-mixed", "bf16" or "auto" (bf16-mixed where the processor has native
+            bfloat16, else fp32; said once on stderr).
+
+    Returns:
+        (the HTML report's path, the summary lines, also written to out/summary.txt).
+
+    Raises:
+        LlmlabError: an unknown precision, or "bf16" on a processor without native bfloat16.
+    """
+    precision = resolve_precision(precision, "cpu")
+    unpinned = unpinned_kernels(precision)
     if unpinned:
         print(
             f"llmlab demo: {', '.join(unpinned)} not pinned: figures may differ from README's",
             file=sys.stderr,
         )
     with torch_threads(DEMO_THREADS):
-        return _run(Path(out), progress)
+        return _run(Path(out), progress, precision)
 
 
-def _run(out: Path, progress: bool) -> tuple[Path, list[str]]:
+def _run(out: Path, progress: bool, precision: str) -> tuple[Path, list[str]]:
     out.mkdir(parents=True, exist_ok=True)
     report = Report("llmlab demo")
     lines = demo_corpus()
@@ -59,13 +78,15 @@ def _run(out: Path, progress: bool) -> tuple[Path, list[str]]:
     heldout = lines[cut:]
     report.text(
         f"Corpus: Python's own documentation (pydoc topics and standard-library docstrings), "
-        f"{len(lines):,} lines, {sum(map(len, lines)):,} characters; the last 10% is held out."
+        f"{len(lines):,} lines, {sum(map(len, lines)):,} characters; the last 10% is held out. "
+        + precision_note(precision)
     )
     toks, stats = tokenizer_stage(report, train_lines, heldout, out, progress)
-    pretrained = pretrain_stage(report, out, toks["bpe"], lines, progress)
+    pretrained = pretrain_stage(report, out, toks["bpe"], lines, progress, precision)
     rope_run = next(row["run"] for row in pretrained["extrapolation"] if row["positional"] == "rope")
-    finetuned = finetune_stage(report, out, latest_checkpoint(out / "pretrain" / rope_run), progress)
-    summary = summary_lines(stats, pretrained, finetuned)
+    checkpoint = latest_checkpoint(out / "pretrain" / rope_run)
+    finetuned = finetune_stage(report, out, checkpoint, progress, precision)
+    summary = summary_lines(stats, pretrained, finetuned, precision)
     atomic_write_text(out / "summary.txt", "\n".join(summary) + "\n")
     path = out / "report.html"
     report.save(path)
