@@ -221,6 +221,27 @@ def test_encoding_on_the_core_imports_no_numpy_and_scans_no_table(pipelines):
         pytest.skip(run.stdout.strip())
 
 
+_LOOKUPS = ("_id_to_token", "_encoder", "_ranks")  # the Python path's, made from the stages on first use
+
+
+@core_by_default
+@pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])
+def test_the_core_path_builds_no_python_lookups_until_one_is_asked_for(pipelines, name):
+    """Peak memory: a tokenizer on the core encodes and decodes without the Python path's tables (id -> token,
+    its encoder, BPE's merge ranks: megabytes for a large vocabulary); asking for one builds it, and a change
+    of the added tokens drops it."""
+    tok = Tokenizer.load(pipelines[name])
+    text = "Hello, wörld! 你好 ﬁ [CLS]"
+    enc = tok.encode(text)
+    tok.decode(enc.ids), tok.encode_batch([text, "a b"], num_threads=2)
+    built = [k for k in _LOOKUPS if k in vars(tok) or k in vars(tok.model)]
+    assert tok.engine == "core" and built == []
+    assert all(tok.token_to_id(tok.id_to_token(i)) == i for i in enc.ids)
+    assert "_id_to_token" in vars(tok)
+    tok.add_special_tokens(["<extra>"])
+    assert "_id_to_token" not in vars(tok) and tok.id_to_token(tok.token_to_id("<extra>")) == "<extra>"
+
+
 # ---- bad input ------------------------------------------------------------------------------------------
 
 

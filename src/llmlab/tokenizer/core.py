@@ -69,11 +69,11 @@ def build_core(tokenizer):
 
 def describe(tokenizer) -> dict | None:
     """The core's description of `tokenizer` (plain Python values), or None if a stage is not supported."""
-    id_to_token = tokenizer._id_to_token
-    n_ids = max(id_to_token, default=-1) + 1
-    if n_ids > _MAX_IDS or min(id_to_token, default=0) < 0:
+    table = _token_table(tokenizer)
+    if table is None:
         return None
-    table = [id_to_token.get(i) for i in range(n_ids)]
+    n_ids = len(table)
+    special_ids = [i for i, t in enumerate(table) if t in tokenizer._specials]  # before `_ref` appends
     parts = {
         "normalizer": _normalizer(tokenizer.normalizer),
         "pre_tokenizer": _pre_tokenizer(tokenizer.pre_tokenizer),
@@ -98,8 +98,26 @@ def describe(tokenizer) -> dict | None:
         "byte_chars": byte_chars if byte_level else None,
         "unk_as_text": model.unk_id if isinstance(model, Unigram) and model.unk_id is not None else -1,
         "space_chars": postprocess.SPACES,
-        "special_ids": sorted(i for i, t in id_to_token.items() if t in tokenizer._specials),
+        "special_ids": special_ids,
     }
+
+
+def _token_table(tokenizer) -> list[str | None] | None:
+    """Token by id as `Tokenizer.id_to_token` gives it (None: no token), or None for ids the core does not
+    take (negative ones, or too many). Made here rather than from `Tokenizer._id_to_token`, which a tokenizer
+    running on the core does not need to keep."""
+    vocab = tokenizer.model.vocab
+    norm = tokenizer.normalizer.normalize if tokenizer.normalizer else str
+    added = tokenizer._added.read_back(norm)  # id -> token; they read back over the model's tokens
+    n_ids = max(max(vocab.values(), default=-1), max(added, default=-1)) + 1
+    if n_ids > _MAX_IDS or min(min(vocab.values(), default=0), min(added, default=0)) < 0:
+        return None
+    table: list[str | None] = [None] * n_ids
+    for token, i in vocab.items():
+        table[i] = token
+    for i, token in added.items():
+        table[i] = token
+    return table
 
 
 def runtime(truncation, padding) -> tuple[tuple | None, tuple | None]:
@@ -172,13 +190,12 @@ def _model(m):
             "max_chars": m.max_input_chars_per_word,
         }
     if type(m) is BPE:
-        vocab = m.vocab
-        merges = array(
-            "i", (x for rank, (a, b) in enumerate(m.merges) for x in (vocab[a], vocab[b], m._merged[rank]))
-        )
+        merges = array("i")
+        for (left, right), merged in zip(m._merge_pairs(), m._merged, strict=True):
+            merges.extend((left, right, merged))
         return {
             "kind": "bpe",
-            "vocab": vocab,
+            "vocab": m.vocab,
             "merges": merges.tobytes(),  # (left id, right id, merged id) by rank, as int32
             "unk_id": m.vocab.get(m.unk_token, -1) if m.unk_token is not None else -1,
             "has_unk": m.unk_token is not None,
@@ -205,7 +222,7 @@ def _model(m):
 
 def _char_pieces(m: BPE) -> list[tuple[int, list[int], list[int]]]:
     """The characters whose byte-level merges join them on their own (see `bpe.chars.char_pieces`)."""
-    return char_pieces(m.vocab, m._ranks, m._merged) if m._simple else []
+    return char_pieces(m.vocab, m.merge_ranks(), m._merged) if m._simple else []
 
 
 def _ref(table: list, token: str) -> int:

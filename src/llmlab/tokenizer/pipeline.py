@@ -11,7 +11,9 @@ utils/padding.rs) and is tested against it id for id, offset for offset, on real
 3. Decoding: ids back to tokens (special ones skipped on request), then the decoder.
 The standard pipelines run on the compiled core (`core.py`, sources in `_core/`) when it is built: the same
 results (tests run both paths), the Python code here being their reference and fallback. The core does not
-track words yet: `track_words = True` sends encoding to the Python path, which does.
+track words yet: `track_words = True` sends encoding to the Python path, which does. For a lower peak memory
+the core is built at first use (once a tokenizer.json just parsed is freed), and the Python path's lookups
+(id -> token, its encoder; BPE's merge ranks) only when something asks for them.
 Deviation: `max_length` below the number of special tokens is an error (HF's unsigned subtraction wraps
 around there and nothing is truncated).
 
@@ -21,6 +23,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 from collections.abc import Iterable
@@ -28,7 +31,7 @@ from collections.abc import Iterable
 from llmlab.errors import LlmlabError
 from llmlab.io import atomic_write_json, fingerprint
 from llmlab.tokenizer import core
-from llmlab.tokenizer.added_tokens import AddedToken, AddedVocabulary, next_added_id
+from llmlab.tokenizer.added_tokens import AddedToken, AddedTokenMatcher, AddedVocabulary, next_added_id
 from llmlab.tokenizer.encoder import SequenceEncoder
 from llmlab.tokenizer.encoding import Encoding, empty, merge, merge_all
 from llmlab.tokenizer.normalize import Normalizer
@@ -38,6 +41,7 @@ from llmlab.tokenizer.truncation import Padding, Truncation, pad_encodings, trun
 
 __all__ = ["AddedToken", "Encoding", "Padding", "Tokenizer", "Truncation", "check_fingerprint"]
 _UNBUILT = object()  # Tokenizer._core before its first use
+_DERIVED = ("_id_to_token", "_encoder_matchers", "_encoder")  # made from the stages on first use
 
 
 class Tokenizer:
@@ -117,12 +121,11 @@ class Tokenizer:
             self._core.set_padding(padding)
 
     def __getstate__(self) -> dict:
-        """Stages and settings; the Python encoder and the compiled core are rebuilt from them on loading."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "_encoder_matchers", "_core")}
+        """Stages and settings; the lookups, the Python encoder and the compiled core are rebuilt from them."""
+        return {k: v for k, v in self.__dict__.items() if k not in (*_DERIVED, "_core")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._build_encoder()
         self._build_core()
 
     @property
@@ -138,14 +141,39 @@ class Tokenizer:
         return self._added.tokens
 
     def _refresh(self) -> None:
-        """Rebuild the lookups, the encoder and the core after a stage or the added tokens changed."""
-        norm = self.normalizer.normalize if self.normalizer else str
+        """Drop the lookups, the encoder and the core after a stage or the added tokens changed."""
         self._specials = {t.content for t in self.added_tokens if t.special}
         self._added_ids = self._added.ids()
-        # as HF: a normalized added token reads back in its normalized form (and is then not "special" by name)
-        self._id_to_token = {i: t for t, i in self.model.vocab.items()} | self._added.read_back(norm)
-        self._build_encoder()
+        for name in _DERIVED:
+            self.__dict__.pop(name, None)
         self._build_core()
+
+    # Made on first use (functools.cached_property, dropped by `_refresh`): a tokenizer running on the compiled
+    # core needs none of them for encoding and decoding, and they cost megabytes for a large vocabulary.
+
+    @functools.cached_property
+    def _id_to_token(self) -> dict[int, str]:
+        """id -> token, the model's then the added tokens'."""
+        norm = self.normalizer.normalize if self.normalizer else str
+        # as HF: a normalized added token reads back in its normalized form (and is then not "special" by name)
+        return {i: t for t, i in self.model.vocab.items()} | self._added.read_back(norm)
+
+    @functools.cached_property
+    def _encoder_matchers(self) -> tuple[AddedTokenMatcher, AddedTokenMatcher]:
+        """The added tokens matched in the raw and in the normalized text."""
+        norm = self.normalizer.normalize if self.normalizer else str
+        added = self._added
+        if self.encode_special_tokens:
+            added = AddedVocabulary([t for t in added.tokens if not t.special])
+        return added.matchers(norm)
+
+    @functools.cached_property
+    def _encoder(self) -> SequenceEncoder:
+        """The Python path's encoder."""
+        raw, normalized = self._encoder_matchers
+        return SequenceEncoder(
+            self.model, self.normalizer, self.pre_tokenizer, raw, normalized, self._id_to_token
+        )
 
     def _build_core(self) -> None:
         """Decide now whether the core may run (LLMLAB_PURE_PYTHON, settings); build it at first use, when a
@@ -182,16 +210,6 @@ class Tokenizer:
     def track_words(self, value: bool) -> None:
         self._track_words = bool(value)
         self._refresh()
-
-    def _build_encoder(self) -> None:
-        norm = self.normalizer.normalize if self.normalizer else str
-        added = self._added
-        if self.encode_special_tokens:
-            added = AddedVocabulary([t for t in added.tokens if not t.special])
-        self._encoder_matchers = raw, normalized = added.matchers(norm)
-        self._encoder = SequenceEncoder(
-            self.model, self.normalizer, self.pre_tokenizer, raw, normalized, self._id_to_token
-        )
 
     def add_special_tokens(self, tokens: list[str]) -> int:
         """Add special tokens (matched in the raw text, skipped when decoding), as HF's `add_special_tokens`.

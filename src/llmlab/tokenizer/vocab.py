@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 
 class VocabLookup:
-    """Mixin: `vocab` (token → id) and `_id_to_token` (its inverse), set by the model's constructor."""
+    """Mixin: `vocab` (token → id), set by the model's constructor, and its inverse."""
 
     vocab: dict[str, int]
-    _id_to_token: dict[int, str]
+
+    @functools.cached_property
+    def _id_to_token(self) -> dict[int, str]:
+        """id -> token, made on first use (a tokenizer running on the compiled core seldom asks)."""
+        return {i: t for t, i in self.vocab.items()}
 
     def id_to_token(self, id: int) -> str | None:
         """The token of `id`, or None when no token has it."""

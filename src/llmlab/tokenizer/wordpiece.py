@@ -58,7 +58,6 @@ class WordPiece(VocabLookup):
         self.unk_token = unk_token
         self.continuing_subword_prefix = continuing_subword_prefix
         self.max_input_chars_per_word = max_input_chars_per_word
-        self._id_to_token = {i: t for t, i in self.vocab.items()}
         n = len(continuing_subword_prefix)
         cont = [len(t) - n for t in self.vocab if n and t.startswith(continuing_subword_prefix)]
         # no token is longer than these, so the search for the longest match can start there

@@ -24,7 +24,8 @@ Tables that break (1) do not use this at all; merges of symbols outside GPT-2's 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from itertools import chain, pairwise
 from operator import itemgetter
@@ -48,7 +49,7 @@ class CharMerges:
         """Use `build`, which checks the table first."""
         self._vocab, self._ranks, self._merged = vocab, ranks, merged
         self._tokens: dict[int, str] | None = None  # id -> token, made on first need
-        self._by_side: tuple[dict[int, list[tuple[int, int]]], ...] | None = None  # see `_merges_of`
+        self._by_side: tuple[tuple[list[tuple[int, int]], list[int]], ...] | None = None  # see `_merges_of`
         self._kinds: dict[int, int] = {}  # id -> its bytes' kind (`_kind`), as met
         self._misaligned: dict[tuple[int, int], list[int]] = {}  # (side, id) -> ranks, in order
         self._chars = _Chars(self._premerge)
@@ -122,12 +123,12 @@ class CharMerges:
 
     def _merges_of(self, side: int, id_: int) -> list[tuple[int, int]]:
         """(rank, other part) of the merges with `id_` as left (side 0) or right (1) part, by rank."""
-        if self._by_side is None:  # per side: part -> its merges, in rank order
-            self._by_side = ({}, {})
-            for (left, right), rank in sorted(self._ranks.items(), key=itemgetter(1)):
-                self._by_side[0].setdefault(left, []).append((rank, right))
-                self._by_side[1].setdefault(right, []).append((rank, left))
-        return self._by_side[side].get(id_, [])
+        if self._by_side is None:  # per side: the merges sorted by that part, and those parts (to bisect);
+            # flat lists of the table's own objects: a megabyte, where a dict of lists took five
+            self._by_side = tuple(_sorted_by(self._ranks, side) for side in (0, 1))
+        pairs, parts = self._by_side[side]
+        found = pairs[bisect_left(parts, id_) : bisect_right(parts, id_)]
+        return sorted((self._ranks[pair], pair[1 - side]) for pair in found)
 
     def _kind(self, id_: int) -> int:
         """The `_kind` of a token's bytes, by id (remembered)."""
@@ -145,19 +146,33 @@ def char_pieces(
     """(UTF-8 bytes of a character as a little-endian int, ids, bytes each covers) for every character of the
     vocabulary that its byte-level merges join on their own (fewer pieces than bytes), where `CharMerges`
     proves that changes nothing; [] for a table it refuses. The compiled core starts long words from these."""
+    packed = _packed_char_pieces(vocab, ranks, merged)
+    # The lists are made once the tables of `CharMerges` are freed: small objects made while those lived would
+    # keep the tables' memory pages from going back (CPython returns its 1 MiB arenas of small objects only
+    # when all of one is free), MiBs more at the peak when the compiled core is built right after this.
+    out, i = [], 0
+    while i < len(packed):
+        code, n = packed[i], packed[i + 1]
+        out.append((code, packed[i + 2 : i + 2 + n].tolist(), packed[i + 2 + n : i + 2 + 2 * n].tolist()))
+        i += 2 + 2 * n
+    return out
+
+
+def _packed_char_pieces(vocab: dict[str, int], ranks: dict[tuple[int, int], int], merged: list[int]) -> array:
+    """`char_pieces` in one int64 array: for each character its UTF-8 bytes as an int, n, n ids, n sizes."""
+    packed = array("q")
     merges = CharMerges.build(vocab, ranks, merged)
     if merges is None:
-        return []
-    out = []
+        return packed
     for char in sorted(_vocab_chars(vocab)):
         try:
             ids, sizes = merges._premerge(to_byte_level(char))
         except KeyError:  # a byte with no token
             continue
         if len(ids) < len(char.encode()):
-            out.append((int.from_bytes(char.encode(), "little"), list(ids), list(sizes)))
+            packed.extend((int.from_bytes(char.encode(), "little"), len(ids), *ids, *sizes))
     merges._chars = None  # its cache refers back to it: freed now, not at the next full garbage collection
-    return out
+    return packed
 
 
 def _vocab_chars(vocab: Iterable[str]) -> set[str]:
@@ -170,6 +185,12 @@ def _vocab_chars(vocab: Iterable[str]) -> set[str]:
     # joined by an ASCII character, which ends any partial UTF-8 sequence as a token's end would
     data = latin.replace("\u0800", "\n").encode("latin-1")
     return {c for c in set(data.decode("utf-8", "ignore")) if c >= "\x80"}
+
+
+def _sorted_by(ranks: dict[tuple[int, int], int], side: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """The merges (left id, right id) sorted by one part (rank order among equals), and that part of each."""
+    pairs = sorted(ranks, key=itemgetter(side))
+    return pairs, [pair[side] for pair in pairs]
 
 
 def has_multibyte(word: str) -> bool:

@@ -28,7 +28,10 @@ The trainer lives in `trainer.py`.
 
 from __future__ import annotations
 
+import functools
 import random
+from array import array
+from collections.abc import Iterable, Iterator
 from itertools import accumulate, pairwise
 
 from llmlab.errors import LlmlabError
@@ -46,7 +49,7 @@ class BPE(VocabLookup):
 
     Attributes:
         vocab: token -> id.
-        merges: the merges, rank order.
+        merges: (left, right) token pairs, rank order (made on each access: the model keeps ids, as HF).
     """
 
     def __init__(
@@ -86,7 +89,6 @@ class BPE(VocabLookup):
         if dropout is not None and not 0.0 <= dropout <= 1.0:
             raise LlmlabError(f"BPE dropout must be between 0 and 1, not {dropout}")
         self.vocab = dict(vocab)
-        self.merges = [(a, b) for a, b in merges]
         self.unk_token = unk_token
         self.continuing_subword_prefix = continuing_subword_prefix
         self.end_of_word_suffix = end_of_word_suffix
@@ -95,20 +97,19 @@ class BPE(VocabLookup):
         self.byte_fallback = byte_fallback
         self.dropout = dropout
         self._rng = random.Random(seed)
-        self._id_to_token = {i: t for t, i in self.vocab.items()}
-        self._ranks, self._merged = self._merge_table()
+        self._merge_ids, self._merged = self._merge_table(merges)
         self._simple = not (continuing_subword_prefix or end_of_word_suffix)
         self._cache: dict[str, tuple[Token, ...]] = {}
         self._cache_capacity = cache_capacity
         # True: build on first use; False or None: the table cannot use it (see chars.py)
         self._char_merges: CharMerges | None | bool = self._simple
 
-    def _merge_table(self) -> tuple[dict[tuple[int, int], int], list[int]]:
-        """(left id, right id) -> rank (a repeated pair keeps its last rank, as HF), and rank -> new id."""
+    def _merge_table(self, merges: Iterable[tuple[str, str]]) -> tuple[array, list[int]]:
+        """The merges by id, as HF keeps them: (left id, right id) of each, flattened into one int32 array (a
+        tenth of the memory of a list of string pairs), and rank -> id of the token each makes."""
         get, strip = self.vocab.get, len((self.continuing_subword_prefix or "").encode())
-        ranks: dict[tuple[int, int], int] = {}
-        merged: list[int] = []
-        for rank, (a, b) in enumerate(self.merges):
+        pairs, merged = array("i"), []
+        for rank, (a, b) in enumerate(merges):
             # HF drops the prefix's length in bytes from the right part whether or not it starts with it
             try:
                 right = b.encode()[strip:].decode() if strip else b
@@ -122,9 +123,29 @@ class BPE(VocabLookup):
                 raise LlmlabError(
                     f"BPE merge {rank} ({a!r}, {b!r}): token {token!r} is not in the vocabulary"
                 )
-            ranks[left_id, right_id] = rank
+            pairs.extend((left_id, right_id))
             merged.append(new)
-        return ranks, merged
+        return pairs, merged
+
+    @property
+    def merges(self) -> list[tuple[str, str]]:
+        """The merges, highest priority first, as (left, right) tokens."""
+        token = self._id_to_token
+        return [(token[left], token[right]) for left, right in self._merge_pairs()]
+
+    def _merge_pairs(self) -> Iterator[tuple[int, int]]:
+        """(left id, right id) of each merge, rank order."""
+        return zip(self._merge_ids[::2], self._merge_ids[1::2], strict=True)
+
+    @functools.cached_property
+    def _ranks(self) -> dict[tuple[int, int], int]:
+        """(left id, right id) -> rank, made on first use: the model's largest table, which a tokenizer
+        running on the compiled core never needs (`merge_ranks` makes a fresh one)."""
+        return self.merge_ranks()
+
+    def merge_ranks(self) -> dict[tuple[int, int], int]:
+        """(left id, right id) -> rank of every merge (a repeated pair keeps its last rank, as HF)."""
+        return {pair: rank for rank, pair in enumerate(self._merge_pairs())}
 
     def tokenize(self, word: str) -> list[Token]:
         """Split one pre-tokenized word into tokens.
