@@ -133,10 +133,7 @@ def loads_json(text: str | bytes, where: str, what: str = "JSON") -> Any:
         LlmlabError: not UTF-8, too deep, or not JSON; one line naming `where`.
     """
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise LlmlabError(f"{where}: {what} is not UTF-8 (byte offset {e.start})") from None
+        text = _decode_utf8(text, where, what)
     if too_deep(text):
         raise LlmlabError(f"{where}: {what} is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
@@ -157,7 +154,16 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raw = path.read_bytes()
     except OSError as e:
         raise LlmlabError(f"{path}: cannot read {what}: {e.strerror}") from None
-    return loads_json(raw, str(path), what)
+    text = _decode_utf8(raw, str(path), what)
+    del raw  # freed before parsing: the bytes, the text and the parsed objects at once would be the load's peak
+    return loads_json(text, str(path), what)
+
+
+def _decode_utf8(raw: bytes, where: str, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LlmlabError(f"{where}: {what} is not UTF-8 (byte offset {e.start})") from None
 
 
 def read_lines(path: str | os.PathLike, errors: str = "strict") -> Iterator[str]:
