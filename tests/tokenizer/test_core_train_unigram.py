@@ -1,7 +1,7 @@
 """The compiled kernels of the Unigram trainer equal the Python ones: the lattices (_core/unigram_lattice.cpp,
-lattice.py) and the suffix sort of the seeds (_core/unigram_seeds.cpp, seeds.py).
+lattice.py) and the suffix sort and candidate seeds (_core/unigram_seeds.cpp, seeds.py).
 
-The suffix order and common prefixes are identical. Viterbi counts and second-best segmentations are identical (the same ties, the same additions in the same
+The suffix order, common prefixes and candidate seeds are identical. Viterbi counts and second-best segmentations are identical (the same ties, the same additions in the same
 order); expected counts agree to 1e-12 relative (the same sums, exp and log from another library). Trained on
 real text, both give the same pieces with scores equal to 1e-9 (they are written with 12 significant digits).
 Compression against sentencepiece runs on both paths in test_unigram.py (`engine` fixture).
@@ -79,6 +79,21 @@ def test_compiled_suffix_sort_equals_python(word_counts, depth):
     with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "1"}):
         want = unigram_seeds._sorted_suffixes(corpus, depth)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(words_st, st.integers(1, 5), min_size=1, max_size=40), st.integers(1, 12))
+def test_compiled_branching_equals_python(word_counts, max_len):
+    """The candidate seeds (groups of the sorted suffixes that branch, or end a word twice) are the same."""
+    corpus = Corpus(word_counts)
+    corpus.require(1.0, max_len)
+    sa, lcp = unigram_seeds._sorted_suffixes(corpus, max_len + 1)
+    with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "0"}):
+        got = list(unigram_seeds._branching(corpus, sa, lcp, max_len))
+    with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "1"}):
+        want = list(unigram_seeds._branching(corpus, sa, lcp, max_len))
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
 
 
 def trained(engine: str, word_counts, vocab_size: int, **options):

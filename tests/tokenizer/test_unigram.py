@@ -11,6 +11,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer.unigram import lattice as unigram_lattice
 from llmlab.tokenizer.unigram.model import Unigram, byte_piece
+from llmlab.tokenizer.unigram.seeds import _distinct
 from llmlab.tokenizer.unigram.trainer import train_unigram
 
 SPECIALS = ["<unk>", "<s>", "</s>"]
@@ -403,3 +405,13 @@ def test_trainer_rejects_bad_input():
 def test_from_hf_rejects_malformed_models(d, message):
     with pytest.raises(LlmlabError, match=message):
         Unigram.from_hf(d)
+
+
+@given(st.lists(st.integers(-1, 0x10FFFF), max_size=200))
+def test_distinct_code_points_as_numpy_unique(codes):
+    """The corpus's characters are found by counting (seeds.py `_distinct`): the same as np.unique."""
+    codes = np.array(codes, np.int32)
+    want_uniq, want_inverse = np.unique(codes, return_inverse=True)
+    uniq, inverse = _distinct(codes)
+    assert uniq.dtype == want_uniq.dtype and np.array_equal(uniq, want_uniq)
+    assert np.array_equal(inverse, want_inverse)

@@ -29,7 +29,6 @@ from llmlab.tokenizer.pipeline import AddedToken, Tokenizer
 from llmlab.tokenizer.postprocess import postprocessor_from_hf
 from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer
 from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
-from llmlab.tokenizer.unigram.model import Unigram
 from llmlab.tokenizer.unigram.trainer import train_unigram
 from llmlab.tokenizer.word_table import WordTable
 from llmlab.tokenizer.wordpiece import train_wordpiece
@@ -187,21 +186,13 @@ def train_from_counts(
     if model == "wordpiece" and "[CLS]" in trained.vocab and "[SEP]" in trained.vocab:
         sections["post_processor"] = _bert_template(trained.vocab["[CLS]"], trained.vocab["[SEP]"])
     return Tokenizer(
-        _as_saved(trained),
+        trained,
         normalizer=normalizer_from_hf(sections["normalizer"]),
         pre_tokenizer=pretokenizer_from_hf(sections["pre_tokenizer"]),
         post_processor=postprocessor_from_hf(sections["post_processor"]),
         decoder=decoder_from_hf(sections["decoder"]),
         added_tokens=[AddedToken(trained.vocab[t], t, special=True, normalized=False) for t in specials],
     )
-
-
-def _as_saved(model):
-    """The trained model as its tokenizer.json reads back (so a trained and a loaded tokenizer are the same):
-    Unigram's special ids are no part of the file."""
-    if isinstance(model, Unigram):
-        return Unigram(model.pieces, unk_id=model.unk_id, byte_fallback=model.byte_fallback)
-    return model
 
 
 def _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, options):
@@ -224,7 +215,11 @@ def _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, o
             progress=progress,
             **options,
         )
-    return train_unigram(counts, vocab_size, special_tokens=specials, progress=progress, **options)
+    # control_tokens=False: the model as its tokenizer.json reads back (special ids are no part of the file; the
+    # pipeline's added tokens keep the specials out of the text), so a trained and a loaded tokenizer are the same
+    return train_unigram(
+        counts, vocab_size, special_tokens=specials, progress=progress, control_tokens=False, **options
+    )
 
 
 def _sampled(model: str, counts, size: int, seed: int) -> WordTable:

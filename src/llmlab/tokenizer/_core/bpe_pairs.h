@@ -7,8 +7,8 @@
 //   entry has the highest count, then the smallest (left id, right id), then came first;
 // - an entry carries the words where its pair was made when it was queued (HF's `pos` set), and only those
 //   words are merged.
-// Memory: a count takes 16 bytes in a table that drops pairs whose count falls to 0 (they hold no occurrence;
-// one made again starts from 0, as it would); a queue entry 24 bytes; its words, ascending, are varint-coded
+// Memory: a count takes 16 bytes in a table, at most half full, that drops pairs whose count falls to 0 (they
+// hold no occurrence; one made again starts from 0, as it would); a queue entry 24 bytes; its words, ascending, are varint-coded
 // gaps (about 1.2 bytes a word) in a pool of 1 MiB blocks, compacted when the lists of merged entries outweigh
 // the rest, so nothing is ever copied whole.
 #pragma once
@@ -24,7 +24,11 @@
 
 namespace llmlab {
 
-// Pair key (left << 21 | right) -> weighted count, open addressing with linear probing.
+constexpr int kIdBits = 21;  // a pair's key: left << kIdBits | right
+constexpr uint64_t kIdMask = (1u << kIdBits) - 1;
+inline uint64_t pair_key(uint32_t left, uint32_t right) { return static_cast<uint64_t>(left) << kIdBits | right; }
+
+// Pair key -> weighted count, open addressing with linear probing.
 class PairCounts {
   public:
     int64_t get(uint64_t key) const {
@@ -34,15 +38,18 @@ class PairCounts {
             if (slots_[i].key == kEmpty) return 0;
         }
     }
-    void add(uint64_t key, int64_t delta) {
-        if ((size_ + 1) * 5 > slots_.size() * 4) grow();
+    // Adds `delta` to the pair's count; returns the new count.
+    int64_t add(uint64_t key, int64_t delta) {
+        if ((size_ + 1) * 2 > slots_.size()) grow();  // half full at most: short probe runs for misses and erases
         size_t i = home(key);
         while (slots_[i].key != key && slots_[i].key != kEmpty) i = next(i);
         if (slots_[i].key == kEmpty) {
             slots_[i].key = key;
             ++size_;
         }
-        if ((slots_[i].count += delta) == 0) erase(i);
+        const int64_t count = slots_[i].count += delta;
+        if (count == 0) erase(i);
+        return count;
     }
     // Ask the CPU for the slot where `key` starts its search, ahead of a `get` or `add`.
     void prefetch(uint64_t key) const {

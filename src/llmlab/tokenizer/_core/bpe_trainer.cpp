@@ -16,17 +16,45 @@
 #include <stdexcept>
 #include <utility>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "bpe_changes.h"
 #include "bpe_pairs.h"
 
 namespace llmlab {
 namespace {
 
-constexpr int kIdBits = 21;
 constexpr size_t kAhead = 8;  // words prefetched ahead of the one being merged
-constexpr uint64_t kIdMask = (1u << kIdBits) - 1;
 
-inline uint64_t pair_key(uint32_t left, uint32_t right) { return static_cast<uint64_t>(left) << kIdBits | right; }
+// The first position p >= from where s holds (a, b), `mask` taken off each symbol (s[p] & mask == a and
+// s[p + 1] & mask == b, p + 1 < n), or n when there is none. Compares 16 bytes of positions at a time: it reads
+// up to kPad symbols past s + n, which the caller must own.
+template <class Sym>
+constexpr uint32_t kPad = 16 / sizeof(Sym);
+template <class Sym>
+uint32_t find_pair(const Sym* s, uint32_t from, uint32_t n, Sym mask, Sym a, Sym b) {
+#if defined(__SSE2__)
+    static_assert(sizeof(Sym) == 2 || sizeof(Sym) == 4, "16- or 32-bit symbols");
+    constexpr uint32_t lanes = kPad<Sym>;
+    auto splat = [](Sym x) { return sizeof(Sym) == 2 ? _mm_set1_epi16(static_cast<short>(x)) : _mm_set1_epi32(static_cast<int>(x)); };
+    auto equal = [](__m128i x, __m128i y) { return sizeof(Sym) == 2 ? _mm_cmpeq_epi16(x, y) : _mm_cmpeq_epi32(x, y); };
+    const __m128i m = splat(mask), va = splat(a), vb = splat(b);
+    for (uint32_t p = from; p + 1 < n; p += lanes) {
+        const __m128i x = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + p)), m);
+        const __m128i y = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + p + 1)), m);
+        uint32_t hits = static_cast<uint32_t>(_mm_movemask_epi8(_mm_and_si128(equal(x, va), equal(y, vb))));
+        if (n - 1 - p < lanes) hits &= (1u << (sizeof(Sym) * (n - 1 - p))) - 1;  // pairs that end inside the word
+        if (hits) return p + static_cast<uint32_t>(__builtin_ctz(hits)) / sizeof(Sym);
+    }
+    return n;
+#else
+    for (uint32_t p = from; p + 1 < n; ++p)
+        if ((s[p] & mask) == a && (s[p + 1] & mask) == b) return p;
+    return n;
+#endif
+}
 
 // HF's max_token_length rule: a pair made with the new token is counted only when the two are shorter.
 struct LengthRule {
@@ -51,7 +79,7 @@ struct Words {
         size_t kept = 0;
         for (size_t w = 0, c = 0; w < in.n_words; ++w)  // first the number of symbols: `sym` is allocated once
             for (int64_t i = 0; i < in.lengths[w]; ++i, ++c) kept += id_of(i, in.codes[c]) >= 0;
-        sym.reserve(kept);
+        sym.reserve(kept + kPad<Sym>);
         for (size_t w = 0, c = 0; w < in.n_words; ++w) {
             start[w] = sym.size();
             for (int64_t i = 0; i < in.lengths[w]; ++i, ++c) {
@@ -61,6 +89,7 @@ struct Words {
             if (sym.size() - start[w] > UINT32_MAX) throw std::length_error("BPE trainer: a word of over 2^32 symbols");
             size[w] = static_cast<uint32_t>(sym.size() - start[w]);
         }
+        sym.resize(kept + kPad<Sym>);  // what `find_pair` reads past the last word
     }
 
     size_t bytes() const { return sym.capacity() * sizeof(Sym) + start.capacity() * 8 + size.capacity() * 4; }
@@ -78,29 +107,28 @@ struct Words {
     void merge(uint32_t w, uint32_t a, uint32_t b, uint32_t made, const LengthRule& rule, MergeChanges& out) {
         Sym* s = sym.data() + start[w];
         const uint32_t n = size[w];
+        const Sym pa = static_cast<Sym>(a), pb = static_cast<Sym>(b);
+        uint32_t r = find_pair<Sym>(s, 0, n, kSymbol, pa, pb);  // read position: the next occurrence
+        uint32_t o = r;  // write position: the symbols before the first occurrence stay where they are
         const int64_t k = count[w];
-        uint32_t r = 0, o = 0;  // read and write positions
         while (r < n) {
-            if ((s[r] & kSymbol) != a || r + 1 >= n || (s[r + 1] & kSymbol) != b) {
-                s[o++] = s[r++];
-                continue;
-            }
             if (o > 0) {  // the left neighbour: already written, maybe merged just before
                 const uint32_t left = s[o - 1] & kSymbol;
-                if (!(s[o - 1] & kUncounted)) out.lose(pair_key(left, a), k);
+                if (!(s[o - 1] & kUncounted)) out.lose(left, a, k);
                 const bool counted = rule.counted(left, made);
                 s[o - 1] = static_cast<Sym>(left | (counted ? 0 : kUncounted));
-                if (counted) out.make(pair_key(left, made), k, w);
+                if (counted) out.make(left, made, k, w);
             }
             bool counted = true;
             if (r + 2 < n) {  // the right neighbour: not merged yet
                 const uint32_t right = s[r + 2] & kSymbol;
-                if (!(s[r + 1] & kUncounted)) out.lose(pair_key(b, right), k);
+                if (!(s[r + 1] & kUncounted)) out.lose(b, right, k);
                 counted = rule.counted(right, made);
-                if (counted) out.make(pair_key(made, right), k, w);
+                if (counted) out.make(made, right, k, w);
             }
             s[o++] = static_cast<Sym>(made | (counted ? 0 : kUncounted));
-            r += 2;
+            const uint32_t next = find_pair<Sym>(s, r + 2, n, kSymbol, pa, pb);
+            for (r += 2; r < next;) s[o++] = s[r++];  // the symbols up to the next occurrence move left
         }
         size[w] = o;
     }
@@ -109,8 +137,10 @@ struct Words {
 // The first count: every adjacent pair, weighted by word counts, queued with the words that hold it (in key
 // order, as the Python reference numbers its slots). Two passes over the words, so that each pair's list is
 // written straight into the pool: the first counts the pairs and sizes their lists, the second writes them.
+// `ids`: the symbols are below it; when they are few (byte level: 257), pairs are found by (left, right) in a
+// table rather than hashed.
 template <class Sym>
-void count_pairs(const Words<Sym>& words, PairCounts& counts, WordLists& lists, MergeQueue& queue) {
+void count_pairs(const Words<Sym>& words, size_t ids, PairCounts& counts, WordLists& lists, MergeQueue& queue) {
     struct Pair {
         uint64_t key;
         int64_t count = 0;
@@ -119,18 +149,27 @@ void count_pairs(const Words<Sym>& words, PairCounts& counts, WordLists& lists, 
         uint8_t* out = nullptr;      // where its list's next gap goes
     };
     std::vector<Pair> pairs;
-    PairCounts index;  // key -> position in `pairs`, + 1
+    constexpr size_t kDenseIds = 1024;
+    std::vector<uint32_t> dense(ids <= kDenseIds ? ids * ids : 0);  // (left, right) -> position in `pairs`, + 1
+    PairCounts index;                                                // or key -> the same
+    auto position = [&](uint32_t left, uint32_t right) -> uint32_t {
+        return static_cast<uint32_t>(dense.empty() ? index.get(pair_key(left, right)) : dense[left * ids + right]);
+    };
     auto each_pair = [&](auto&& f) {
         for (uint32_t w = 0; w < words.size.size(); ++w) {
             const Sym* s = words.sym.data() + words.start[w];
-            for (uint32_t i = 0; i + 1 < words.size[w]; ++i) f(w, pair_key(s[i], s[i + 1]));
+            for (uint32_t i = 0; i + 1 < words.size[w]; ++i) f(w, s[i], s[i + 1]);
         }
     };
-    each_pair([&](uint32_t w, uint64_t key) {
-        int64_t i = index.get(key);
+    each_pair([&](uint32_t w, uint32_t left, uint32_t right) {
+        uint32_t i = position(left, right);
         if (i == 0) {
-            pairs.push_back({key});
-            index.add(key, i = static_cast<int64_t>(pairs.size()));
+            pairs.push_back({pair_key(left, right)});
+            i = static_cast<uint32_t>(pairs.size());
+            if (dense.empty())
+                index.add(pair_key(left, right), i);
+            else
+                dense[left * ids + right] = i;
         }
         Pair& p = pairs[i - 1];
         p.count += words.count[w];
@@ -150,8 +189,8 @@ void count_pairs(const Words<Sym>& words, PairCounts& counts, WordLists& lists, 
         counts.add(p.key, p.count);
     }
     queue.heapify();
-    each_pair([&](uint32_t w, uint64_t key) {
-        Pair& p = pairs[index.get(key) - 1];
+    each_pair([&](uint32_t w, uint32_t left, uint32_t right) {
+        Pair& p = pairs[position(left, right) - 1];
         if (p.last == w) return;
         WordLists::code(p.out, p.last == UINT32_MAX ? w : w - p.last);
         p.last = w;
@@ -173,7 +212,7 @@ BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& 
     PairCounts counts;
     WordLists lists;
     MergeQueue queue;
-    count_pairs(words, counts, lists, queue);
+    count_pairs(words, tokens.size(), counts, lists, queue);
     MergeChanges changes;
     std::vector<uint32_t> batch;  // the words of the entry being merged
     auto measure = [&] {
@@ -200,6 +239,7 @@ BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& 
         }
         result.merges.push_back(top.key);
 
+        changes.start(b, static_cast<uint32_t>(id), tokens.size());
         batch.clear();
         lists.for_each(top.list, [&](uint32_t w) { batch.push_back(w); });
         for (size_t i = 0; i < batch.size(); ++i) {  // the words lie anywhere: fetch the next ones' early
@@ -209,8 +249,7 @@ BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& 
         }
         lists.release(top.list);
         measure();
-        changes.flush(counts, [&](uint64_t key, const uint32_t* made, uint32_t n) {
-            const int64_t count = counts.get(key);
+        changes.flush(counts, [&](uint64_t key, int64_t count, const uint32_t* made, uint32_t n) {
             if (count > 0) queue.push({count, key, lists.add(made, n)});  // queued only while it occurs, as HF
         });
         if (lists.wasteful()) lists.collect(queue.lists());

@@ -211,6 +211,22 @@ void bind_training(nb::module_& m) {
         nb::arg("codes"), nb::arg("keep"), nb::arg("width"),
         "The kept positions sorted by their first `width` code points, and each one's common prefix with the one "
         "before (unigram_seeds.h).");
+    m.def(
+        "branching",
+        [](Array<int32_t> common, Array<double> weight, Array<int64_t> to_end, Array<int32_t> room, int max_len) {
+            const size_t n = common.shape(0);
+            if (weight.shape(0) != n || to_end.shape(0) != n || room.shape(0) != n)
+                throw nb::value_error("branching: the arrays differ in length");
+            Branching found;
+            {
+                nb::gil_scoped_release unlocked;
+                found = branching(common.data(), weight.data(), to_end.data(), room.data(), n, max_len);
+            }
+            return nb::make_tuple(to_numpy(std::move(found.length)), to_numpy(std::move(found.first)),
+                                  to_numpy(std::move(found.last)), to_numpy(std::move(found.score)));
+        },
+        nb::arg("common"), nb::arg("weight"), nb::arg("to_end"), nb::arg("room"), nb::arg("max_len"),
+        "The candidate seeds of the sorted suffixes: (length, first, last, score) (unigram_seeds.h).");
     nb::class_<UnigramLattice>(m, "UnigramLattice", "The Unigram trainer's lattices (unigram_lattice.h).")
         .def("__init__",
              [](UnigramLattice* self, Array<int64_t> start, Array<int64_t> end, Array<double> count, size_t n_nodes,

@@ -17,4 +17,16 @@ namespace llmlab {
 void sorted_suffixes(const int32_t* codes, size_t n, const bool* keep, int width, std::vector<int32_t>& order,
                      std::vector<int32_t>& common);
 
+// The candidate seeds among n sorted suffixes (seeds.py `_branching`): for each length 2..max_len, each group
+// [first, last) of suffixes that share their first `length` characters (common[i] < length starts a group)
+// where the substring branches (common[i] == length inside the group) or ends a word (to_end[first] == length)
+// and occurs at least twice by weight, and fits the room at its first suffix (room[first] >= length). Ordered
+// by length, then first; score = the group's summed weight x length.
+struct Branching {
+    std::vector<int64_t> length, first, last;
+    std::vector<double> score;
+};
+Branching branching(const int32_t* common, const double* weight, const int64_t* to_end, const int32_t* room, size_t n,
+                    int max_len);
+
 }  // namespace llmlab

@@ -62,7 +62,7 @@ class Corpus:
         Returns:
             (character, count) of the required characters, most frequent first (ties: by code point).
         """
-        uniq, inverse = np.unique(self.codes, return_inverse=True)
+        uniq, inverse = _distinct(self.codes)
         counts = np.bincount(inverse, self.count[self.word_of])
         total, covered, required = counts[uniq >= 0].sum(), 0.0, []
         for i in np.lexsort((uniq, -counts)):
@@ -113,6 +113,15 @@ def _script(ch: str) -> str:
     if first.startswith(_HAN):
         return "Han"
     return {"COMBINING": "Inherited", "MODIFIER": "Common", "": "Common"}.get(first, first)
+
+
+def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(codes, return_inverse=True) of code points (and -1), by counting rather than sorting."""
+    present = np.bincount(codes + 1)  # -1 first
+    uniq = (np.flatnonzero(present) - 1).astype(codes.dtype)
+    index = np.zeros(len(present), np.intp)
+    index[uniq + 1] = np.arange(len(uniq))
+    return uniq, index[codes + 1]
 
 
 def _dense_rank(values: np.ndarray) -> np.ndarray:
@@ -223,8 +232,16 @@ def seeds(corpus: Corpus, required: list[tuple[str, float]], max_len: int, seed_
 
 def _branching(corpus: Corpus, sa: np.ndarray, lcp: np.ndarray, max_len: int):
     """Every valid branching substring of 2+ characters: (length, first, last, frequency x length), where
-    sa[first:last] are the positions where it occurs."""
+    sa[first:last] are the positions where it occurs.
+
+    Compiled where the core is built (`_core/unigram_seeds.cpp` `branching`: the same arrays, tested).
+    """
     weight = corpus.count[corpus.word_of[sa]]
+    if core.available():
+        from llmlab.tokenizer._corelib import branching
+
+        to_end = corpus.end[corpus.word_of[sa]] - sa  # characters from each suffix to the end of its word
+        return branching(lcp, weight, to_end.astype(np.int64), corpus.room[sa], max_len)
     found = [(np.zeros(0, np.int64),) * 3 + (np.zeros(0),)]
     for length in range(2, max_len + 1 if len(sa) else 2):
         first = np.flatnonzero(lcp < length)  # sa[first:last] share a string of `length` characters

@@ -56,6 +56,7 @@ def train_unigram(
     num_sub_iterations: int = 2,
     byte_fallback: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    control_tokens: bool = True,
 ) -> Unigram:
     """Learn a Unigram model from pre-tokenized word counts.
 
@@ -71,10 +72,12 @@ def train_unigram(
         num_sub_iterations: EM iterations before each pruning round.
         byte_fallback: add the 256 "<0xXX>" pieces; unknown characters are then encoded as their bytes.
         progress: called as `progress(rounds_done, rounds_expected)`.
+        control_tokens: the special tokens are the model's control pieces, never matched in text (False: they
+            are plain pieces, as a tokenizer.json holds them, where the pipeline's added tokens handle them).
 
     Returns:
-        The trained `Unigram` (scores are log probabilities; special tokens are never matched in text). A small
-        corpus can give fewer than `vocab_size` pieces.
+        The trained `Unigram` (scores are log probabilities). A small corpus can give fewer than `vocab_size`
+        pieces.
 
     Raises:
         LlmlabError: no words, a bad setting, or `vocab_size` below the special and byte pieces plus the
@@ -115,7 +118,7 @@ def train_unigram(
         [(m, 0.0) for m in meta] + final,
         unk_id=specials.index(unk_token),
         byte_fallback=byte_fallback,
-        special_ids=range(len(specials)),
+        special_ids=range(len(specials)) if control_tokens else (),
     )
 
 
