@@ -12,7 +12,8 @@ machine load hits all of them. A step is forward + cross-entropy + backward + op
   transformers 5 ("Model does not support past key values"), so that row has no reference;
 - lora: ours vs peft `LoraConfig` (r 8, alpha 16, q and v).
 Contenders (`--contenders`): llmlab in fp32 and in bf16-mixed (what `llmlab finetune --precision` runs:
-frozen weights stored in bfloat16, autocast, fused AdamW), and the references a user would pick: HF / PEFT in
+frozen weights stored in bfloat16, autocast, fused AdamW, dropout masks from model/dropout.py and attention
+through model/bf16_attention.py), and the references a user would pick: HF / PEFT in
 float32 and under `torch.autocast("cpu", torch.bfloat16)` (what `Trainer(bf16=True)` does), both with the fused
 AdamW that `TrainingArguments` picks by default.
 Reported per method and contender: the median step time over `--steps` timed steps after `--warmup` steps

@@ -3,7 +3,8 @@
 Shape (GPT-2 small's recipe, scaled down): 6 layers, width 384, 6 heads, vocabulary 8k (a byte-level BPE
 trained on tiny_shakespeare), learned positions, tied embeddings, no dropout, batch 8 x 256, AdamW.
 Contenders: llmlab in fp32 and in bf16-mixed (what `llmlab pretrain --precision bf16-mixed` runs: float32
-weights, bfloat16 autocast, fused AdamW), llmlab-packed-bf16 (the same with attention kept inside 64-token
+weights, bfloat16 autocast, fused AdamW, attention through model/bf16_attention.py, the loss through
+model/cross_entropy.py's blockwise float32 kernel), llmlab-packed-bf16 (the same with attention kept inside 64-token
 documents, as `--documents line|file` packs them: what the document mask costs), and GPT2LMHeadModel in float32 and under
 `torch.autocast("cpu", torch.bfloat16)` (what `Trainer(bf16=True)` does), with the fused AdamW that
 `TrainingArguments` picks by default. All live in the same process, run the same batches on the same thread
@@ -183,11 +184,15 @@ def logits_of(model, x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def train_step(model, opt, x, y, name: str, device: str) -> float:
+    from llmlab.model.cross_entropy import cross_entropy
     from llmlab.model.precision import autocast
 
     with autocast(precision_of(name), device):
         logits = logits_of(model, x, name)
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+    if name.startswith("llmlab"):  # as `llmlab pretrain`: float32 statistics, block by block for bf16 logits
+        loss = cross_entropy(logits.flatten(0, 1), y.flatten())
+    else:  # as transformers' causal-LM loss: the logits cast to float32 whole
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from llmlab.model.dropout import Dropout
 from llmlab.model.precision import autocast, store_weights
 from llmlab.tokenizer.pipeline import Tokenizer
 
@@ -35,7 +36,7 @@ class ClassificationHead(nn.Module):
         super().__init__()
         self.causal = causal
         self.pooler = None if causal else nn.Linear(d_model, d_model)  # BERT's pooler.dense, then tanh
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(d_model, n_labels)
         for layer in (self.pooler, self.classifier):
             if layer is not None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.errors import LlmlabError
+from llmlab.model.dropout import Dropout
 
 TARGETS = {  # name in MethodSettings.lora_targets -> the submodule of a Block
     "q": "attn.q",
@@ -46,7 +47,7 @@ class LoraLinear(nn.Linear):
         self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, device=self.weight.device))  # (r, I)
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, device=self.weight.device))  # (O, r)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft (and nn.Linear)
-        self.lora_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.lora_dropout = Dropout(dropout) if dropout else nn.Identity()
         self.merged = False
 
     def forward(self, x: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from llmlab.model.config import ModelConfig
+from llmlab.model.dropout import Dropout
 
 ACTIVATIONS = {  # the names of config.ACTIVATIONS -> module class
     "gelu": nn.GELU,
@@ -33,7 +34,7 @@ class MLP(nn.Module):
         self.gate = nn.Linear(config.d_model, config.ff_dim, bias=config.bias) if config.gated_mlp else None
         self.act = ACTIVATIONS[config.activation]()
         self.proj = nn.Linear(config.ff_dim, config.d_model, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gate is None:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from llmlab.errors import LlmlabError, notice
 
@@ -129,6 +129,18 @@ def training_autocast(precision: str, device: torch.device | str | None = None) 
             yield
     finally:
         torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(before)
+
+
+def autocast_input(x: Tensor) -> Tensor:
+    """`x` in autocast's dtype when autocast is on for its device, else `x` itself.
+
+    Autocast casts a float32 input again for every layer that reads it; a tensor several projections share
+    (attention's q, k, v and their LoRA paths) is cast once here instead. The values are the same.
+    """
+    device = x.device.type
+    if not (x.is_floating_point() and torch.is_autocast_enabled(device)):
+        return x
+    return x.to(torch.get_autocast_dtype(device))
 
 
 def store_weights(model: nn.Module, precision: str, training: bool = True) -> nn.Module:

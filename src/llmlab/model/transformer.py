@@ -14,7 +14,9 @@ key/value head h // (H / H_kv), as HF's `repeat_kv`.
 
 Attention runs through `scaled_dot_product_attention`; the causal/padding mask and any positional score bias
 are added into one float `attn_mask`, and a plain causal pass with no bias uses `is_causal` instead. Only an
-encoding that needs the probabilities (Shaw's relative values) takes the explicit-softmax path.
+encoding that needs the probabilities (Shaw's relative values) takes the explicit-softmax path, and bf16
+training on the CPU takes bf16_attention.py's three kernels, faster there than SDPA's. Dropout layers are
+dropout.py's: `F.dropout` in float32, cheaper masks in the bf16 modes.
 Positions: the new tokens sit after the KV cache; prefix-tuning keys (`prefix_kv`) have no position, are
 visible to every query, and never enter the cache (pass them on every call).
 
@@ -35,10 +37,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.errors import LlmlabError
+from llmlab.model.bf16_attention import bf16_attention, bf16_attention_pays
 from llmlab.model.config import ModelConfig
+from llmlab.model.dropout import Dropout, dropout
 from llmlab.model.mlm_head import MLMTransform
 from llmlab.model.mlp import MLP, build_norm
 from llmlab.model.positional import PositionalEncoding, build_positional
+from llmlab.model.precision import autocast_input
 
 if TYPE_CHECKING:
     from llmlab.model.generate import KVCache
@@ -117,7 +122,7 @@ class Attention(nn.Module):
         self.v = nn.Linear(C, kv_width, bias=config.bias)
         self.o = nn.Linear(C, C, bias=config.bias)
         self.attn_dropout = config.attn_dropout
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
 
     def forward(
         self,
@@ -130,6 +135,7 @@ class Attention(nn.Module):
     ) -> Tensor:
         """x (B, T, C) -> (B, T, C); prefix: (B|1, H, P, D) keys and values; cache: this layer is `layer`."""
         B, T, C = x.shape
+        x = autocast_input(x)  # one cast for q, k and v under autocast
         q = self._split_heads(self.q(x), self.n_heads)  # (B, H, T, D)
         k, v = (self._split_heads(proj(x), self.n_kv_heads) for proj in (self.k, self.v))  # (B, Hkv, T, D)
         q, k = pos.rotate(q, k, ctx.q_pos, ctx.q_pos)  # the new keys sit at the new positions
@@ -149,17 +155,21 @@ class Attention(nn.Module):
         return x.view(B, T, heads, width // heads).transpose(1, 2)  # (B, heads, T, D)
 
     def _attend(self, q, k, v, bias, pos: PositionalEncoding, ctx: AttentionContext) -> Tensor:
-        """softmax(q·k/√D + bias + mask) v, through SDPA unless the encoding needs the probabilities."""
-        dropout = self.attn_dropout if self.training else 0.0
-        if bias is None and ctx.plain_causal and not pos.needs_probs:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        """softmax(q·k/√D + bias + mask) v: through SDPA, through `bf16_attention` where that pays (bf16
+        training on the CPU), or explicitly where the encoding needs the probabilities."""
+        p = self.attn_dropout if self.training else 0.0
+        kernels = not pos.needs_probs and bf16_attention_pays(q, k, v, p)
+        if bias is None and ctx.plain_causal and not (pos.needs_probs or kernels):
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         attn_mask = _add(bias, ctx.mask, q.dtype)  # (B|1, H|1, T, P + S) or None
+        if kernels:
+            return bf16_attention(q, k, v, attn_mask, p)
         if not pos.needs_probs:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, P + S)
         if attn_mask is not None:
             scores = scores + attn_mask
-        probs = F.dropout(scores.float().softmax(dim=-1).to(q.dtype), p=dropout)
+        probs = dropout(scores.softmax(dim=-1), p)  # a bf16 softmax accumulates in float32
         n_prefix = k.shape[2] - len(ctx.k_pos)
         y = probs @ v  # (B, H, T, D)
         extra = pos.values(probs[..., n_prefix:], ctx.q_pos, ctx.k_pos)  # positional keys only
@@ -181,10 +191,12 @@ def _prepend(prefix: tuple[Tensor, Tensor], k: Tensor, v: Tensor, bias: Tensor |
 
 
 def _add(bias: Tensor | None, mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    """bias + mask, either of which may be None, in the dtype SDPA wants (the query's)."""
-    if bias is None:
-        return None if mask is None else mask.to(dtype)
-    return (bias if mask is None else bias + mask).to(dtype)
+    """bias + mask, either of which may be None, in the dtype SDPA wants (the query's); converted to a
+    narrower dtype, float32's minimum would round to -inf (a row of those softmaxes to NaN), so it is clamped."""
+    total = mask if bias is None else (bias if mask is None else bias + mask)
+    if total is None or total.dtype == dtype:
+        return total
+    return total.to(dtype).clamp_(min=torch.finfo(dtype).min)
 
 
 class Block(nn.Module):
@@ -220,7 +232,7 @@ class Transformer(nn.Module):
         self.pos = build_positional(config)
         self.type_emb = nn.Embedding(config.type_vocab_size, C) if config.type_vocab_size else None
         self.emb_norm = build_norm(config) if config.embedding_norm else None
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = build_norm(config) if config.final_norm else None
         self.mlm_transform = MLMTransform(config) if config.mlm_head else None

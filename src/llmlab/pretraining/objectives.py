@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from llmlab.errors import LlmlabError
 from llmlab.model import precision as mp
+from llmlab.model.cross_entropy import cross_entropy
 from llmlab.model.transformer import Transformer
 from llmlab.pretraining.data import EOS, document_ids, evaluate_loss, random_windows, token_array
 from llmlab.pretraining.mlm import MaskedObjective, mlm_tokens
@@ -55,7 +55,7 @@ class CausalObjective:
         documents = None if self.eos is None else document_ids(x, self.eos)  # (B, T)
         with mp.autocast(self.precision, "cpu"):
             logits = model(x, document_ids=documents).logits  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # softmax statistics in float32
+        return cross_entropy(logits.flatten(0, 1), y.flatten())  # softmax statistics in float32
 
     def evaluate(self, model: Transformer) -> float:
         with mp.autocast(self.precision, "cpu"):
