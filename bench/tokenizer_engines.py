@@ -170,6 +170,8 @@ def _ours(path: Path) -> Encoder:
 
     tok = Tokenizer.load(path)
     tok.no_truncation(), tok.no_padding()  # as every other engine here (MiniLM's file pads to 128)
+    if tok.engine != "core":  # (reading `engine` builds the core now, at loading, not in the first encode)
+        log("llmlab: the compiled core does not run; these figures are the pure-Python path's")
     return (lambda t: tok.encode(t).ids), (
         lambda b, threads: [e.ids for e in tok.encode_batch(b, num_threads=threads)]
     )

@@ -2,6 +2,7 @@
 #include "added_tokens.h"
 
 #include <algorithm>
+#include <cwchar>
 
 namespace llmlab {
 
@@ -12,6 +13,23 @@ AddedMatcher::AddedMatcher(std::vector<AddedToken> tokens, const CharTable* word
         char32_t c = tokens_[i].content[0];
         if (c < 0x10000) first_[c] = true;
     }
+    one_first_ = !tokens_.empty() && std::all_of(tokens_.begin(), tokens_.end(), [&](const AddedToken& t) {
+        return t.content[0] == tokens_[0].content[0];
+    });
+}
+
+// The first position from i on where a token may start (text.size(): none).
+size_t AddedMatcher::next_start(View text, size_t i) const {
+    const size_t n = text.size();
+    if (i >= n) return n;
+    if (one_first_) {  // every token starts with the same character ('[' or '<'): the library's scan
+        const void* at = std::wmemchr(reinterpret_cast<const wchar_t*>(text.data()) + i,
+                                      static_cast<wchar_t>(tokens_[0].content[0]), n - i);
+        return at ? static_cast<const char32_t*>(at) - text.data() : n;
+    }
+    const uint8_t* first = first_.data();
+    while (i < n && text[i] < 0x10000 && !first[text[i]]) ++i;
+    return i;
 }
 
 // The longest token starting at i (its index, `end` set), or -1.
@@ -34,8 +52,7 @@ bool AddedMatcher::split(View text, std::vector<Piece>& pieces) const {
     const size_t n = text.size();
     size_t pos = 0;  // the pieces so far end at pos
     bool found = false;
-    for (size_t i = 0; i < n; ++i) {
-        if (text[i] < 0x10000 && !first_[text[i]]) continue;
+    for (size_t i = next_start(text, 0); i < n; i = next_start(text, i + 1)) {
         size_t match_end = 0;
         int32_t t = longest_at(text, i, match_end);
         if (t < 0) continue;

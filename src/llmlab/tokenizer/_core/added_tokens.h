@@ -32,10 +32,12 @@ class AddedMatcher {
 
   private:
     int32_t longest_at(View text, size_t i, size_t& end) const;
+    size_t next_start(View text, size_t i) const;
 
     std::vector<AddedToken> tokens_;
     Trie trie_;
     std::vector<uint8_t> first_;  // code points < 0x10000 that start a token (others: checked in the trie)
+    bool one_first_ = false;      // every token starts with the same character
     const CharTable* word_chars_ = nullptr;
     const CharTable* spaces_ = nullptr;
 };

@@ -1,6 +1,8 @@
 // Byte-pair encoding model; see bpe.h. Reference: src/llmlab/tokenizer/bpe/model.py.
 #include "bpe.h"
 
+#include <algorithm>
+
 
 namespace llmlab {
 
@@ -129,29 +131,36 @@ bool Bpe::symbols(View word, std::vector<int32_t>& ids, std::vector<Token>& span
 }
 
 // Merges in place, lowest rank first, leftmost first (bpe/model.py `_merge`: the same scan over the pairs'
-// ranks, which on words of a few dozen symbols beats a heap); sizes[i] counts the symbols token i covers.
-void Bpe::merge(std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const {
-    constexpr uint64_t kNone = ~0ULL;
-    auto rank_of = [&](int32_t a, int32_t b) -> uint64_t {
-        const uint64_t* r =
-            ranks_.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b));
-        return r ? *r : kNone;  // (rank << 32 | merged id): ordered by rank
-    };
-    std::vector<uint64_t> ranks(ids.size() > 1 ? ids.size() - 1 : 0);
-    for (size_t i = 0; i + 1 < ids.size(); ++i) ranks[i] = rank_of(ids[i], ids[i + 1]);
-    while (!ranks.empty()) {
+// ranks, which on words of a few dozen symbols beats a heap); returns the number of symbols left.
+size_t Bpe::merge(Symbol* s, size_t n) const {
+    if (n == 0) return 0;
+    for (size_t i = 0; i + 1 < n; ++i) s[i].rank = rank_of(s[i].id, s[i + 1].id);
+    s[n - 1].rank = kNone;
+    while (n > 1) {
         size_t best = 0;
-        for (size_t i = 1; i < ranks.size(); ++i)
-            if (ranks[i] < ranks[best]) best = i;
-        if (ranks[best] == kNone) break;
-        ids[best] = static_cast<int32_t>(ranks[best] & 0xFFFFFFFFu);
-        sizes[best] += sizes[best + 1];
-        ids.erase(ids.begin() + best + 1);
-        sizes.erase(sizes.begin() + best + 1);
-        ranks.erase(ranks.begin() + best);
-        if (best > 0) ranks[best - 1] = rank_of(ids[best - 1], ids[best]);
-        if (best < ranks.size()) ranks[best] = rank_of(ids[best], ids[best + 1]);
+        for (size_t i = 1; i + 1 < n; ++i)
+            if (s[i].rank < s[best].rank) best = i;
+        if (s[best].rank == kNone) break;
+        s[best].id = static_cast<int32_t>(s[best].rank & 0xFFFFFFFFu);
+        s[best].size += s[best + 1].size;
+        std::copy(s + best + 2, s + n, s + best + 1);
+        --n;
+        if (best > 0) s[best - 1].rank = rank_of(s[best - 1].id, s[best].id);
+        s[best].rank = best + 1 < n ? rank_of(s[best].id, s[best + 1].id) : kNone;
     }
+    return n;
+}
+
+// The common case: no prefix or suffix and every character a token of its own (always so at byte level).
+bool Bpe::plain_symbols(View word, Symbol* symbols) const {
+    if (!simple_) return false;
+    for (size_t i = 0; i < word.size(); ++i) {
+        const char32_t c = word[i];
+        const int32_t id = c < 0x10000 ? char_ids_[c] : -1;
+        if (id < 0) return false;
+        symbols[i] = {id, 1, kNone};
+    }
+    return true;
 }
 
 bool Bpe::tokenize(View word, std::vector<Token>& out) const {
@@ -162,32 +171,48 @@ bool Bpe::tokenize(View word, std::vector<Token>& out) const {
             return true;
         }
     }
+    constexpr size_t kLocal = 64;  // a word this short merges in a buffer on the stack
+    Symbol local[kLocal];
+    std::vector<Symbol> heap;
+    Symbol* syms = local;
+    if (word.size() > kLocal) {
+        heap.resize(word.size());
+        syms = heap.data();
+    }
+    auto emit = [&](size_t n, auto span_of) {  // the merged symbols as tokens (span_of: symbols -> span)
+        n = merge(syms, n);
+        int32_t first = 0;
+        for (size_t t = 0; t < n; ++t) {
+            const auto [start, end] = span_of(first, first + syms[t].size);
+            out.push_back({syms[t].id, start, end});
+            first += syms[t].size;
+        }
+    };
+    auto same = [](int32_t a, int32_t b) { return std::pair<int32_t, int32_t>(a, b); };
     std::vector<int32_t> ids;
-    ids.reserve(word.size());
     if (word.size() >= 12 && !pieces_.empty()) {
         std::vector<int32_t> sizes;
+        ids.reserve(word.size());
         if (premerged(word, ids, sizes)) {
-            merge(ids, sizes);
-            int32_t end = 0;
-            for (size_t t = 0; t < ids.size(); ++t) {
-                out.push_back({ids[t], end, end + sizes[t]});
-                end += sizes[t];
-            }
+            for (size_t t = 0; t < ids.size(); ++t) syms[t] = {ids[t], sizes[t], kNone};
+            emit(ids.size(), same);
             return true;
         }
         ids.clear();
     }
+    if (plain_symbols(word, syms)) {
+        emit(word.size(), same);
+        return true;
+    }
     std::vector<Token> spans;
     spans.reserve(word.size());
     if (!symbols(word, ids, spans)) return false;
-    std::vector<int32_t> sizes(ids.size(), 1);
-    merge(ids, sizes);
-    size_t end = 0;
-    for (size_t t = 0; t < ids.size(); ++t) {
-        size_t first = end;
-        end += sizes[t];
-        out.push_back({ids[t], spans[first].start, spans[end - 1].end});
+    if (ids.size() > kLocal && ids.size() > heap.size()) {
+        heap.resize(ids.size());
+        syms = heap.data();
     }
+    for (size_t t = 0; t < ids.size(); ++t) syms[t] = {ids[t], 1, kNone};
+    emit(ids.size(), [&](int32_t a, int32_t b) { return same(spans[a].start, spans[b - 1].end); });
     return true;
 }
 

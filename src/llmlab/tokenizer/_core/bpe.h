@@ -32,8 +32,22 @@ class Bpe : public Model {
 
   private:
     bool symbols(View word, std::vector<int32_t>& ids, std::vector<Token>& spans) const;
+    // A symbol of the word being merged: its token, how many initial symbols it covers, and the key of
+    // merging it with the next symbol, (rank << 32 | merged id), or kNone.
+    struct Symbol {
+        int32_t id, size;
+        uint64_t rank;
+    };
+    static constexpr uint64_t kNone = ~0ULL;
+
     bool premerged(View word, std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const;
-    void merge(std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const;
+    bool plain_symbols(View word, Symbol* symbols) const;
+    size_t merge(Symbol* symbols, size_t n) const;
+    uint64_t rank_of(int32_t left, int32_t right) const {
+        const uint64_t* r =
+            ranks_.find((static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right));
+        return r ? *r : kNone;  // ordered by rank
+    }
     int32_t piece_id(View word, size_t i, Str& scratch) const;
 
     StrMap vocab_;

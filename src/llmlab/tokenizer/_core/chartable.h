@@ -4,6 +4,7 @@
 // path runs (core_tables.py) and handed over as runs (start code point, class), so both paths classify alike.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -34,8 +35,10 @@ class CharTable {
             }
             index_[b] = it->second;
         }
+        for (uint32_t c = 0; c < 0x80; ++c) ascii_[c] = blocks_[(static_cast<size_t>(index_[0]) << 8) | c];
     }
     uint8_t operator[](char32_t c) const {
+        if (c < 0x80) return ascii_[c];  // most text: one load
         if (c >= kSize || index_.empty()) return 0;
         return blocks_[(static_cast<size_t>(index_[c >> 8]) << 8) | (c & 0xFF)];
     }
@@ -43,6 +46,7 @@ class CharTable {
   private:
     std::vector<uint16_t> index_;
     std::vector<uint8_t> blocks_;
+    std::array<uint8_t, 0x80> ascii_{};  // the classes of ASCII, copied out of the first block
 };
 
 }  // namespace llmlab

@@ -37,6 +37,14 @@ inline uint64_t hash_view(View v) {
     return mix64(h);
 }
 
+// Equal strings (a plain loop: the keys compared are a few characters long).
+inline bool same_text(View a, View b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 inline void append_utf8(std::string& out, char32_t c) {
     if (c < 0x80) {
         out += static_cast<char>(c);
@@ -109,7 +117,7 @@ class StrMap {
         uint64_t h = hash_view(key);
         size_t i = h & (slots_.size() - 1);
         while (slots_[i].len != kEmpty) {
-            if (slots_[i].hash == h && key_of(slots_[i]) == key) {
+            if (slots_[i].hash == h && same_text(key_of(slots_[i]), key)) {
                 slots_[i].value = value;
                 return;
             }
@@ -119,12 +127,17 @@ class StrMap {
         arena_.append(key);
         ++size_;
     }
+    void reserve(size_t n) {  // room for n keys without a rehash
+        size_t cap = 16;
+        while (cap < n * 2) cap <<= 1;
+        if (cap > slots_.size()) rehash(cap);
+    }
     int32_t find(View key, int32_t missing = -1) const {
         if (slots_.empty()) return missing;
         uint64_t h = hash_view(key);
         size_t i = h & (slots_.size() - 1);
         while (slots_[i].len != kEmpty) {
-            if (slots_[i].hash == h && key_of(slots_[i]) == key) return slots_[i].value;
+            if (slots_[i].hash == h && same_text(key_of(slots_[i]), key)) return slots_[i].value;
             i = (i + 1) & (slots_.size() - 1);
         }
         return missing;

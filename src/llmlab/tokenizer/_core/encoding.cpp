@@ -16,6 +16,17 @@ void Enc::append(const Enc& o) {
     customs.insert(customs.end(), o.customs.begin(), o.customs.end());
 }
 
+void Enc::insert_special(size_t at, const std::vector<int32_t>& new_ids, const std::vector<int32_t>& new_tokens,
+                         int32_t type_id) {
+    const size_t k = new_ids.size();
+    ids.insert(ids.begin() + at, new_ids.begin(), new_ids.end());
+    tokens.insert(tokens.begin() + at, new_tokens.begin(), new_tokens.end());
+    type_ids.insert(type_ids.begin() + at, k, type_id);
+    offsets.insert(offsets.begin() + at, k, {0, 0});
+    attention.insert(attention.begin() + at, k, 1);
+    special.insert(special.begin() + at, k, 1);
+}
+
 Enc Enc::slice(size_t start, size_t stop) const {
     Enc out;
     out.ids.assign(ids.begin() + start, ids.begin() + stop);
@@ -151,7 +162,7 @@ int count_spaces(const Str& s, const std::vector<char32_t>& spaces, bool leading
 }
 
 // postprocess.py `trim_offsets`: offsets leave out each token's leading and trailing spaces; the one space
-// add_prefix_space put before the first token (or one starting at 0) stays.
+// add_prefix_space put before the first token (or one starting at 0) stays. Each token on its own.
 void trim_offsets(Enc& e, bool add_prefix_space, const std::vector<uint16_t>& leads,
                   const std::vector<uint16_t>& trails, const std::vector<char32_t>& spaces) {
     const size_t n = e.size();
@@ -160,23 +171,11 @@ void trim_offsets(Enc& e, bool add_prefix_space, const std::vector<uint16_t>& le
         if (t >= 0) return leading ? leads[t] : trails[t];
         return count_spaces(e.customs[~t], spaces, leading);
     };
-    std::vector<int> lead(n);
-    bool any = false;
-    for (size_t i = 0; i < n; ++i) any = (lead[i] = count(i, true)) || any;
-    if (any) {
-        std::vector<int32_t> trimmed(n);
-        for (size_t i = 0; i < n; ++i)
-            trimmed[i] = std::min(e.offsets[i].first + lead[i], e.offsets[i].second);
-        if (add_prefix_space)
-            for (size_t i = 0; i < n; ++i)
-                if ((i == 0 || e.offsets[i].first == 0) && lead[i] == 1) trimmed[i] = e.offsets[i].first;
-        for (size_t i = 0; i < n; ++i) e.offsets[i].first = trimmed[i];
-    }
     for (size_t i = 0; i < n; ++i) {
-        const int trail = count(i, false);
-        if (trail == 0) continue;
         auto& [start, end] = e.offsets[i];
-        if (end >= trail) end = std::max(end - trail, start);
+        const int lead = count(i, true), trail = count(i, false);
+        if (lead && !(add_prefix_space && (i == 0 || start == 0) && lead == 1)) start = std::min(start + lead, end);
+        if (trail && end >= trail) end = std::max(end - trail, start);
     }
     for (Enc& window : e.overflowing) trim_offsets(window, add_prefix_space, leads, trails, spaces);
 }
@@ -208,6 +207,7 @@ Enc PostProcessor::process(Enc& a, Enc* b, bool add_special_tokens, const std::v
             llmlab::trim_offsets(a, add_prefix_space, leads, trails, spaces);
             if (b) llmlab::trim_offsets(*b, add_prefix_space, leads, trails, spaces);
         }
+        if (!b && a.overflowing.empty()) return std::move(a);
         std::vector<Enc> parts;
         parts.push_back(std::move(a));
         if (b) parts.push_back(std::move(*b));
@@ -215,6 +215,20 @@ Enc PostProcessor::process(Enc& a, Enc* b, bool add_special_tokens, const std::v
     }
     const auto& pieces = b ? pair : single;
     Enc* seqs[2] = {&a, b};
+    const auto sequences = std::count_if(pieces.begin(), pieces.end(), [](const auto& p) { return p.sequence; });
+    if (!b && a.overflowing.empty() && sequences == 1) {  // one sequence, no windows: the specials around it
+        size_t at = 0;                   // where the next piece goes: before the sequence, then at the end
+        for (const TemplatePiece& piece : pieces) {
+            if (piece.sequence) {
+                std::fill(a.type_ids.begin() + at, a.type_ids.end(), piece.type_id);
+                at = a.size();
+            } else if (add_special_tokens) {
+                a.insert_special(at, piece.ids, piece.tokens, piece.type_id);
+                at += piece.ids.size();
+            }
+        }
+        return std::move(a);
+    }
     if (a.overflowing.empty() && (!b || b->overflowing.empty())) {  // no windows: concatenate directly
         Enc out;
         out.reserve(a.size() + (b ? b->size() : 0) + 4);

@@ -39,6 +39,9 @@ struct Enc {
         return ~static_cast<int32_t>(customs.size() - 1);
     }
     void append(const Enc& other);  // fields only, not the windows
+    // Special tokens (table entries, offsets (0, 0)) inserted before token `at`.
+    void insert_special(size_t at, const std::vector<int32_t>& ids, const std::vector<int32_t>& tokens,
+                        int32_t type_id);
     Enc slice(size_t start, size_t stop) const;
 };
 

@@ -34,18 +34,19 @@ bool read_text(PyObject* o, Str& out) {
     const int kind = PyUnicode_KIND(o);
     const void* data = PyUnicode_DATA(o);
     out.resize(n);
+    char32_t* to = out.data();  // through a plain pointer the copies vectorize
     if (kind == PyUnicode_1BYTE_KIND) {
         const auto* p = static_cast<const Py_UCS1*>(data);
-        for (Py_ssize_t i = 0; i < n; ++i) out[i] = p[i];
+        for (Py_ssize_t i = 0; i < n; ++i) to[i] = p[i];
         return true;
     }
     char32_t surrogates = 0;  // a lone surrogate (no UTF-8 form): the text is left to Python
     if (kind == PyUnicode_2BYTE_KIND) {
         const auto* p = static_cast<const Py_UCS2*>(data);
-        for (Py_ssize_t i = 0; i < n; ++i) surrogates |= (out[i] = p[i]) - 0xD800 < 0x800;
+        for (Py_ssize_t i = 0; i < n; ++i) surrogates |= (to[i] = p[i]) - 0xD800 < 0x800;
     } else {
         const auto* p = static_cast<const Py_UCS4*>(data);
-        for (Py_ssize_t i = 0; i < n; ++i) surrogates |= (out[i] = p[i]) - 0xD800 < 0x800;
+        for (Py_ssize_t i = 0; i < n; ++i) surrogates |= (to[i] = p[i]) - 0xD800 < 0x800;
     }
     return !surrogates;
 }
@@ -65,8 +66,19 @@ struct TokenTable {
     std::vector<PyObject*> strs;         // owned references (null: no token)
     Str chars;                           // every entry's characters, one after another
     std::vector<uint32_t> starts = {0};  // entry i is chars[starts[i], starts[i + 1])
+    std::vector<PyObject*> ints;         // owned: the int of each id seen so far (null: not yet made)
     ~TokenTable() {
         for (PyObject* s : strs) Py_XDECREF(s);
+        for (PyObject* i : ints) Py_XDECREF(i);
+    }
+    // A new reference to the int `id`: an id list shares one object per id instead of allocating its own.
+    PyObject* int_of(int32_t id) {
+        if (static_cast<uint32_t>(id) < ints.size() && ints[id]) return Py_NewRef(ints[id]);
+        if (id < 0 || static_cast<size_t>(id) >= strs.size()) return PyLong_FromLong(id);
+        if (ints.size() < strs.size()) ints.resize(strs.size(), nullptr);
+        ints[id] = PyLong_FromLong(id);
+        Py_XINCREF(ints[id]);
+        return ints[id];
     }
     size_t size() const { return strs.size(); }
     void reserve(nb::list entries) {  // room for these entries (no doubling on the way)
@@ -202,11 +214,22 @@ struct Encoding {
         const size_t n = enc.size();
         PyObject* list = PyList_New(f == kOverflowing ? enc.overflowing.size() : n);
         if (!list) throw nb::python_error();
+        if (f == kIds) {  // the field read most: a loop of its own
+            for (size_t i = 0; i < n; ++i) {
+                PyObject* item = table->int_of(enc.ids[i]);
+                if (!item) {
+                    Py_DECREF(list);
+                    throw nb::python_error();
+                }
+                PyList_SET_ITEM(list, i, item);
+            }
+            return nb::steal(list);
+        }
         for (size_t i = 0; i < (f == kOverflowing ? enc.overflowing.size() : n); ++i) {
             PyObject* item = nullptr;
             switch (f) {
                 case kIds:
-                    item = PyLong_FromLong(enc.ids[i]);
+                    item = table->int_of(enc.ids[i]);
                     break;
                 case kTokens: {
                     const int32_t t = enc.tokens[i];

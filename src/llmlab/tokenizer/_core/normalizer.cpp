@@ -9,6 +9,8 @@ bool Normalizer::hard(View text) const {
     return false;
 }
 
+// One pass. While every character becomes one character in place the alignment is the identity and is not
+// written; at the first that does not, the alignment so far is filled in and kept from then on.
 void Normalizer::normalize(View text, Str& out, std::vector<int32_t>& align) const {
     out.clear();
     align.clear();
@@ -18,49 +20,44 @@ void Normalizer::normalize(View text, Str& out, std::vector<int32_t>& align) con
         out.assign(text);
         return;
     }
-    out.reserve(text.size() + 8);
+    out.reserve(text.size() + text.size() / 2 + 8);
     out.append(text.substr(0, i));
-    bool one_to_one = true;  // every character became one character in place: still the identity
+    bool one_to_one = true;
+    auto diverge = [&]() {  // from here on the alignment is written
+        if (!one_to_one) return;
+        one_to_one = false;
+        align.reserve(out.capacity());
+        for (size_t k = 0; k < out.size(); ++k) align.push_back(static_cast<int32_t>(k));
+    };
     for (size_t j = i; j < text.size(); ++j) {
         const char32_t c = text[j];
+        const int32_t at = static_cast<int32_t>(j);
         switch (classes_[c]) {
             case kSame:
-                out += c;
+                out.push_back(c);
+                if (!one_to_one) align.push_back(at);
                 break;
             case kSpaced:
-                out += U' ';
-                out += c;
-                out += U' ';
-                one_to_one = false;
+                diverge();
+                out.append({U' ', c, U' '});
+                align.insert(align.end(), {at, at, at});
                 break;
             case kDropped:
-                one_to_one = false;
+                diverge();
                 break;
             default: {
+                const char32_t single = c < kLatin ? latin_[c] : 0;
+                if (single) {  // a one-character form of Latin-1 (upper case): no hash lookup
+                    out.push_back(single);
+                    if (!one_to_one) align.push_back(at);
+                    break;
+                }
                 const Str& form = forms_.at(c);
+                if (form.size() != 1) diverge();
                 out += form;
-                one_to_one = one_to_one && form.size() == 1;
+                if (!one_to_one) align.insert(align.end(), form.size(), at);
             }
         }
-    }
-    if (one_to_one) return;
-    align.reserve(out.size());
-    for (size_t j = 0; j < text.size(); ++j) {
-        const char32_t c = text[j];
-        size_t len = 1;
-        switch (classes_[c]) {
-            case kSame:
-                break;
-            case kSpaced:
-                len = 3;
-                break;
-            case kDropped:
-                len = 0;
-                break;
-            default:
-                len = forms_.at(c).size();
-        }
-        align.insert(align.end(), len, static_cast<int32_t>(j));
     }
 }
 

@@ -6,6 +6,7 @@
 // surrogates): a text holding one of those is left to the Python path, so the two never disagree.
 #pragma once
 
+#include <array>
 #include <unordered_map>
 
 #include "chartable.h"
@@ -18,7 +19,10 @@ class Normalizer {
     enum Class : uint8_t { kSame = 0, kMapped = 1, kHard = 2, kSpaced = 3, kDropped = 4 };
 
     Normalizer(CharTable classes, std::unordered_map<char32_t, Str> forms)
-        : classes_(std::move(classes)), forms_(std::move(forms)) {}
+        : classes_(std::move(classes)), forms_(std::move(forms)) {
+        for (const auto& [c, form] : forms_)
+            if (c < kLatin && form.size() == 1) latin_[c] = form[0];
+    }
 
     // Whether the text holds a character only the Python path handles.
     bool hard(View text) const;
@@ -27,8 +31,10 @@ class Normalizer {
     void normalize(View text, Str& out, std::vector<int32_t>& align) const;
 
   private:
+    static constexpr char32_t kLatin = 0x100;
     CharTable classes_;
     std::unordered_map<char32_t, Str> forms_;
+    std::array<char32_t, kLatin> latin_{};  // the one-character forms of Latin-1 characters (0: none)
 };
 
 }  // namespace llmlab

@@ -170,7 +170,8 @@ bool Pipeline::split_word(View word, Workspace& ws, WordCache::Hit& hit) {
 void Pipeline::encode_batch(const std::vector<Input>& inputs, bool add_special_tokens, int threads,
                             std::vector<Enc>& out, std::vector<uint8_t>& ok) {
     const size_t n = inputs.size();
-    out.assign(n, Enc{});
+    out.clear();
+    out.resize(n);  // (not assign(n, Enc{}): n copies of an empty encoding cost as much as its vectors)
     const std::vector<uint8_t> readable = ok;  // the caller marks the inputs it could read
     size_t chars = 0;
     for (const Input& in : inputs) chars += in.text.size() + in.pair.size();
@@ -182,12 +183,15 @@ void Pipeline::encode_batch(const std::vector<Input>& inputs, bool add_special_t
         for (size_t i = 0; i < n; ++i)
             ok[i] = readable[i] && encode(inputs[i], add_special_tokens, false, out[i], ws);
     } else {  // threads read the shared cache and keep new words in caches of their own, merged at the end
+        struct alignas(64) Local {  // a cache line of its own: no false sharing between the workers
+            WordCache cache;
+        };
         std::atomic<size_t> next{0};
-        std::vector<WordCache> locals(threads);
+        std::vector<Local> locals(threads);
         auto work = [&](int w) {
             std::shared_lock<std::shared_mutex> reading(cache.mutex);
             Workspace ws;
-            ws.writes = &locals[w];
+            ws.writes = &locals[w].cache;
             for (size_t start; (start = next.fetch_add(16)) < n;)
                 for (size_t i = start; i < std::min(n, start + 16); ++i)
                     ok[i] = readable[i] && encode(inputs[i], add_special_tokens, false, out[i], ws);
@@ -196,7 +200,7 @@ void Pipeline::encode_batch(const std::vector<Input>& inputs, bool add_special_t
         for (int w = 0; w < threads; ++w) pool.emplace_back(work, w);
         for (std::thread& t : pool) t.join();
         std::unique_lock<std::shared_mutex> writing(cache.mutex);
-        for (const WordCache& local : locals) cache.absorb(local);
+        for (const Local& local : locals) cache.absorb(local.cache);
     }
     bool all = true;
     for (uint8_t k : ok) all = all && k;

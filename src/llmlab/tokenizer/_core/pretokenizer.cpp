@@ -44,17 +44,22 @@ View PreTokenizer::split(View text, bool first, Str& full, std::vector<Word>& wo
     const bool prepended = prepend == kAlways || (prepend == kFirst && first);
     const bool starts = !text.empty() && (text[0] == U' ' || text[0] == replacement);
     const int32_t shift = prepended && !text.empty() && !starts;
-    if (shift) full += replacement;
-    for (char32_t c : text) full += c == U' ' ? replacement : c;
+    full.resize(shift + text.size());
+    char32_t* to = full.data();
+    const char32_t mark = replacement;  // a local: the loop then vectorizes (no aliasing with `to`)
+    if (shift) *to++ = mark;
+    for (size_t k = 0; k < text.size(); ++k) to[k] = text[k] == U' ' ? mark : text[k];
     if (!split_words) {
         if (!full.empty())
             words.push_back({0, static_cast<uint32_t>(full.size()), 0, static_cast<int32_t>(text.size())});
         return full;
     }
+    const char32_t* chars = full.data();
+    const size_t n = full.size();
     size_t i = 0;
-    while (i < full.size()) {  // ▁[^▁]* | [^▁]+
+    while (i < n) {  // ▁[^▁]* | [^▁]+
         size_t j = i + 1;
-        while (j < full.size() && full[j] != replacement) ++j;
+        while (j < n && chars[j] != replacement) ++j;
         words.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(j - i), 0, 0});
         i = j;
     }
