@@ -155,7 +155,9 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     except OSError as e:
         raise LlmlabError(f"{path}: cannot read {what}: {e.strerror}") from None
     text = _decode_utf8(raw, str(path), what)
-    del raw  # freed before parsing: the bytes, the text and the parsed objects at once would be the load's peak
+    del (
+        raw
+    )  # freed before parsing: the bytes, the text and the parsed objects at once would be the load's peak
     return loads_json(text, str(path), what)
 
 
