@@ -146,8 +146,12 @@ def test_truncation_and_padding_equal_hf(minilm, sample, truncation, padding):
     for inputs in (singles, pairs):
         try:
             want = [fields(e) for e in ref.encode_batch(inputs)]
-        except Exception as e:  # HF refuses (only_second without a pair, a too short sequence): so do we
-            assert "sequence" in str(e).lower()
+        except BaseException as e:  # HF refuses (only_second without a pair, a too short sequence): so do we
+            # (a refusal met first on one of HF's worker threads arrives as a Rust panic: pyo3's PanicException,
+            # a BaseException, whose message names the stride)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            assert "sequence" in str(e).lower() or "stride" in str(e), e
             with pytest.raises(LlmlabError, match="truncation"):
                 tok.encode_batch(inputs)
             continue
