@@ -373,7 +373,7 @@ def byte_bpe(shared_data, engine):
 def test_byte_level_decode_inverts_encode(byte_bpe, text):
     tok, ref, _ = byte_bpe
     enc = tok.encode(text)
-    assert tok.decode(enc.ids) == text
+    assert tok.decode(enc.ids, skip_special_tokens=False) == text  # kept: the text may spell <|endoftext|>
     assert fields(enc) == fields(ref.encode(text))
 
 
