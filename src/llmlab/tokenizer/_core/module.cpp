@@ -2,8 +2,10 @@
 //
 // `Core(config)` takes the plain-Python description that core.py builds from a Tokenizer's stages (vocab,
 // merges, Unicode tables computed by the Python stages themselves, ...) and keeps none of it (a pickled
-// Tokenizer builds its core again from its stages). Encodings hold C++ vectors and turn each field into a
-// Python list only when it is read (then that list is the field).
+// Tokenizer builds its core again from its stages); it sets the description's "normalizer" to None once read,
+// so that the large dict of forms is freed before the model's tables are built (the peak memory of loading).
+// Encodings hold C++ vectors and turn each field into a Python list only when it is read (then that list is
+// the field).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
@@ -63,10 +65,8 @@ PyObject* new_str(const Str& s) {
 
 // The token strings: id -> str, then the extra entries core.py appends (template and added tokens, ...).
 struct TokenTable {
-    std::vector<PyObject*> strs;         // owned references (null: no token)
-    Str chars;                           // every entry's characters, one after another
-    std::vector<uint32_t> starts = {0};  // entry i is chars[starts[i], starts[i + 1])
-    std::vector<PyObject*> ints;         // owned: the int of each id seen so far (null: not yet made)
+    std::vector<PyObject*> strs;  // owned references (null: no token); read when a text is needed (GIL held)
+    std::vector<PyObject*> ints;  // owned: the int of each id seen so far (null: not yet made)
     ~TokenTable() {
         for (PyObject* s : strs) Py_XDECREF(s);
         for (PyObject* i : ints) Py_XDECREF(i);
@@ -81,18 +81,15 @@ struct TokenTable {
         return ints[id];
     }
     size_t size() const { return strs.size(); }
-    void reserve(nb::list entries) {  // room for these entries (no doubling on the way)
-        size_t n = 0;
-        for (nb::handle s : entries) n += PyUnicode_Check(s.ptr()) ? PyUnicode_GET_LENGTH(s.ptr()) : 0;
-        strs.reserve(entries.size());
-        starts.reserve(entries.size() + 1);
-        chars.reserve(n);
+    void reserve(nb::list entries) { strs.reserve(entries.size()); }  // no doubling on the way
+    // The text of entry i (empty: no token) into `out`, which is reused: no copy of every token is kept.
+    void text(size_t i, Str& out) const {
+        out.clear();
+        if (strs[i]) read_text(strs[i], out);
     }
-    View text(size_t i) const { return View(chars).substr(starts[i], starts[i + 1] - starts[i]); }
     int32_t add(nb::handle s) {  // s: a str, or None (no token)
-        if (!s.is_none()) chars += to_str(s);  // a str the core cannot hold raises before anything is added
+        if (!s.is_none()) to_str(s);  // a str the core cannot hold raises before anything is added
         strs.push_back(s.is_none() ? nullptr : nb::borrow(s).release().ptr());
-        starts.push_back(static_cast<uint32_t>(chars.size()));
         return static_cast<int32_t>(strs.size() - 1);
     }
 };
@@ -149,11 +146,16 @@ std::unique_ptr<Model> build_model(nb::dict d) {
     }
     if (kind == "wordpiece") {
         WordPieceConfig c;
-        c.vocab = read_vocab(d["vocab"]);
         c.unk_id = nb::cast<int32_t>(d["unk_id"]);
         c.prefix = to_str(d["prefix"]);
         c.max_chars = nb::cast<int64_t>(d["max_chars"]);
-        return std::make_unique<WordPiece>(c);
+        auto model = std::make_unique<WordPiece>(c);
+        Str token;  // one buffer for every token: the tries are built straight from the dict, no copy of it
+        for (auto [t, id] : nb::borrow<nb::dict>(d["vocab"])) {
+            if (!read_text(t.ptr(), token)) throw nb::type_error("expected a str");
+            model->add(token, nb::cast<int32_t>(id));
+        }
+        return model;
     }
     UnigramConfig c;
     c.matched = read_vocab(d["matched"]);
@@ -293,9 +295,14 @@ struct Core {
             nb::dict n = nb::borrow<nb::dict>(d["normalizer"]);
             CharTable classes;
             build_table(classes, n["classes"]);
-            std::unordered_map<char32_t, Str> forms;
-            for (auto [c, form] : nb::borrow<nb::dict>(n["forms"])) forms[nb::cast<uint32_t>(c)] = to_str(form);
+            Forms forms;
+            Str form;
+            for (auto [c, f] : nb::borrow<nb::dict>(n["forms"])) {
+                if (!read_text(f.ptr(), form)) throw nb::type_error("expected a str");
+                forms.add(nb::cast<uint32_t>(c), form);
+            }
             p.normalizer = std::make_unique<Normalizer>(std::move(classes), std::move(forms));
+            d["normalizer"] = nb::none();  // its forms (a large dict) are freed before the model is built
         }
         if (!d["pre_tokenizer"].is_none()) {
             nb::dict t = nb::borrow<nb::dict>(d["pre_tokenizer"]);
@@ -370,9 +377,11 @@ struct Core {
     void refresh_ends() {  // leading / trailing spaces of every token-table entry
         pipeline.leads.resize(table->size());
         pipeline.trails.resize(table->size());
+        Str text;
         for (size_t i = 0; i < table->size(); ++i) {
-            pipeline.leads[i] = static_cast<uint16_t>(count_ends(table->text(i), pipeline.spaces_list, true));
-            pipeline.trails[i] = static_cast<uint16_t>(count_ends(table->text(i), pipeline.spaces_list, false));
+            table->text(i, text);
+            pipeline.leads[i] = static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, true));
+            pipeline.trails[i] = static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, false));
         }
     }
 
@@ -391,7 +400,8 @@ struct Core {
         pad.pad_id = nb::cast<int32_t>(p[1]);
         pad.pad_type_id = nb::cast<int32_t>(p[2]);
         pad.pad_token = table->add(p[3]);
-        const View pad_text = table->text(pad.pad_token);
+        Str pad_text;
+        table->text(pad.pad_token, pad_text);
         pipeline.leads.push_back(static_cast<uint16_t>(count_ends(pad_text, pipeline.spaces_list, true)));
         pipeline.trails.push_back(static_cast<uint16_t>(count_ends(pad_text, pipeline.spaces_list, false)));
         pad.length = p[4].is_none() ? -1 : nb::cast<int64_t>(p[4]);
@@ -457,7 +467,8 @@ struct Core {
 
     nb::object decode(nb::handle ids, bool skip_special_tokens) {
         if (decoder.kind == Decoder::kPython) return nb::none();
-        std::vector<View> tokens;
+        Str chars, token;  // the tokens' characters, one after another
+        std::vector<std::pair<size_t, size_t>> spans;
         for (nb::handle h : nb::borrow<nb::sequence>(ids)) {
             const long long id = PyLong_AsLongLong(h.ptr());
             if (id == -1 && PyErr_Occurred()) {
@@ -466,8 +477,12 @@ struct Core {
             }
             if (id < 0 || id >= static_cast<long long>(special.size()) || !table->strs[id]) continue;
             if (skip_special_tokens && special[id]) continue;
-            tokens.push_back(table->text(id));
+            table->text(id, token);
+            spans.emplace_back(chars.size(), token.size());
+            chars += token;
         }
+        std::vector<View> tokens;
+        for (const auto& [start, size] : spans) tokens.push_back(View(chars).substr(start, size));
         const std::string text = decoder.decode(tokens);
         const char* errors = decoder.kind == Decoder::kByteLevel ? "replace" : "surrogatepass";
         PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), errors);

@@ -1,7 +1,25 @@
 // Per-character normalization with alignment; see normalizer.h. Reference: normalize.py.
 #include "normalizer.h"
 
+#include <algorithm>
+#include <numeric>
+
 namespace llmlab {
+
+void Forms::sort() {
+    if (std::is_sorted(codes_.begin(), codes_.end())) return;
+    std::vector<uint32_t> order(codes_.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return codes_[a] < codes_[b]; });
+    Forms sorted;
+    for (uint32_t i : order) sorted.add(codes_[i], form(i));
+    *this = std::move(sorted);
+}
+
+View Forms::find(char32_t c) const {
+    const auto it = std::lower_bound(codes_.begin(), codes_.end(), c);
+    return it != codes_.end() && *it == c ? form(static_cast<size_t>(it - codes_.begin())) : View();
+}
 
 bool Normalizer::hard(View text) const {
     for (char32_t c : text)
@@ -52,7 +70,7 @@ void Normalizer::normalize(View text, Str& out, std::vector<int32_t>& align) con
                     if (!one_to_one) align.push_back(at);
                     break;
                 }
-                const Str& form = forms_.at(c);
+                const View form = forms_.find(c);
                 if (form.size() != 1) diverge();
                 out += form;
                 if (!one_to_one) align.insert(align.end(), form.size(), at);

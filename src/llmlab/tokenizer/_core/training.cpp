@@ -74,8 +74,8 @@ CharTable char_table(nb::handle runs) {  // (run starts, class of each run as by
 
 std::unique_ptr<Normalizer> counting_normalizer(nb::handle spec) {
     if (spec.is_none()) return nullptr;
-    std::unordered_map<char32_t, Str> forms;
-    for (auto [c, form] : nb::borrow<nb::dict>(spec["forms"])) forms[nb::cast<uint32_t>(c)] = str_of(form);
+    Forms forms;
+    for (auto [c, form] : nb::borrow<nb::dict>(spec["forms"])) forms.add(nb::cast<uint32_t>(c), str_of(form));
     return std::make_unique<Normalizer>(char_table(spec["classes"]), std::move(forms));
 }
 

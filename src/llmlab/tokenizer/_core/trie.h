@@ -28,6 +28,12 @@ class Trie {
         const int32_t* next = edges_.find(edge(node, c));
         return next ? *next : -1;
     }
+    // The node that `key` leads to from the root, or -1.
+    int32_t walk(View key) const {
+        int32_t node = 0;
+        for (size_t i = 0; i < key.size() && node >= 0; ++i) node = child(node, key[i]);
+        return node;
+    }
     // The value stored at `node`, or -1.
     int32_t value(int32_t node) const { return values_[node]; }
 

@@ -35,26 +35,31 @@ class WordCache {
     void insert(View word, const Token* tokens, size_t count, int32_t n) {
         if (entries_.size() >= capacity_ || word.size() > kMaxWord) return;
         const int32_t i = static_cast<int32_t>(entries_.size());
+        const uint64_t h = hash_view(word);
         if (single(word)) {
             if (singles_.empty()) singles_.assign(kSingles, -1);
             singles_[word[0]] = i;
         } else {
-            index_.put(word, i);
+            if (2 * (words_ + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
+            slots_[free_slot(h)] = i;
+            ++words_;
         }
         entries_.push_back({static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(word.size()),
-                            static_cast<uint32_t>(tokens_.size()), static_cast<uint32_t>(count), n});
+                            static_cast<uint32_t>(tokens_.size()), static_cast<uint32_t>(count), n, check_of(h)});
         keys_.append(word);
         tokens_.insert(tokens_.end(), tokens, tokens + count);
     }
     // Adds every entry of `other` (until full).
     void absorb(const WordCache& other) {
         const size_t room = std::min(other.entries_.size(), capacity_ - std::min(capacity_, entries_.size()));
-        index_.reserve(index_.size() + room);  // grown once (still geometrically), not doubled on the way
+        size_t cap = std::max<size_t>(16, slots_.size());  // grown once (still geometrically), not doubled
+        while (cap < 2 * (words_ + room)) cap *= 2;           // on the way
+        if (cap > slots_.size()) rehash(cap);
         grow(entries_, entries_.size() + room);
         grow(keys_, keys_.size() + other.keys_.size());
         grow(tokens_, tokens_.size() + other.tokens_.size());
         for (const Entry& e : other.entries_) {
-            View key = View(other.keys_).substr(e.key, e.key_len);
+            const View key = other.key_of(e);
             if (index_of(key) < 0) insert(key, other.tokens_.data() + e.tokens, e.count, e.n);
         }
     }
@@ -69,16 +74,40 @@ class WordCache {
     }
     static constexpr char32_t kSingles = 0x10000;  // one-character words below this go to `singles_`
     static bool single(View word) { return word.size() == 1 && word[0] < kSingles; }
-    int32_t index_of(View word) const {
-        if (!single(word)) return index_.find(word);
-        return singles_.empty() ? -1 : singles_[word[0]];
-    }
-
     struct Entry {
         uint32_t key, key_len, tokens, count;
         int32_t n;
+        uint32_t check;  // the high half of the word's hash: most other words are told apart without reading it
     };
-    StrMap index_;
+    static uint32_t check_of(uint64_t h) { return static_cast<uint32_t>(h >> 32); }
+    View key_of(const Entry& e) const { return View(keys_).substr(e.key, e.key_len); }
+    int32_t index_of(View word) const {
+        if (single(word)) return singles_.empty() ? -1 : singles_[word[0]];
+        if (slots_.empty()) return -1;
+        const uint64_t h = hash_view(word);
+        for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+            const int32_t e = slots_[i];
+            if (e < 0) return -1;
+            if (entries_[e].check == check_of(h) && same_text(key_of(entries_[e]), word)) return e;
+        }
+    }
+    size_t free_slot(uint64_t h) const {  // linear probing from the hash
+        size_t i = h & (slots_.size() - 1);
+        while (slots_[i] >= 0) i = (i + 1) & (slots_.size() - 1);
+        return i;
+    }
+    void rehash(size_t cap) {
+        slots_.assign(cap, -1);
+        for (size_t e = 0; e < entries_.size(); ++e) {
+            const View key = key_of(entries_[e]);
+            if (!single(key)) slots_[free_slot(hash_view(key))] = static_cast<int32_t>(e);
+        }
+    }
+
+    // The index of words longer than one character: open addressing over entry numbers (-1: empty), at most
+    // half full; 4 bytes a slot, the word itself is read from `keys_`.
+    std::vector<int32_t> slots_;
+    size_t words_ = 0;  // entries in `slots_`
     std::vector<int32_t> singles_;  // code point -> entry, or -1 (allocated at the first insert)
     std::vector<Entry> entries_;
     Str keys_;

@@ -3,16 +3,15 @@
 
 namespace llmlab {
 
-WordPiece::WordPiece(const WordPieceConfig& config) : unk_id_(config.unk_id), max_chars_(config.max_chars) {
-    const View prefix(config.prefix);
-    for (const auto& [token, id] : config.vocab) {
-        View t(token);
-        first_.insert(t, id);
-        if (prefix.empty())
-            next_.insert(t, id);
-        else if (t.substr(0, prefix.size()) == prefix)
-            next_.insert(t.substr(prefix.size()), id);
-    }
+WordPiece::WordPiece(const WordPieceConfig& config)
+    : prefix_(config.prefix),
+      next_root_(config.prefix.empty() ? 0 : -1),
+      unk_id_(config.unk_id),
+      max_chars_(config.max_chars) {}
+
+void WordPiece::add(View token, int32_t id) {
+    trie_.insert(token, id);
+    if (next_root_ < 0) next_root_ = trie_.walk(prefix_);  // the prefix's node, once a token has made it
 }
 
 bool WordPiece::tokenize(View word, std::vector<Token>& out) const {
@@ -27,13 +26,12 @@ bool WordPiece::tokenize(View word, std::vector<Token>& out) const {
     if (n > max_chars_) return unk();
     int32_t start = 0;
     while (start < n) {  // the longest token from `start`: walk the trie, remember the last token passed
-        const Trie& trie = start ? next_ : first_;
-        int32_t node = 0, best_id = -1, best_end = -1;
-        for (int32_t i = start; i < n; ++i) {
-            node = trie.child(node, word[i]);
+        int32_t node = start ? next_root_ : 0, best_id = -1, best_end = -1;
+        for (int32_t i = start; i < n && node >= 0; ++i) {
+            node = trie_.child(node, word[i]);
             if (node < 0) break;
-            if (trie.value(node) >= 0) {
-                best_id = trie.value(node);
+            if (trie_.value(node) >= 0) {
+                best_id = trie_.value(node);
                 best_end = i + 1;
             }
         }

@@ -7,8 +7,7 @@
 
 namespace llmlab {
 
-struct WordPieceConfig {
-    std::vector<std::pair<Str, int32_t>> vocab;
+struct WordPieceConfig {  // the vocabulary is added token by token (no copy of it is held while building)
     int32_t unk_id = -1;  // -1: the unk token is not in the vocabulary
     Str prefix;           // continuing_subword_prefix
     int64_t max_chars = 100;
@@ -17,10 +16,15 @@ struct WordPieceConfig {
 class WordPiece : public Model {
   public:
     explicit WordPiece(const WordPieceConfig& config);
+    void add(View token, int32_t id);  // a vocabulary entry
     bool tokenize(View word, std::vector<Token>& out) const override;
 
   private:
-    Trie first_, next_;  // tokens that start a word; tokens that continue one (without their prefix)
+    // Every token. The tokens that continue a word are the subtree under the prefix ("##"): searched from
+    // `next_root_` (-1 while no token has the prefix), they need no trie of their own.
+    Trie trie_;
+    Str prefix_;
+    int32_t next_root_;
     int32_t unk_id_;
     int64_t max_chars_;
 };
