@@ -7,7 +7,7 @@ three times (the cast, log-softmax and its backward, 65 MB each at 2048 × 8000)
 gather's backward; arrays that large are fresh pages from the OS on every step. Here each block of rows is
 cast and log-softmaxed while it sits in cache, and the forward pass keeps nothing of size (N, V): the
 backward pass recomputes softmax(z) - onehot(target) in float32 per block and writes the bfloat16 gradient
-(150 -> 40 ms forward and backward at 2048 × 8000, one thread, as measured in the bench session). Same numerics up to float32 summation order (tests/model/test_cross_entropy.py).
+(150 -> 40 ms forward and backward at 2048 × 8000, one thread). Same numerics up to float32 summation order (tests/model/test_cross_entropy.py).
 """
 
 from __future__ import annotations
