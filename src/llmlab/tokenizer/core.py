@@ -89,7 +89,6 @@ def describe(tokenizer) -> dict | None:
     byte_chars = [ord(BYTE_TO_UNICODE[b]) for b in range(256)]
     if parts["model"]["kind"] == "bpe":
         parts["model"]["char_pieces"] = _char_pieces(model) if byte_level else []
-        parts["model"]["byte_chars"] = byte_chars
     return {
         **parts,
         **added,

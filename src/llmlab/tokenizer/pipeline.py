@@ -276,7 +276,9 @@ class Tokenizer:
         """
         if is_pretokenized:
             return self._encode_words(text, pair, add_special_tokens)
-        compiled = self._compiled()
+        compiled = self._core  # (read here: calling _compiled() was 5% of the cost of encoding a short line)
+        if compiled is _UNBUILT:
+            compiled = self._compiled()
         if compiled is not None:
             enc = compiled.encode(text, pair, add_special_tokens)
             if enc is not None:

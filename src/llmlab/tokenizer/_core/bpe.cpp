@@ -6,6 +6,22 @@
 
 namespace llmlab {
 
+namespace {
+
+// The character whose UTF-8 bytes `key` holds, little-endian (the keys of bpe/chars.py `char_pieces`).
+char32_t char_of_utf8(uint32_t key) {
+    const uint32_t lead = key & 0xFF;
+    const int len = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+    char32_t c = lead & (0xFF >> (len == 1 ? 1 : len + 1));
+    for (int i = 1; i < len; ++i) c = (c << 6) | ((key >> (8 * i)) & 0x3F);
+    return c;
+}
+
+// How many bytes UTF-8 spells `c` with.
+size_t utf8_length(char32_t c) { return c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4; }
+
+}  // namespace
+
 Bpe::Bpe(const BpeConfig& config) : config_(config) {
     char_ids_.assign(0x10000, -1);
     for (const auto& [token, id] : config.vocab) {
@@ -27,47 +43,35 @@ Bpe::Bpe(const BpeConfig& config) : config_(config) {
         byte_ids_[b] = vocab_.find(name);
     }
     for (const auto& [key, ids, sizes] : config.char_pieces) {
-        char_pieces_.put(key, (static_cast<uint64_t>(pieces_.size()) << 32) | ids.size());
+        char_pieces_.put(char_of_utf8(key), (static_cast<uint64_t>(pieces_.size()) << 32) | ids.size());
         for (size_t i = 0; i < ids.size(); ++i) pieces_.emplace_back(ids[i], sizes[i]);
     }
-    for (int b = 0; b < 256; ++b) byte_of_.put(config.byte_chars[b], static_cast<uint32_t>(b));
     simple_ = config.prefix.empty() && config.suffix.empty();
 }
 
 // bpe/chars.py `CharMerges.symbols`: a long byte-level word starts from each character's bytes merged on their
-// own (the listed characters) or from its bytes. False: a byte has no token, take the plain path.
-bool Bpe::premerged(View word, std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const {
-    size_t i = 0;
-    while (i < word.size()) {
-        size_t j = i + 1;  // a byte and the continuation bytes after it
-        uint64_t key = 0;
-        const uint32_t* lead = byte_of_.find(word[i]);
-        if (!lead) return false;
-        key = *lead;
-        while (j < word.size()) {
-            const uint32_t* b = byte_of_.find(word[j]);
-            if (!b || (*b & 0xC0) != 0x80) break;
-            if (j - i < 4) key |= static_cast<uint64_t>(*b) << (8 * (j - i));
-            ++j;
-        }
-        const uint64_t* found = j - i > 1 && j - i <= 4 ? char_pieces_.find(key) : nullptr;
+// own (the listed characters, looked up by the character itself) or from its bytes; written to `syms` (a
+// character's pieces are no more than its bytes, so `word.size()` symbols are room enough). `word` spells the
+// UTF-8 bytes of `chars`. Returns how many, or 0: a byte has no token, take the plain path.
+size_t Bpe::premerged(View chars, View word, Symbol* syms) const {
+    size_t at = 0, n = 0;  // at: the byte (character of `word`) the character at hand starts with
+    for (char32_t c : chars) {
+        const size_t len = utf8_length(c);
+        if (at + len > word.size()) return 0;
+        const uint64_t* found = len > 1 ? char_pieces_.find(c) : nullptr;
         if (found) {
-            const size_t at = *found >> 32, count = *found & 0xFFFFFFFFu;
-            for (size_t k = at; k < at + count; ++k) {
-                ids.push_back(pieces_[k].first);
-                sizes.push_back(pieces_[k].second);
-            }
+            const size_t first = *found >> 32, count = *found & 0xFFFFFFFFu;
+            for (size_t k = first; k < first + count; ++k) syms[n++] = {pieces_[k].first, pieces_[k].second, kNone};
         } else {
-            for (size_t k = i; k < j; ++k) {
+            for (size_t k = at; k < at + len; ++k) {
                 const int32_t id = word[k] < 0x10000 ? char_ids_[word[k]] : -1;
-                if (id < 0) return false;
-                ids.push_back(id);
-                sizes.push_back(1);
+                if (id < 0) return 0;
+                syms[n++] = {id, 1, kNone};
             }
         }
-        i = j;
+        at += len;
     }
-    return true;
+    return at == word.size() ? n : 0;
 }
 
 // The id of the piece for character i of `word` (with prefix / suffix), or -1.
@@ -163,7 +167,9 @@ bool Bpe::plain_symbols(View word, Symbol* symbols) const {
     return true;
 }
 
-bool Bpe::tokenize(View word, std::vector<Token>& out) const {
+bool Bpe::tokenize(View word, std::vector<Token>& out) const { return tokenize_bytes(View(), word, out); }
+
+bool Bpe::tokenize_bytes(View chars, View word, std::vector<Token>& out) const {
     if (config_.ignore_merges) {
         int32_t whole = vocab_.find(word);
         if (whole >= 0) {
@@ -171,7 +177,9 @@ bool Bpe::tokenize(View word, std::vector<Token>& out) const {
             return true;
         }
     }
-    constexpr size_t kLocal = 64;  // a word this short merges in a buffer on the stack
+    // A word this short merges in a buffer on the stack (4 KiB; a Chinese clause of 85 characters at byte
+    // level): no allocation for any but the longest words.
+    constexpr size_t kLocal = 256;
     Symbol local[kLocal];
     std::vector<Symbol> heap;
     Symbol* syms = local;
@@ -189,21 +197,18 @@ bool Bpe::tokenize(View word, std::vector<Token>& out) const {
         }
     };
     auto same = [](int32_t a, int32_t b) { return std::pair<int32_t, int32_t>(a, b); };
-    std::vector<int32_t> ids;
-    if (word.size() >= 12 && !pieces_.empty()) {
-        std::vector<int32_t> sizes;
-        ids.reserve(word.size());
-        if (premerged(word, ids, sizes)) {
-            for (size_t t = 0; t < ids.size(); ++t) syms[t] = {ids[t], sizes[t], kNone};
-            emit(ids.size(), same);
+    if (word.size() >= 12 && !pieces_.empty() && !chars.empty()) {
+        const size_t n = premerged(chars, word, syms);
+        if (n > 0) {
+            emit(n, same);
             return true;
         }
-        ids.clear();
     }
     if (plain_symbols(word, syms)) {
         emit(word.size(), same);
         return true;
     }
+    std::vector<int32_t> ids;
     std::vector<Token> spans;
     spans.reserve(word.size());
     if (!symbols(word, ids, spans)) return false;

@@ -20,15 +20,15 @@ struct BpeConfig : BpeSettings {  // the settings and the tables (which the mode
     std::vector<std::pair<Str, int32_t>> vocab;
     std::vector<std::array<int32_t, 3>> merges;  // (left id, right id, merged id), by rank
     // Byte level: the pieces each listed character's UTF-8 bytes merge into on their own, where bpe/chars.py
-    // proves that starting from them changes nothing (key: the bytes, little-endian); GPT-2's byte characters.
+    // proves that starting from them changes nothing (key: the bytes, little-endian).
     std::vector<std::tuple<uint32_t, std::vector<int32_t>, std::vector<int32_t>>> char_pieces;
-    std::array<char32_t, 256> byte_chars{};
 };
 
 class Bpe : public Model {
   public:
     explicit Bpe(const BpeConfig& config);
     bool tokenize(View word, std::vector<Token>& out) const override;
+    bool tokenize_bytes(View chars, View word, std::vector<Token>& out) const override;
 
   private:
     bool symbols(View word, std::vector<int32_t>& ids, std::vector<Token>& spans) const;
@@ -40,7 +40,7 @@ class Bpe : public Model {
     };
     static constexpr uint64_t kNone = ~0ULL;
 
-    bool premerged(View word, std::vector<int32_t>& ids, std::vector<int32_t>& sizes) const;
+    size_t premerged(View chars, View word, Symbol* syms) const;
     bool plain_symbols(View word, Symbol* symbols) const;
     size_t merge(Symbol* symbols, size_t n) const;
     uint64_t rank_of(int32_t left, int32_t right) const {
@@ -54,9 +54,8 @@ class Bpe : public Model {
     std::vector<int32_t> char_ids_;       // code point < 0x10000 -> id of that one-character token, or -1
     U64Map<uint64_t> ranks_;              // (left << 32 | right) -> (rank << 32 | merged id)
     std::array<int32_t, 256> byte_ids_;   // "<0xXX>" ids with byte fallback (-1: missing)
-    U64Map<uint64_t> char_pieces_;        // UTF-8 bytes of a character -> (offset << 32 | count) in pieces_
+    U64Map<uint64_t> char_pieces_;        // a character -> (offset << 32 | count) in pieces_
     std::vector<std::pair<int32_t, int32_t>> pieces_;  // (id, bytes covered)
-    U64Map<uint32_t> byte_of_;            // GPT-2 byte character -> its byte
     BpeSettings config_;
     bool simple_;                         // no prefix and no suffix
 };

@@ -13,6 +13,12 @@ class Model {
     // Appends the tokens of `word` to `out`. False where the Python model raises (a missing unk token): the
     // text is then left to the Python path, which raises the same error.
     virtual bool tokenize(View word, std::vector<Token>& out) const = 0;
+    // Byte level: `word` spells the UTF-8 bytes of `chars` as GPT-2 characters. A model may start from the
+    // characters themselves (BPE looks up each character's own merges); by default `word` alone.
+    virtual bool tokenize_bytes(View chars, View word, std::vector<Token>& out) const {
+        (void)chars;
+        return tokenize(word, out);
+    }
 };
 
 }  // namespace llmlab

@@ -141,7 +141,6 @@ std::unique_ptr<Model> build_model(nb::dict d) {
             for (nb::handle i : nb::borrow<nb::list>(piece[2])) sizes.push_back(nb::cast<int32_t>(i));
             c.char_pieces.emplace_back(nb::cast<uint32_t>(piece[0]), std::move(ids), std::move(sizes));
         }
-        if (!d["byte_chars"].is_none()) c.byte_chars = read_bytes(d["byte_chars"]);
         return std::make_unique<Bpe>(c);
     }
     if (kind == "wordpiece") {

@@ -22,6 +22,7 @@ View Forms::find(char32_t c) const {
 }
 
 bool Normalizer::hard(View text) const {
+    if (all_ascii(text)) return false;  // (no ASCII character is hard)
     for (char32_t c : text)
         if (c >= 0x80 && classes_[c] == kHard) return true;
     return false;
@@ -32,6 +33,10 @@ bool Normalizer::hard(View text) const {
 void Normalizer::normalize(View text, Str& out, std::vector<int32_t>& align) const {
     out.clear();
     align.clear();
+    if (unchanged(text)) {
+        out.assign(text);
+        return;
+    }
     size_t i = 0;
     while (i < text.size() && classes_[text[i]] == kSame) ++i;
     if (i == text.size()) {  // unchanged: the identity

@@ -44,10 +44,14 @@ class Normalizer {
         forms_.sort();
         for (size_t i = 0; i < forms_.size(); ++i)
             if (forms_.code(i) < kLatin && forms_.form(i).size() == 1) latin_[forms_.code(i)] = forms_.form(i)[0];
+        for (char32_t c = 0; c < 0x80; ++c) ascii_same_ = ascii_same_ && classes_[c] == kSame;
     }
 
     // Whether the text holds a character only the Python path handles.
     bool hard(View text) const;
+    // Whether normalizing leaves the text as it is, known without a lookup per character (ASCII text where
+    // this normalizer keeps ASCII, e.g. NFKC): false does not mean that it changes.
+    bool unchanged(View text) const { return ascii_same_ && all_ascii(text); }
     // Normalizes `text` into `out`; `align` gets, per output character, the index of the input character it
     // came from, and is left empty when the alignment is the identity (as Python's None).
     void normalize(View text, Str& out, std::vector<int32_t>& align) const;
@@ -57,6 +61,7 @@ class Normalizer {
     CharTable classes_;
     Forms forms_;
     std::array<char32_t, kLatin> latin_{};  // the one-character forms of Latin-1 characters (0: none)
+    bool ascii_same_ = true;                // every ASCII character is kSame
 };
 
 }  // namespace llmlab

@@ -73,7 +73,7 @@ void to_raw(Enc& out, size_t from, const std::vector<int32_t>& align, int32_t n_
 // encoder.py `_encode_piece`: normalize, split off the added tokens matched in normalized text, map back.
 bool Pipeline::encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, Workspace& ws) {
     View text = raw;  // ws.normalized, ws.align and ws.normalized_pieces: encode_words leaves them alone
-    if (normalizer) {
+    if (normalizer && !normalizer->unchanged(raw)) {  // (unchanged: the text itself, not a copy)
         normalizer->normalize(raw, ws.normalized, ws.align);
         text = ws.normalized;
     } else {
@@ -101,6 +101,12 @@ bool Pipeline::encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, W
     return true;
 }
 
+// A word seen before: its split from the cache (inlined in the loop over words, as most words were seen).
+inline bool Pipeline::cached_split(View word, const Workspace& ws, WordCache::Hit& hit) const {
+    if (word.size() > WordCache::kMaxWord) return false;  // longer words (a Chinese clause) rarely repeat
+    return cache.find(word, hit) || (ws.writes && ws.writes->find(word, hit));
+}
+
 // encoder.py `_encode_words`: pre-tokenize, split each word (cached), offsets = word span + token span.
 bool Pipeline::encode_words(View text, int32_t shift, bool first, int32_t type_id, Enc& out, Workspace& ws) {
     View buffer = text;
@@ -112,9 +118,9 @@ bool Pipeline::encode_words(View text, int32_t shift, bool first, int32_t type_i
         if (!text.empty()) words.push_back({0, static_cast<uint32_t>(text.size()), 0, static_cast<int32_t>(text.size())});
     }
     for (const Word& w : words) {
-        View word = buffer.substr(w.offset, w.length);
+        const View word(buffer.data() + w.offset, w.length);  // (the pre-tokenizer's words lie in the buffer)
         WordCache::Hit hit;
-        if (!split_word(word, ws, hit)) return false;
+        if (!cached_split(word, ws, hit) && !split_word(word, ws, hit)) return false;
         const int32_t s = w.start + shift, len = w.end - w.start;
         const bool prepended = hit.n == len + 1;  // a character the pre-tokenizer put in front of the text
         if (hit.n != len && !prepended) return false;
@@ -131,38 +137,45 @@ bool Pipeline::encode_words(View text, int32_t shift, bool first, int32_t type_i
     return true;
 }
 
-// The model's split of one word with spans in characters of the word (byte level: bytes -> characters).
-bool Pipeline::split_word(View word, Workspace& ws, WordCache::Hit& hit) {
-    const bool cached = word.size() <= WordCache::kMaxWord;  // longer words (a Chinese clause) rarely repeat
-    if (cached && cache.find(word, hit)) return true;
-    if (cached && ws.writes && ws.writes->find(word, hit)) return true;
-    ws.tokens.clear();
-    View model_word = word;
-    bool multibyte = false;
-    if (byte_level) {
-        std::string& bytes = ws.bytes;
-        bytes.clear();
-        for (char32_t c : word) append_utf8(bytes, c);
-        ws.model_word.clear();
-        for (unsigned char b : bytes) {
-            ws.model_word += byte_chars[b];
-            multibyte = multibyte || b >= 0x80;
-        }
-        model_word = ws.model_word;
-        if (multibyte) {  // begun[i]: characters begun in the first i bytes (byte_level.py `char_spans`)
-            ws.begun.assign(1, 0);
-            for (unsigned char b : bytes) ws.begun.push_back(ws.begun.back() + ((b & 0xC0) != 0x80));
+// Byte level: the word's UTF-8 bytes as GPT-2 characters, and ws.begun[i], how many characters begin in its
+// first i bytes (byte_level.py `char_spans`). Written through pointers into buffers that only grow: a push per
+// byte cost more than the rest of the conversion.
+View Pipeline::byte_level_word(View word, Workspace& ws) const {
+    const size_t most = 4 * word.size();
+    if (ws.model_word.size() < most) ws.model_word.resize(most);
+    if (ws.begun.size() < most + 1) ws.begun.resize(most + 1);
+    char32_t* to = ws.model_word.data();
+    int32_t* begun = ws.begun.data();
+    size_t k = 0;
+    int32_t chars = 0;
+    begun[0] = 0;
+    for (char32_t c : word) {
+        unsigned char bytes[4];
+        const int len = utf8_bytes(c, bytes);
+        ++chars;
+        for (int j = 0; j < len; ++j, ++k) {
+            to[k] = byte_chars[bytes[j]];
+            begun[k + 1] = chars;
         }
     }
-    if (!model->tokenize(model_word, ws.tokens)) return false;
-    if (multibyte)
+    return View(to, k);
+}
+
+// The model's split of a word not in the cache, with spans in characters of the word (byte level: bytes ->
+// characters); cached if short enough.
+bool Pipeline::split_word(View word, Workspace& ws, WordCache::Hit& hit) {
+    ws.tokens.clear();
+    const View model_word = byte_level ? byte_level_word(word, ws) : word;
+    if (!(byte_level ? model->tokenize_bytes(word, model_word, ws.tokens) : model->tokenize(word, ws.tokens)))
+        return false;
+    if (model_word.size() != word.size())  // some characters took several bytes: spans back to characters
         for (Token& t : ws.tokens) {
             t.start = ws.begun[t.start + 1] - 1;
             t.end = ws.begun[t.end];
         }
     const int32_t n = static_cast<int32_t>(word.size());
     WordCache& target = ws.writes ? *ws.writes : cache;
-    if (cached) target.insert(word, ws.tokens.data(), ws.tokens.size(), n);
+    target.insert(word, ws.tokens.data(), ws.tokens.size(), n);  // (not if longer than kMaxWord)
     hit = {ws.tokens.data(), static_cast<uint32_t>(ws.tokens.size()), n};
     return true;
 }

@@ -21,7 +21,6 @@ namespace llmlab {
 // Scratch buffers of one thread, and where its new word splits go.
 struct Workspace {
     Str normalized, full, model_word;
-    std::string bytes;
     std::vector<int32_t> align, begun;
     std::vector<Piece> raw_pieces, normalized_pieces;
     std::vector<Word> words;
@@ -65,7 +64,9 @@ class Pipeline {
     bool encode_sequence(View text, int32_t type_id, Enc& out, Workspace& ws);
     bool encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, Workspace& ws);
     bool encode_words(View text, int32_t shift, bool first, int32_t type_id, Enc& out, Workspace& ws);
+    bool cached_split(View word, const Workspace& ws, WordCache::Hit& hit) const;
     bool split_word(View word, Workspace& ws, WordCache::Hit& hit);
+    View byte_level_word(View word, Workspace& ws) const;
     bool is_hard(const Input& in) const;
 };
 

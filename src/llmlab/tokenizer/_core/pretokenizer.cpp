@@ -27,18 +27,21 @@ View PreTokenizer::split(View text, bool first, Str& full, std::vector<Word>& wo
         split_bert(text, words);
         return text;
     }
-    full.clear();
     if (kind == kByteLevel) {
         const int32_t shift = add_prefix_space && !text.empty() && text[0] != U' ';
-        if (shift) full += U' ';
-        full.append(text);
+        View buffer = text;  // (copied only to put the space in front)
+        if (shift) {
+            full.assign(1, U' ');
+            full.append(text);
+            buffer = full;
+        }
         if (!use_regex) {
-            if (!full.empty()) words.push_back({0, static_cast<uint32_t>(full.size()), 0, 0});
+            if (!buffer.empty()) words.push_back({0, static_cast<uint32_t>(buffer.size()), 0, 0});
         } else {
-            split_gpt2(full, words);
+            split_gpt2(buffer, words);
         }
         tile(words, shift);
-        return full;
+        return buffer;
     }
     // Metaspace
     const bool prepended = prepend == kAlways || (prepend == kFirst && first);
@@ -87,15 +90,11 @@ void PreTokenizer::split_bert(View text, std::vector<Word>& words) const {
     }
 }
 
-// The length of the GPT-2 regex's match at i (its alternatives tried in order).
+// The length of the GPT-2 regex's match at i (its alternatives tried in order; each class read once).
 size_t PreTokenizer::gpt2_match(View t, size_t i) const {
     const size_t n = t.size();
-    auto run = [&](size_t from, uint8_t cls) {
-        size_t j = from;
-        while (j < n && classes[t[j]] == cls) ++j;
-        return j - i;
-    };
-    if (t[i] == U'\'' && i + 1 < n) {  // 's|'t|'re|'ve|'m|'ll|'d
+    const char32_t c = t[i];
+    if (c == U'\'' && i + 1 < n) {  // 's|'t|'re|'ve|'m|'ll|'d
         const char32_t a = t[i + 1];
         if (a == U's' || a == U't' || a == U'm' || a == U'd') return 2;
         if (i + 2 < n) {
@@ -103,13 +102,15 @@ size_t PreTokenizer::gpt2_match(View t, size_t i) const {
             if ((a == U'r' && b == U'e') || (a == U'v' && b == U'e') || (a == U'l' && b == U'l')) return 3;
         }
     }
-    const bool space = t[i] == U' ' && i + 1 < n;  // ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+'
-    for (uint8_t cls : {kLetter, kNumber, kOther}) {
-        if (space && classes[t[i + 1]] == cls) return run(i + 1, cls);
-        if (classes[t[i]] == cls) return run(i, cls);
-    }
-    const size_t len = run(i, kSpace);  // '\s+(?!\S)', else '\s+'
-    return i + len == n || len == 1 ? len : len - 1;
+    // ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+': a run of one class (with the space before it), else
+    // '\s+(?!\S)' or '\s+'
+    size_t from = i;
+    uint8_t cls = classes[c];
+    if (c == U' ' && i + 1 < n && classes[t[i + 1]] != kSpace) cls = classes[t[from = i + 1]];
+    size_t j = from + 1;
+    while (j < n && classes[t[j]] == cls) ++j;
+    const size_t len = j - i;
+    return cls != kSpace || j == n || len == 1 ? len : len - 1;
 }
 
 void PreTokenizer::split_gpt2(View text, std::vector<Word>& words) const {

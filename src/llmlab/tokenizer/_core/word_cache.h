@@ -41,7 +41,7 @@ class WordCache {
             singles_[word[0]] = i;
         } else {
             if (2 * (words_ + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
-            slots_[free_slot(h)] = i;
+            slots_[free_slot(check_of(h))] = i;
             ++words_;
         }
         entries_.push_back({static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(word.size()),
@@ -78,6 +78,7 @@ class WordCache {
         uint32_t key, key_len, tokens, count;
         int32_t n;
         uint32_t check;  // the high half of the word's hash: most other words are told apart without reading it
+                         // (and its low bits are the word's slot, so that a rehash needs no hashing)
     };
     static uint32_t check_of(uint64_t h) { return static_cast<uint32_t>(h >> 32); }
     View key_of(const Entry& e) const { return View(keys_).substr(e.key, e.key_len); }
@@ -85,22 +86,21 @@ class WordCache {
         if (single(word)) return singles_.empty() ? -1 : singles_[word[0]];
         if (slots_.empty()) return -1;
         const uint64_t h = hash_view(word);
-        for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+        for (size_t i = check_of(h) & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
             const int32_t e = slots_[i];
             if (e < 0) return -1;
             if (entries_[e].check == check_of(h) && same_text(key_of(entries_[e]), word)) return e;
         }
     }
-    size_t free_slot(uint64_t h) const {  // linear probing from the hash
-        size_t i = h & (slots_.size() - 1);
+    size_t free_slot(uint32_t check) const {  // linear probing from the slot the check names
+        size_t i = check & (slots_.size() - 1);
         while (slots_[i] >= 0) i = (i + 1) & (slots_.size() - 1);
         return i;
     }
     void rehash(size_t cap) {
         slots_.assign(cap, -1);
         for (size_t e = 0; e < entries_.size(); ++e) {
-            const View key = key_of(entries_[e]);
-            if (!single(key)) slots_[free_slot(hash_view(key))] = static_cast<int32_t>(e);
+            if (!single(key_of(entries_[e]))) slots_[free_slot(entries_[e].check)] = static_cast<int32_t>(e);
         }
     }
 
