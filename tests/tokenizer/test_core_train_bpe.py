@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from llmlab.tokenizer import core
 from llmlab.tokenizer.bpe import trainer as bpe_train
 from llmlab.tokenizer.bpe.trainer import train_bpe
-from llmlab.tokenizer.word_table import WordTable
+from llmlab.tokenizer.word_table import WordTable, word_arrays
 
 pytestmark = pytest.mark.skipif(core._corelib is None, reason="the compiled tokenizer core is not built here")
 
@@ -62,6 +62,20 @@ def test_core_merges_equal_python_on_any_unicode(word_counts):
     assert trained("core", word_counts, 300) == trained("python", word_counts, 300)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(alphabet="ab#é字\U0001f600", max_size=8), st.integers(0, 1 << 40), max_size=30)
+)
+def test_char_counts_on_the_core_equal_numpy(word_counts):
+    """The alphabet's kernel (`char_counts`) equals its numpy reference: empty words, counts of 0 (a character
+    still present), characters past the BMP, weights past 2^32."""
+    arrays = word_arrays(word_counts)
+    with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "0"}):
+        compiled = bpe_train._char_counts(*arrays)
+    with mock.patch.dict(os.environ, {"LLMLAB_PURE_PYTHON": "1"}):
+        assert compiled == bpe_train._char_counts(*arrays)
+
+
 def test_core_counts_are_64_bit():
     """Counts past 2^32 (and sums past 2^40) decide the merges exactly as Python's int64 counts do."""
     big = 1 << 40
@@ -80,7 +94,7 @@ def test_repeated_corpus_gives_the_same_merges_and_memory():
     }
     table = WordTable.from_dict(words)
     base = _core_state(table, 400)
-    repeated = _core_state(WordTable(table.codes, table.lengths, table.counts * 16), 400)
+    repeated = _core_state(WordTable(table.codes, table.lengths, np.asarray(table.counts) * 16), 400)
     assert repeated == base
     assert trained("python", table, 400)[1] == trained("core", table, 400)[1]
 
@@ -89,7 +103,7 @@ def _core_state(table: WordTable, vocab_size: int) -> tuple[list[int], list[str]
     """(merged pair keys, new tokens, peak state bytes) straight from the binding."""
     tokens = sorted(set(chr(c) for c in np.unique(table.codes).tolist()))
     vocab = {t: i for i, t in enumerate(tokens)}
-    tables = bpe_train._id_tables(table.codes, table.lengths, vocab, tokens, None)
+    tables = bpe_train._id_tables(bpe_train._char_counts(*table.arrays()), vocab, tokens, None)
     merges, made, peak = core._corelib.learn_bpe_merges(
         *table.arrays(), *tables, tokens, vocab_size, 0, "", -1, None
     )
@@ -114,6 +128,8 @@ def test_binding_rejects_arrays_that_do_not_fit():
     with pytest.raises(ValueError, match="do not add up"):
         core._corelib.learn_bpe_merges(table.codes, np.array([3], np.int64), table.counts, ids, ids,
                                        ["a", "b"], 5, 0, "", -1, None)  # fmt: skip
+    with pytest.raises(ValueError, match="negative length"):  # (adds up, but the first word would overrun)
+        core._corelib.char_counts(table.codes, np.array([3, -1], np.int64), np.array([1, 1], np.int64))
     with pytest.raises(ValueError, match="differ in size"):
         core._corelib.learn_bpe_merges(*table.arrays(), ids, ids[:5], ["a", "b"], 5, 0, "", -1, None)
     with pytest.raises(ValueError, match="beyond the list"):

@@ -106,7 +106,7 @@ def test_repeating_the_corpus_k_times_gives_the_same_bpe(shared_data):
     normalizer, pretokenizer = model_pipeline("bpe")
     once = count_words(read_corpus(files), normalizer, pretokenizer, workers=1)
     thrice = count_words(read_corpus(files, repeat=3), normalizer, pretokenizer, workers=1)
-    assert list(thrice) == list(once) and (thrice.counts == 3 * once.counts).all()
+    assert list(thrice) == list(once) and thrice.values() == [3 * n for n in once.values()]
     a = train_from_counts("bpe", once, 1500).to_hf()["model"]
     b = train_tokenizer("bpe", read_corpus(files, repeat=3), 1500, workers=1).to_hf()["model"]
     assert a["merges"] == b["merges"] and a["vocab"] == b["vocab"]

@@ -21,6 +21,7 @@ header from another program give a one-line `LlmlabError`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
@@ -28,8 +29,6 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
-
-import numpy as np
 
 from llmlab.errors import LlmlabError
 from llmlab.io import atomic_open, fingerprint
@@ -93,8 +92,8 @@ def _write_block(f: BinaryIO, block: list[tuple[str, int]]) -> int:
     body = b"".join(
         [
             struct.pack("<II", len(block), sum(map(len, encoded))),
-            np.array([n for _, n in block], "<i8").tobytes(),
-            np.array(list(map(len, encoded)), "<u4").tobytes(),
+            struct.pack(f"<{len(block)}q", *(n for _, n in block)),
+            struct.pack(f"<{len(block)}I", *map(len, encoded)),
             *encoded,
         ]
     )
@@ -146,8 +145,8 @@ class CountFile:
         norm = self.pipeline.get("normalizer") or {}
         return f"pre-tokenizer {pre.get('type', '?')}, normalizer {norm.get('type', 'none')}"
 
-    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, bytes]]:
-        """(counts int64, UTF-8 byte lengths, text) of each block, checked; the end record is checked last."""
+    def blocks(self) -> Iterator[tuple[tuple[int, ...], tuple[int, ...], bytes]]:
+        """(counts, UTF-8 byte lengths, text) of each block, checked; the end record is checked last."""
         words = 0
         while (n := _U32.unpack(self._read(4, "block"))[0]) != 0:
             size = _U32.unpack(self._read(4, "block"))[0]
@@ -157,9 +156,9 @@ class CountFile:
                 raise LlmlabError(
                     f"{self.path}: count file is corrupt (block after word {words:,} fails its CRC)"
                 )
-            counts = np.frombuffer(body, "<i8", n).astype(np.int64)
-            lengths = np.frombuffer(body, "<u4", n, offset=8 * n).astype(np.int64)
-            if (counts <= 0).any() or lengths.sum() != size:
+            counts = struct.unpack_from(f"<{n}q", body)
+            lengths = struct.unpack_from(f"<{n}I", body, 8 * n)
+            if min(counts) <= 0 or sum(lengths) != size:
                 raise LlmlabError(
                     f"{self.path}: count file is corrupt (bad counts or lengths near word {words:,})"
                 )
@@ -174,7 +173,7 @@ class CountFile:
         last = None
         for counts, lengths, text in self.blocks():
             start = 0
-            for end, count in zip(np.cumsum(lengths).tolist(), counts.tolist(), strict=True):
+            for end, count in zip(itertools.accumulate(lengths), counts, strict=True):
                 try:
                     word = text[start:end].decode("utf-8")
                 except UnicodeDecodeError:

@@ -26,7 +26,6 @@ and merge passes), whatever the limit, the number of workers or the order of the
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import re
 import shutil
@@ -272,6 +271,8 @@ def _chunk_counts(
     if workers == 1:
         yield from (count_chunk(chunk, normalizer, pretokenizer) for chunk in chunks)
         return
+    import multiprocessing  # here: one worker (the compiled counter's case) never needs it (~1 MiB of RSS)
+
     counter = core_counter(normalizer, pretokenizer)
     # forked workers inherit the counter through the initializer's arguments (fork pickles nothing)
     pool = multiprocessing.get_context("fork").Pool(workers, _WORKER_COUNTER.__setitem__, (0, counter))

@@ -29,7 +29,6 @@ from llmlab.tokenizer.pipeline import AddedToken, Tokenizer
 from llmlab.tokenizer.postprocess import postprocessor_from_hf
 from llmlab.tokenizer.pretokenize import ByteLevel, PreTokenizer
 from llmlab.tokenizer.pretokenize_split import pretokenizer_from_hf
-from llmlab.tokenizer.unigram.trainer import train_unigram
 from llmlab.tokenizer.word_table import WordTable
 from llmlab.tokenizer.wordpiece import train_wordpiece
 
@@ -215,6 +214,8 @@ def _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, o
             progress=progress,
             **options,
         )
+    from llmlab.tokenizer.unigram.trainer import train_unigram  # here: it needs numpy, the others do not
+
     # control_tokens=False: the model as its tokenizer.json reads back (special ids are no part of the file; the
     # pipeline's added tokens keep the specials out of the text), so a trained and a loaded tokenizer are the same
     return train_unigram(

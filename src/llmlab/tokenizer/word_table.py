@@ -6,6 +6,10 @@ per word, where a Python dict of str -> int spends about 100 bytes per word befo
 like a dict (`items`, `values`, iteration, `len`) for the trainers that walk words one by one, and hands its
 arrays to the BPE trainer directly (`word_arrays`).
 
+The arrays are memoryviews (of the compiled counter's memory, of `array.array`s or of numpy arrays): the
+compiled path trains without importing numpy (~10 MiB of resident memory, more than training itself adds to
+a WordPiece run); the trainers that compute in numpy wrap them, without a copy (`numpy.asarray`).
+
 `sample` thins the counts for the Unigram trainer, whose EM costs far more per word than BPE's merges: every
 word occurrence is kept with probability p = size / total, independently (a binomial draw per distinct word,
 seeded), so the sample is an unbiased picture of the corpus at a known size. It is reported, never silent
@@ -16,39 +20,53 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-
-import numpy as np
 
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer.countfile import MAX_COUNT, CountFile
 
 _BLOCK = 1 << 16
+_KINDS = {"I": "IL", "q": "ql"}  # the array's item type -> the buffer formats of that size taken for it
 
 
 @dataclass(frozen=True, eq=False)
 class WordTable:
-    """Distinct words, ascending: `codes` (C,) uint32 code points, `lengths` (W,) int64, `counts` (W,) int64."""
+    """Distinct words, ascending: `codes` (C,) uint32 code points, `lengths` (W,) int64, `counts` (W,) int64.
 
-    codes: np.ndarray
-    lengths: np.ndarray
-    counts: np.ndarray
+    Built from any 1-D buffers of these item types (kept as memoryviews, without a copy).
+
+    Raises:
+        LlmlabError: an array of another shape or item type.
+    """
+
+    codes: memoryview
+    lengths: memoryview
+    counts: memoryview
+
+    def __post_init__(self) -> None:
+        for name, kind in (("codes", "I"), ("lengths", "q"), ("counts", "q")):
+            view = memoryview(getattr(self, name))
+            size = array(kind).itemsize
+            if view.ndim != 1 or view.itemsize != size or view.format.lstrip("@=<") not in _KINDS[kind]:
+                raise LlmlabError(
+                    f"WordTable: {name} must be a 1-D array of {8 * size}-bit integers (format {view.format!r})"
+                )
+            object.__setattr__(self, name, view.cast("B").cast(kind))
 
     @classmethod
     def from_items(cls, items: Iterable[tuple[str, int]]) -> WordTable:
         """Build from (word, count) pairs (kept in the order given), a block at a time."""
-        codes, lengths, counts = [], [], []
+        codes, lengths, counts = array("I"), array("q"), array("q")
         it = iter(items)
         while block := list(itertools.islice(it, _BLOCK)):
             words, block_counts = zip(*block, strict=True)
-            codes.append(np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), np.uint32))
-            lengths.append(np.fromiter(map(len, words), np.int64, len(words)))
-            counts.append(np.array(block_counts, np.int64))
-        if not lengths:
-            return cls(np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return cls(np.concatenate(codes), np.concatenate(lengths), np.concatenate(counts))
+            codes.frombytes("".join(words).encode("utf-32-le", "surrogatepass"))
+            lengths.extend(map(len, words))
+            counts.extend(block_counts)
+        return cls(codes, lengths, counts)
 
     @classmethod
     def from_dict(cls, counts: Mapping[str, int]) -> WordTable:
@@ -61,22 +79,21 @@ class WordTable:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WordTable):
             return NotImplemented
-        return all(np.array_equal(a, b) for a, b in zip(self.arrays(), other.arrays(), strict=True))
+        return all(a == b for a, b in zip(self.arrays(), other.arrays(), strict=True))
 
     __hash__ = None  # mutable arrays: not hashable
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[memoryview, memoryview, memoryview]:
         """(codes, lengths, counts), as the BPE trainer takes them."""
         return self.codes, self.lengths, self.counts
 
     def __iter__(self) -> Iterator[str]:
-        ends = np.cumsum(self.lengths)
+        start = 0
         for lo in range(0, len(self), _BLOCK):
-            hi = min(lo + _BLOCK, len(self))
-            start = int(ends[lo - 1]) if lo else 0
-            text = self.codes[start : int(ends[hi - 1])].tobytes().decode("utf-32-le", "surrogatepass")
-            cuts = (ends[lo:hi] - start).tolist()
-            yield from (text[a:b] for a, b in zip([0, *cuts[:-1]], cuts, strict=True))
+            cuts = list(itertools.accumulate(self.lengths[lo : lo + _BLOCK].tolist(), initial=0))
+            text = self.codes[start : start + cuts[-1]].tobytes().decode("utf-32-le", "surrogatepass")
+            start += cuts[-1]
+            yield from (text[a:b] for a, b in itertools.pairwise(cuts))
 
     def keys(self) -> Iterator[str]:
         return iter(self)
@@ -105,25 +122,25 @@ class WordTable:
         Raises:
             LlmlabError: `size` is not positive.
         """
+        import numpy as np  # here: the compiled trainers run without numpy
+
         if size <= 0:
             raise LlmlabError(f"sample size must be positive, not {size}")
         if size >= self.total:
             return self
-        kept = np.random.default_rng(seed).binomial(self.counts, size / self.total)
+        codes, lengths, counts = map(np.asarray, self.arrays())
+        kept = np.random.default_rng(seed).binomial(counts, size / self.total)
         keep = kept > 0
-        return WordTable(
-            self.codes[np.repeat(keep, self.lengths)], self.lengths[keep], kept[keep].astype(np.int64)
-        )
+        return WordTable(codes[np.repeat(keep, lengths)], lengths[keep], kept[keep].astype(np.int64))
 
 
-def word_arrays(word_counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def word_arrays(word_counts) -> tuple[memoryview, memoryview, memoryview]:
     """(code points, lengths, counts) of a `WordTable` (as it is) or of a word -> count dict."""
     if isinstance(word_counts, WordTable):
         return word_counts.arrays()
-    codes = np.frombuffer("".join(word_counts).encode("utf-32-le", "surrogatepass"), np.uint32)
-    lengths = np.fromiter(map(len, word_counts), np.int64, len(word_counts))
-    counts = np.fromiter(word_counts.values(), np.int64, len(word_counts))
-    return codes, lengths, counts
+    codes = array("I", "".join(word_counts).encode("utf-32-le", "surrogatepass"))
+    lengths, counts = array("q", map(len, word_counts)), array("q", word_counts.values())
+    return WordTable(codes, lengths, counts).arrays()
 
 
 def merge_sorted(streams: Iterable[Iterable[tuple[str, int]]]) -> Iterator[tuple[str, int]]:

@@ -261,6 +261,27 @@ BpeMerges learn(const BpeWords& in, std::vector<Str>& tokens, const BpeOptions& 
 
 }  // namespace
 
+void bpe_char_counts(const BpeWords& in, std::vector<uint32_t>& chars, std::vector<double>& weights,
+                     std::vector<int64_t>& later) {
+    std::vector<double> sum;
+    std::vector<int64_t> first_later;
+    std::vector<uint8_t> seen;  // a character of words counted 0 is still in the alphabet
+    int64_t c = 0;
+    for (size_t w = 0; w < in.n_words; ++w)
+        for (int64_t i = 0; i < in.lengths[w]; ++i, ++c) {
+            const uint32_t code = in.codes[c];
+            if (code >= sum.size()) {
+                sum.resize(code + size_t{1}), seen.resize(code + size_t{1}), first_later.resize(code + size_t{1}, -1);
+            }
+            sum[code] += static_cast<double>(in.counts[w]);
+            seen[code] = 1;
+            if (i > 0 && first_later[code] < 0) first_later[code] = c;
+        }
+    chars.clear(), weights.clear(), later.clear();
+    for (uint32_t code = 0; code < sum.size(); ++code)
+        if (seen[code]) chars.push_back(code), weights.push_back(sum[code]), later.push_back(first_later[code]);
+}
+
 BpeMerges bpe_learn_merges(const BpeWords& in, std::vector<Str> tokens, const BpeOptions& options,
                            const std::function<void(size_t, size_t)>& progress) {
     const size_t given = tokens.size();

@@ -37,6 +37,12 @@ struct BpeMerges {
     size_t peak_bytes = 0;         // the most memory the trainer's state held (pairs, queue, words)
 };
 
+// Each distinct code point of the words, ascending; its count: the counts of the words holding it, summed once
+// per occurrence (in doubles, as trainer.py's `_char_counts` does in numpy); and where it first comes after a
+// word's first character (its index in `codes`, -1: never): the alphabet, its order and the prefixed characters'.
+void bpe_char_counts(const BpeWords& words, std::vector<uint32_t>& chars, std::vector<double>& weights,
+                     std::vector<int64_t>& later);
+
 // Merge until `tokens` (the vocabulary so far: specials, alphabet, prefixed characters) reaches the
 // vocabulary size, no pair is left, or the best count is below min_frequency. `progress(done, wanted)`
 // is called after each merge.

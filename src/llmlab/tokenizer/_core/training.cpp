@@ -33,15 +33,25 @@ nb::object new_str(View s) {
     return nb::steal(PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, s.data(), static_cast<Py_ssize_t>(s.size())));
 }
 
+void check_words(const char* name, const Array<uint32_t>& codes, const Array<int64_t>& lengths,
+                 const Array<int64_t>& counts) {
+    if (lengths.shape(0) != counts.shape(0))
+        throw nb::value_error((std::string(name) + ": lengths/counts differ in size").c_str());
+    int64_t total = 0;
+    for (size_t w = 0; w < lengths.shape(0); ++w) {
+        if (lengths.data()[w] < 0) throw nb::value_error((std::string(name) + ": a negative length").c_str());
+        total += lengths.data()[w];
+    }
+    if (total != static_cast<int64_t>(codes.shape(0)))
+        throw nb::value_error((std::string(name) + ": the lengths do not add up to the number of code points").c_str());
+}
+
 nb::tuple learn_bpe_merges(Array<uint32_t> codes, Array<int64_t> lengths, Array<int64_t> counts,
                            Array<int32_t> first_id, Array<int32_t> rest_id, nb::list tokens, int64_t vocab_size,
                            int64_t min_frequency, nb::str prefix, int64_t max_token_length, nb::object progress) {
-    if (lengths.shape(0) != counts.shape(0) || first_id.shape(0) != rest_id.shape(0))
-        throw nb::value_error("learn_bpe_merges: lengths/counts or the two id tables differ in size");
-    int64_t total = 0;
-    for (size_t w = 0; w < lengths.shape(0); ++w) total += lengths.data()[w];
-    if (total != static_cast<int64_t>(codes.shape(0)))
-        throw nb::value_error("learn_bpe_merges: the lengths do not add up to the number of code points");
+    if (first_id.shape(0) != rest_id.shape(0))
+        throw nb::value_error("learn_bpe_merges: the two id tables differ in size");
+    check_words("learn_bpe_merges", codes, lengths, counts);
     for (const Array<int32_t>* table : {&first_id, &rest_id})
         for (size_t c = 0; c < table->shape(0); ++c)
             if (table->data()[c] >= static_cast<int64_t>(nb::len(tokens)))
@@ -126,11 +136,11 @@ nb::tuple count_lines(WordCounter& counter, nb::list lines) {
     return nb::make_tuple(counts, skipped);
 }
 
-template <class T>
-nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T>&& values) {
+template <class T, class Framework = nb::numpy>
+nb::ndarray<Framework, T, nb::ndim<1>> to_numpy(std::vector<T>&& values) {  // (or a memoryview: nb::memview)
     auto* owned = new std::vector<T>(std::move(values));
     nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
-    return nb::ndarray<nb::numpy, T, nb::ndim<1>>(owned->data(), {owned->size()}, owner);
+    return nb::ndarray<Framework, T, nb::ndim<1>>(owned->data(), {owned->size()}, owner);
 }
 
 template <class T>
@@ -186,16 +196,34 @@ void bind_training(nb::module_& m) {
                 std::vector<uint32_t> codes;
                 std::vector<int64_t> lengths, counts;
                 c.drain_sorted(codes, lengths, counts);
-                return nb::make_tuple(to_numpy(std::move(codes)), to_numpy(std::move(lengths)),
-                                      to_numpy(std::move(counts)));
+                // memoryviews, not numpy arrays: training on the core never imports numpy (~10 MiB of RSS)
+                return nb::make_tuple(to_numpy<uint32_t, nb::memview>(std::move(codes)),
+                                      to_numpy<int64_t, nb::memview>(std::move(lengths)),
+                                      to_numpy<int64_t, nb::memview>(std::move(counts)));
             },
-            "The table as a WordTable's (codes, lengths, counts), ascending by word; empties it.")
+            "The table as a WordTable's (codes, lengths, counts) memoryviews, ascending by word; empties it.")
         .def("__len__", &WordCounter::size)
         .def_prop_ro("nbytes", &WordCounter::bytes);
     m.def("learn_bpe_merges", &learn_bpe_merges, nb::arg("codes"), nb::arg("lengths"), nb::arg("counts"),
           nb::arg("first_id"), nb::arg("rest_id"), nb::arg("tokens"), nb::arg("vocab_size"),
           nb::arg("min_frequency"), nb::arg("prefix"), nb::arg("max_token_length"), nb::arg("progress").none(),
           "BPE merges of the counted words (bpe_trainer.h): (merged pair keys, new tokens, peak state bytes).");
+    m.def(
+        "char_counts",
+        [](Array<uint32_t> codes, Array<int64_t> lengths, Array<int64_t> counts) {
+            check_words("char_counts", codes, lengths, counts);
+            std::vector<uint32_t> chars;
+            std::vector<double> weights;
+            std::vector<int64_t> later;
+            bpe_char_counts({codes.data(), lengths.data(), counts.data(), lengths.shape(0), nullptr, nullptr, 0},
+                            chars, weights, later);
+            return nb::make_tuple(to_numpy<uint32_t, nb::memview>(std::move(chars)),
+                                  to_numpy<double, nb::memview>(std::move(weights)),
+                                  to_numpy<int64_t, nb::memview>(std::move(later)));
+        },
+        nb::arg("codes"), nb::arg("lengths"), nb::arg("counts"),
+        "(distinct code points ascending, each one's count: its words' counts summed, where it first comes after a "
+        "word's first character or -1) as memoryviews (bpe_trainer.h).");
     m.def(
         "sorted_suffixes",
         [](Array<int32_t> codes, Array<bool> keep, int width) {

@@ -36,7 +36,8 @@ from collections import defaultdict
 
 import numpy as np
 
-ID_BITS, ID_MASK = 21, (1 << 21) - 1  # key = left << ID_BITS | right
+from llmlab.tokenizer.bpe.trainer import ID_BITS, ID_MASK  # key = left << ID_BITS | right
+
 PARK = 16  # the first floor is the best first count / PARK
 _SLOT_BITS = 32
 _SHIFT, _LOW, _SLOT = ID_BITS * 2 + _SLOT_BITS, (1 << ID_BITS * 2 + _SLOT_BITS) - 1, (1 << _SLOT_BITS) - 1

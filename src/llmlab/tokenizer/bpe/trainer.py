@@ -32,7 +32,8 @@ Two merge loops, the same merges (tested: hypothesis on random corpora with ever
   (varint-coded), counts in a hash table by pair; it takes a `WordTable`'s arrays as they are. Its state is
   sized by distinct words and pairs, whatever the corpus size: on the train splits of gutenberg_en and
   zh_classic_novels (46k and 171k distinct byte-level words), 141 and 396 bytes per distinct word at vocab 8k,
-  181 and 407 at 32k;
+  181 and 407 at 32k. The core also counts the characters for the alphabet (`_char_counts`): this path never
+  imports numpy (~10 MiB of resident memory, more than a WordPiece training adds);
 - Python, the readable reference and the fallback (HF's bookkeeping, laid out for Python): the words are
   linked lists of symbol ids in numpy arrays (`words.py`); every pair that appears gets a slot holding its
   count and its positions (`pairs.py`), so a merge visits only the occurrences its queue entry names and
@@ -45,17 +46,20 @@ Counting the words is the caller's job.
 from __future__ import annotations
 
 import gc
+from array import array
 from collections.abc import Callable, Iterable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, NamedTuple
 
 from llmlab.errors import LlmlabError
 from llmlab.tokenizer import core
 from llmlab.tokenizer.bpe.model import BPE
-from llmlab.tokenizer.bpe.pairs import ID_BITS, ID_MASK, Queue
-from llmlab.tokenizer.bpe.words import Words
 from llmlab.tokenizer.word_table import WordTable, word_arrays
 
+if TYPE_CHECKING:  # (numpy, words.py and pairs.py: the Python merge loop's, imported when it runs)
+    from llmlab.tokenizer.bpe.pairs import Queue
+    from llmlab.tokenizer.bpe.words import Words
+
+ID_BITS, ID_MASK = 21, (1 << 21) - 1  # a merged pair's key: left id << ID_BITS | right id (the core's too)
 _MAX_IDS = 1 << ID_BITS
 BATCH = 32  # merges with at least this many positions to visit take numpy steps
 BLOCK_WORDS = 1 << 16  # words per step when counting characters
@@ -100,7 +104,8 @@ def train_bpe(
     if not 0 < vocab_size < _MAX_IDS:
         raise LlmlabError(f"vocab_size must be between 1 and {_MAX_IDS - 1}, not {vocab_size}")
     codes, lengths, counts = word_arrays(word_counts)
-    alphabet = _alphabet(codes, lengths, counts, initial_alphabet, limit_alphabet)
+    chars = _char_counts(codes, lengths, counts)
+    alphabet = _alphabet(chars, initial_alphabet, limit_alphabet)
     tokens = list(dict.fromkeys([*special_tokens, *alphabet]))
     if vocab_size < len(tokens):
         raise LlmlabError(
@@ -108,7 +113,7 @@ def train_bpe(
             f"{len(alphabet)} alphabet characters = {len(tokens)} tokens it must hold"
         )
     vocab = {token: i for i, token in enumerate(tokens)}
-    tables = _id_tables(codes, lengths, vocab, tokens, continuing_subword_prefix)
+    tables = _id_tables(chars, vocab, tokens, continuing_subword_prefix)
     options = (vocab_size, min_frequency, continuing_subword_prefix, max_token_length, progress)
     if score == "frequency" and core.available():
         merges = _learn_merges_core((codes, lengths, counts), tables, vocab, tokens, *options)
@@ -121,14 +126,9 @@ def train_bpe(
     return BPE(vocab, kept, continuing_subword_prefix=continuing_subword_prefix)
 
 
-def _alphabet(
-    codes: np.ndarray, lengths: np.ndarray, counts: np.ndarray, initial: Iterable[str], limit: int | None
-) -> list[str]:
-    """Characters of the words (code points, each weighted by its word's count) plus `initial`; the `limit`
-    most frequent, by code point."""
-    weights = _char_counts(codes, lengths, counts)
-    seen = np.flatnonzero(np.bincount(codes))
-    freq = dict(zip(map(chr, seen.tolist()), weights[seen].tolist(), strict=True))
+def _alphabet(chars: Chars, initial: Iterable[str], limit: int | None) -> list[str]:
+    """Characters of the words (`_char_counts`) plus `initial`; the `limit` most frequent, by code point."""
+    freq = dict(zip(map(chr, chars.codes), chars.weights, strict=True))
     for ch in (s[0] for s in initial if s):  # of a longer string only its first character, as HF
         freq[ch] = float("inf")  # always kept first, as HF's usize::MAX
     kept = list(freq)
@@ -137,9 +137,24 @@ def _alphabet(
     return sorted(kept)
 
 
-def _char_counts(codes: np.ndarray, lengths: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Each code point's count: the counts of the words holding it, summed (a block of words at a time, so
-    that no array per character is made)."""
+class Chars(NamedTuple):
+    """The characters of the words: code points ascending, each one's count (the counts of the words holding
+    it, summed) and where it first comes after a word's first character (an index into the code points, -1:
+    never)."""
+
+    codes: list[int]
+    weights: list[float]
+    later: list[int]
+
+
+def _char_counts(codes, lengths, counts) -> Chars:
+    """The `Chars` of the words, on the core (`char_counts`) or in numpy, a block of words at a time (so that
+    no array per character is made)."""
+    if core.available():
+        return Chars(*(view.tolist() for view in core._corelib.char_counts(codes, lengths, counts)))
+    import numpy as np
+
+    codes, lengths, counts = map(np.asarray, (codes, lengths, counts))
     total = np.zeros(int(codes.max(initial=0)) + 1)
     ends = np.cumsum(lengths)
     for lo in range(0, len(lengths), BLOCK_WORDS):
@@ -147,41 +162,61 @@ def _char_counts(codes: np.ndarray, lengths: np.ndarray, counts: np.ndarray) -> 
         start = int(ends[lo] - lengths[lo])
         weights = np.repeat(counts[lo:hi], lengths[lo:hi])
         total += np.bincount(codes[start : int(ends[hi - 1])], weights, len(total))
-    return total
+    is_later = np.ones(len(codes), bool)
+    is_later[(ends - lengths)[lengths > 0]] = False
+    at = np.flatnonzero(is_later)
+    rest, where = np.unique(codes[at], return_index=True)
+    later = np.full(len(total), -1)
+    later[rest] = at[where]
+    seen = np.flatnonzero(np.bincount(codes))
+    return Chars(seen.tolist(), total[seen].tolist(), later[seen].tolist())
 
 
 def _id_tables(
-    codes: np.ndarray, lengths: np.ndarray, vocab: dict[str, int], tokens: list[str], prefix: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Code point -> symbol id (-1: not in the vocabulary, dropped from the words) for the first character of a
-    word and for the others.
+    chars: Chars, vocab: dict[str, int], tokens: list[str], prefix: str | None
+) -> tuple[array, array]:
+    """Code point -> symbol id (int32; -1 or past the end: not in the vocabulary, dropped from the words) for the
+    first character of a word and for the others.
 
     With a `prefix`, every character but the word's first becomes prefix + character, a token added to the
     vocabulary in the order the words first show it.
     """
-    present = np.flatnonzero(np.bincount(codes))
-    first = np.full(len(codes) and int(codes.max()) + 1, -1, np.int32)
-    first[present] = [vocab.get(chr(code), -1) for code in present.tolist()]
+    first = {ord(t): i for t, i in vocab.items() if len(t) == 1}
     if not prefix:
-        return first, first
-    later = np.ones(len(codes), bool)
-    later[(np.cumsum(lengths) - lengths)[lengths > 0]] = False
-    rest, where = np.unique(codes[later], return_index=True)
-    for ch in map(chr, rest[np.argsort(where)].tolist()):  # in the order the words first show them
+        table = _code_table(first, max(first, default=-1) + 1)
+        return table, table
+    shown = sorted((at, code) for code, at in zip(chars.codes, chars.later, strict=True) if at >= 0)
+    later = [chr(code) for _, code in shown]  # in the order the words first show them
+    for ch in later:
         if ch in vocab and prefix + ch not in vocab:
             vocab[prefix + ch] = len(tokens)
             tokens.append(prefix + ch)
-    table = np.full(len(first), -1, np.int32)
-    table[rest] = [vocab[prefix + chr(c)] if chr(c) in vocab else -1 for c in rest.tolist()]
-    return first, table
+    rest = {ord(ch): vocab[prefix + ch] for ch in later if ch in vocab}
+    size = max([*first, *rest], default=-1) + 1
+    return _code_table(first, size), _code_table(rest, size)
 
 
-def _symbols(codes: np.ndarray, lengths: np.ndarray, tables: tuple[np.ndarray, np.ndarray]):
+def _code_table(ids: dict[int, int], size: int) -> array:
+    """An int32 array of `size` code points -> id, -1 where `ids` has none."""
+    table = array("i", [-1]) * size
+    for code, i in ids.items():
+        table[code] = i
+    return table
+
+
+def _symbols(codes, lengths, tables):
     """The words as symbol ids, one word after the other (characters outside the vocabulary dropped), and each
-    word's new length."""
+    word's new length (numpy arrays)."""
+    import numpy as np
+
+    codes, lengths = np.asarray(codes), np.asarray(lengths)
     first = np.zeros(len(codes), bool)
     first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
-    ids = np.where(first, tables[0][codes], tables[1][codes])
+    looked_up = []
+    for table in tables:  # a code point past the table's end is dropped (the -1 appended)
+        table = np.append(np.asarray(table, np.int32), np.int32(-1))
+        looked_up.append(table[np.minimum(codes, len(table) - 1)])
+    ids = np.where(first, *looked_up)
     kept = ids >= 0
     word = np.repeat(np.arange(len(lengths)), lengths)
     return ids[kept], np.bincount(word[kept], minlength=len(lengths))
@@ -193,8 +228,8 @@ def _learn_merges_core(words, tables, vocab, tokens, vocab_size, min_frequency, 
     from llmlab.tokenizer._corelib import learn_bpe_merges
 
     merges, made, _ = learn_bpe_merges(
-        *(np.ascontiguousarray(x, t) for x, t in zip(words, (np.uint32, np.int64, np.int64), strict=True)),
-        *tables, tokens, vocab_size, min_frequency, prefix or "", -1 if max_len is None else max_len, progress,
+        *words, *tables, tokens, vocab_size, min_frequency, prefix or "", -1 if max_len is None else max_len,
+        progress,
     )  # fmt: skip
     vocab.update((token, len(tokens) + i) for i, token in enumerate(made))
     tokens.extend(made)
@@ -205,11 +240,16 @@ def _learn_merges_python(
     words, tables, vocab, tokens, score, vocab_size, min_frequency, prefix, max_token_length, progress
 ) -> list[int]:
     """The merge loop in Python (the reference): the merged pairs, in order."""
+    import numpy as np
+
+    from llmlab.tokenizer.bpe.pairs import Queue
+    from llmlab.tokenizer.bpe.words import Words
+
     gc_was_on = gc.isenabled()
     gc.disable()  # training makes millions of small acyclic objects; cyclic GC passes over them cost ~15%
     try:
         codes, lengths, counts = words
-        words = Words(*_symbols(codes, lengths, tables), counts)
+        words = Words(*_symbols(codes, lengths, tables), np.asarray(counts))
         units = words.symbol_counts(len(tokens)) if score == "likelihood" else []
         queue = Queue(words.count_pairs(), score == "likelihood", units)
         return _learn_merges(
@@ -232,6 +272,8 @@ def _learn_merges(
     progress: Callable[[int, int], None] | None,
 ) -> list[int]:
     """Merge the best pair until the vocabulary is full or no pair qualifies; the merged pairs, in order."""
+    import numpy as np
+
     merges: list[int] = []
     wanted = vocab_size - len(tokens)
     length = None if max_token_length is None else np.ones(max(len(tokens), vocab_size) + 1, np.int64)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmlab.tokenizer.bpe.pairs import ID_BITS, PairTable
+from llmlab.tokenizer.bpe.pairs import PairTable
+from llmlab.tokenizer.bpe.trainer import ID_BITS
 
 
 def _order(values: np.ndarray) -> np.ndarray:

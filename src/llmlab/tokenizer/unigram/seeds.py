@@ -31,6 +31,7 @@ from llmlab.tokenizer import core
 from llmlab.tokenizer.word_table import WordTable, word_arrays
 
 MAX_CHUNK = 1024  # training cuts longer words into chunks of this many characters
+_BLOCK = 1 << 18  # edges per numpy step where a step over all of them would copy them
 _HAN = ("CJK", "HIRAGANA", "KATAKANA")  # name prefixes of the scripts sentencepiece counts as Han
 
 
@@ -69,40 +70,46 @@ class Corpus:
             if uniq[i] >= 0 and covered < coverage * total:
                 covered += counts[i]
                 required.append(i)
-        piece_of = np.full(len(uniq), -1)
+        piece_of = np.full(len(uniq), -1, np.int32)
         piece_of[required] = np.arange(len(required))
-        self.char = piece_of[inverse].astype(np.int32)
+        self.char = piece_of[inverse]
         self.room = self._room(uniq, inverse, max_len)
         return [(chr(uniq[i]), float(counts[i])) for i in required]
 
     def _room(self, uniq: np.ndarray, inverse: np.ndarray, max_len: int) -> np.ndarray:
-        """(T,) the longest valid piece starting at each node: known characters of one script, '▁' only first."""
+        """(T,) the longest valid piece starting at each node: known characters of one script, '▁' only first.
+
+        Node-sized arrays are int32 (positions fit: see `seeds`), as they are the corpus's largest."""
         names: dict[str, int] = {}
         table = [names.setdefault(_script(chr(c)), len(names)) if c >= 0 else -1 for c in uniq]
-        script = np.array(table)[inverse]
+        script = np.array(table, np.int32)[inverse]
         space, known = self.codes == ord("▁"), self.char >= 0
         script[space | ~known] = -1
+        node = np.arange(len(script), dtype=np.int32)
         if "Inherited" in names:  # a combining mark takes the script of the character before it
             marks = script == names["Inherited"]
-            script = script[np.maximum.accumulate(np.where(marks, 0, np.arange(len(script))))]
-        after = np.append(script[1:], -1)
+            script = script[np.maximum.accumulate(np.where(marks, np.int32(0), node))]
+        after = np.append(script[1:], np.int32(-1))
         grows = (after >= 0) & ((script == after) | (space & known))  # the piece at p can take in p + 1
-        stop = np.where(grows, len(grows), np.arange(len(grows)))
+        del script, after
+        stop = np.where(grows, np.int32(len(grows)), node)
         stop = np.minimum.accumulate(stop[::-1])[::-1]  # the first node at or after p that cannot grow
-        return np.where(known, np.minimum(stop - np.arange(len(grows)) + 1, max_len), 0).astype(np.int32)
+        stop -= node
+        return np.where(known, np.minimum(stop + 1, max_len), 0).astype(np.int32, copy=False)
 
 
 def _chunked(word_counts: dict[str, int] | WordTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The words cut into chunks of MAX_CHUNK characters, equal chunks summed, words counted 0 dropped, as
     (code points, lengths, counts) (`word_table.word_arrays`): a `WordTable` without long words as it is."""
-    table = word_counts if isinstance(word_counts, WordTable) else None
-    if table is not None and table.lengths.max(initial=0) <= MAX_CHUNK and (table.counts > 0).all():
-        return table.arrays()
+    if isinstance(word_counts, WordTable):
+        codes, lengths, counts = map(np.asarray, word_counts.arrays())
+        if lengths.max(initial=0) <= MAX_CHUNK and (counts > 0).all():
+            return codes, lengths, counts
     merged: Counter[str] = Counter()
     for word, count in word_counts.items():
         for i in range(0, len(word) if count > 0 else 0, MAX_CHUNK):
             merged[word[i : i + MAX_CHUNK]] += count
-    return word_arrays(merged)
+    return tuple(map(np.asarray, word_arrays(merged)))
 
 
 def _script(ch: str) -> str:
@@ -119,7 +126,7 @@ def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(codes, return_inverse=True) of code points (and -1), by counting rather than sorting."""
     present = np.bincount(codes + 1)  # -1 first
     uniq = (np.flatnonzero(present) - 1).astype(codes.dtype)
-    index = np.zeros(len(present), np.intp)
+    index = np.zeros(len(present), np.int32)
     index[uniq + 1] = np.arange(len(uniq))
     return uniq, index[codes + 1]
 
@@ -184,7 +191,17 @@ def ranges(lo: np.ndarray, hi: np.ndarray, dtype=np.int64) -> tuple[np.ndarray, 
     counts = hi - lo
     which = np.repeat(np.arange(len(lo), dtype=dtype), counts)
     starts = (np.cumsum(counts) - counts - lo).astype(dtype)
-    return which, np.arange(counts.sum(), dtype=dtype) - np.repeat(starts, counts)
+    integers = np.arange(counts.sum(), dtype=dtype)
+    for lo in range(0, len(integers), _BLOCK):  # in place, a block at a time: see `_take`
+        integers[lo : lo + _BLOCK] -= starts[which[lo : lo + _BLOCK]]
+    return which, integers
+
+
+def _take(values: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """out[:] = values[index] (index -1: the last value), a block at a time: the seeds' edges are the trainer's
+    largest arrays, and numpy would first make an int64 copy of a whole int32 index."""
+    for lo in range(0, len(index), _BLOCK):
+        np.take(values, index[lo : lo + _BLOCK], out=out[lo : lo + _BLOCK], mode="wrap")  # (unbuffered)
 
 
 class Pieces:
@@ -220,13 +237,19 @@ def seeds(corpus: Corpus, required: list[tuple[str, float]], max_len: int, seed_
     scores = np.concatenate([[n for _, n in required], score])
     nodes = np.flatnonzero(corpus.codes >= 0).astype(np.int32)
     ids, seen = np.unique(corpus.char[nodes], return_index=True)
-    seed, member = ranges(first, last, np.int32)  # every occurrence of every seed (int32: 4 bytes an edge)
-    src = np.concatenate([nodes, sa[member]])
-    del member
-    dst = src + np.concatenate([np.ones(len(nodes), np.int32), length.astype(np.int32)[seed]])
-    piece = np.concatenate([corpus.char[nodes], seed + np.int32(len(required))])
-    del seed
     reps = np.concatenate([nodes[seen[ids >= 0]], sa[first]]).astype(np.int64)
+    # every occurrence of every seed, int32 (4 bytes an edge), each array filled in place: at most three
+    # edge-sized arrays at a time
+    seed, member = ranges(first, last, np.int32)
+    src, piece = np.empty(len(nodes) + len(seed), np.int32), np.empty(len(nodes) + len(seed), np.int32)
+    src[: len(nodes)], piece[: len(nodes)] = nodes, corpus.char[nodes]
+    _take(sa, member, src[len(nodes) :])
+    del member
+    np.add(seed, np.int32(len(required)), out=piece[len(nodes) :])
+    del seed
+    dst = np.empty(len(src), np.int32)
+    _take(np.append(pieces.lengths, 1).astype(np.int32), piece, dst)  # an unknown character (-1) is 1 long
+    dst += src
     return pieces, np.log(scores / scores.sum()), reps, [src, dst, piece]
 
 

@@ -96,6 +96,7 @@ def train_unigram(
             f"{len(required)} required characters; raise vocab_size or lower character_coverage"
         )
     pieces, logp, reps, edges = seeds(corpus, required, max_piece_length, seed_size)
+    del corpus.char, corpus.room  # the seeds' alone: freed before the lattice, the trainer's largest part
     lengths = pieces.lengths
     lattice = build_lattice(corpus, edges)
     alive, desired = np.ones(len(pieces), bool), int(vocab_size * 1.1)
