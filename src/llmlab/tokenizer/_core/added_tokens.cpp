@@ -8,11 +8,13 @@ namespace llmlab {
 
 AddedMatcher::AddedMatcher(std::vector<AddedToken> tokens, const CharTable* word_chars, const CharTable* spaces)
     : tokens_(std::move(tokens)), first_(0x10000, false), word_chars_(word_chars), spaces_(spaces) {
+    TrieKeys contents;
     for (size_t i = 0; i < tokens_.size(); ++i) {
-        trie_.insert(tokens_[i].content, static_cast<int32_t>(i));
+        contents.add(tokens_[i].content, static_cast<int32_t>(i));
         char32_t c = tokens_[i].content[0];
         if (c < 0x10000) first_[c] = true;
     }
+    trie_ = Trie(std::move(contents));
     one_first_ = !tokens_.empty() && std::all_of(tokens_.begin(), tokens_.end(), [&](const AddedToken& t) {
         return t.content[0] == tokens_[0].content[0];
     });

@@ -2,8 +2,7 @@
 //
 // `Core(config)` takes the plain-Python description that core.py builds from a Tokenizer's stages (vocab,
 // merges, Unicode tables computed by the Python stages themselves, ...) and keeps none of it (a pickled
-// Tokenizer builds its core again from its stages); it sets the description's "normalizer" to None once read,
-// so that the large dict of forms is freed before the model's tables are built (the peak memory of loading).
+// Tokenizer builds its core again from its stages).
 // Encodings hold C++ vectors and turn each field into a Python list only when it is read (then that list is
 // the field).
 #include <nanobind/nanobind.h>
@@ -13,6 +12,9 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim
+#endif
 
 #include "bpe.h"
 #include "decoder.h"
@@ -102,15 +104,40 @@ void build_table(CharTable& table, nb::handle spec) {  // spec: (starts, classes
     table.build(starts, std::vector<uint8_t>(p, p + values.size()));
 }
 
+// Calls f(token, id) for each entry of {token: id} or [(token, id)].
+template <class F>
+void for_each_entry(nb::handle items, F&& f) {
+    if (nb::isinstance<nb::dict>(items)) {
+        for (auto [token, id] : nb::borrow<nb::dict>(items)) f(token, id);
+        return;
+    }
+    for (nb::handle item : nb::borrow<nb::list>(items)) f(nb::object(item[0]), nb::object(item[1]));
+}
+
 std::vector<std::pair<Str, int32_t>> read_vocab(nb::handle items) {  // {token: id} or [(token, id)]
     std::vector<std::pair<Str, int32_t>> out;
     out.reserve(nb::len(items));  // no doubling on the way (the peak memory of loading)
-    if (nb::isinstance<nb::dict>(items)) {
-        for (auto [token, id] : nb::borrow<nb::dict>(items)) out.emplace_back(to_str(token), nb::cast<int32_t>(id));
-        return out;
-    }
-    for (nb::handle item : nb::borrow<nb::list>(items)) out.emplace_back(to_str(item[0]), nb::cast<int32_t>(item[1]));
+    for_each_entry(items, [&](nb::handle token, nb::handle id) {
+        out.emplace_back(to_str(token), nb::cast<int32_t>(id));
+    });
     return out;
+}
+
+// {token: id} or [(token, id)] straight into the keys of a trie: no string object per token on the way, and
+// the arena sized once (the peak memory of loading).
+TrieKeys read_keys(nb::handle items) {
+    size_t chars = 0;
+    for_each_entry(items, [&](nb::handle token, nb::handle) {
+        if (PyUnicode_Check(token.ptr())) chars += PyUnicode_GET_LENGTH(token.ptr());
+    });
+    TrieKeys keys;
+    keys.reserve(nb::len(items), chars);
+    Str token;  // one buffer for every token
+    for_each_entry(items, [&](nb::handle t, nb::handle id) {
+        if (!read_text(t.ptr(), token)) throw nb::type_error("expected a str");
+        keys.add(token, nb::cast<int32_t>(id));
+    });
+    return keys;
 }
 
 std::array<char32_t, 256> read_bytes(nb::handle chars) {
@@ -148,23 +175,17 @@ std::unique_ptr<Model> build_model(nb::dict d) {
         c.unk_id = nb::cast<int32_t>(d["unk_id"]);
         c.prefix = to_str(d["prefix"]);
         c.max_chars = nb::cast<int64_t>(d["max_chars"]);
-        auto model = std::make_unique<WordPiece>(c);
-        Str token;  // one buffer for every token: the tries are built straight from the dict, no copy of it
-        for (auto [t, id] : nb::borrow<nb::dict>(d["vocab"])) {
-            if (!read_text(t.ptr(), token)) throw nb::type_error("expected a str");
-            model->add(token, nb::cast<int32_t>(id));
-        }
-        return model;
+        return std::make_unique<WordPiece>(c, read_keys(d["vocab"]));
     }
     UnigramConfig c;
-    c.matched = read_vocab(d["matched"]);
+    c.matched = read_keys(d["matched"]);
     for (nb::handle s : nb::borrow<nb::list>(d["scores"])) c.scores.push_back(nb::cast<double>(s));
     c.unk_id = nb::cast<int32_t>(d["unk_id"]);
     c.unk_score = nb::cast<double>(d["unk_score"]);
     c.byte_fallback = nb::cast<bool>(d["byte_fallback"]);
     nb::list byte_ids = nb::borrow<nb::list>(d["byte_ids"]);
     for (size_t b = 0; b < 256 && b < byte_ids.size(); ++b) c.byte_ids[b] = nb::cast<int32_t>(byte_ids[b]);
-    return std::make_unique<Unigram>(c);
+    return std::make_unique<Unigram>(std::move(c));
 }
 
 std::vector<AddedToken> read_added(nb::handle items) {
@@ -195,6 +216,30 @@ int count_ends(View s, const std::vector<char32_t>& spaces, bool leading) {
 }
 
 }  // namespace
+
+namespace llmlab {
+// A normalizer's forms as core_tables.pack_forms gives them: (code points, the code points of their forms one
+// after another, where each form ends), arrays of uint32 as bytes. Also read by training.cpp.
+Forms read_forms(nb::handle packed) {
+    auto uint32s = [](nb::handle b) {
+        nb::bytes bytes = nb::borrow<nb::bytes>(b);
+        std::vector<uint32_t> out(bytes.size() / sizeof(uint32_t));
+        std::memcpy(out.data(), bytes.data(), out.size() * sizeof(uint32_t));
+        return out;
+    };
+    const std::vector<uint32_t> codes = uint32s(packed[0]), chars = uint32s(packed[1]), ends = uint32s(packed[2]);
+    if (ends.size() != codes.size() || (!ends.empty() && ends.back() != chars.size()))
+        throw nb::value_error("malformed normalizer forms");
+    Forms forms;
+    Str form;
+    for (size_t i = 0, start = 0; i < codes.size(); start = ends[i++]) {
+        if (ends[i] < start) throw nb::value_error("malformed normalizer forms");
+        form.assign(chars.begin() + start, chars.begin() + ends[i]);
+        forms.add(codes[i], form);
+    }
+    return forms;
+}
+}  // namespace llmlab
 
 // ------------------------------------------------------------------------------------------- Encoding
 
@@ -294,14 +339,7 @@ struct Core {
             nb::dict n = nb::borrow<nb::dict>(d["normalizer"]);
             CharTable classes;
             build_table(classes, n["classes"]);
-            Forms forms;
-            Str form;
-            for (auto [c, f] : nb::borrow<nb::dict>(n["forms"])) {
-                if (!read_text(f.ptr(), form)) throw nb::type_error("expected a str");
-                forms.add(nb::cast<uint32_t>(c), form);
-            }
-            p.normalizer = std::make_unique<Normalizer>(std::move(classes), std::move(forms));
-            d["normalizer"] = nb::none();  // its forms (a large dict) are freed before the model is built
+            p.normalizer = std::make_unique<Normalizer>(std::move(classes), read_forms(n["forms"]));
         }
         if (!d["pre_tokenizer"].is_none()) {
             nb::dict t = nb::borrow<nb::dict>(d["pre_tokenizer"]);
@@ -336,6 +374,25 @@ struct Core {
             if (id >= 0 && id < static_cast<int64_t>(special.size())) special[id] = 1;
         }
         refresh_ends();
+        share_ints(nb::borrow<nb::dict>(d["model"]));  // last: once the build's temporaries are freed (peak memory)
+#if defined(__GLIBC__)
+        // Building left freed memory inside the heap (the description's tables, the keys of the tries):
+        // glibc keeps it resident until asked to give it back (the peak memory of loading and encoding).
+        malloc_trim(0);
+#endif
+    }
+
+    // The vocabulary's own int objects become the ids' ints (TokenTable::int_of): the id lists of encodings
+    // share them, where one more object per id seen was made (issue 10: peak memory of encoding).
+    void share_ints(nb::dict model) {
+        if (!model.contains("vocab")) return;
+        std::vector<PyObject*>& ints = table->ints;
+        ints.assign(table->size(), nullptr);
+        for (auto [token, id] : nb::borrow<nb::dict>(model["vocab"])) {
+            if (!PyLong_CheckExact(id.ptr())) continue;
+            const long k = PyLong_AsLong(id.ptr());  // describe() has checked: 0 <= id < the table's size
+            if (k >= 0 && static_cast<size_t>(k) < ints.size() && !ints[k]) ints[k] = Py_NewRef(id.ptr());
+        }
     }
 
     void read_post(nb::handle post) {

@@ -14,6 +14,9 @@
 namespace nb = nanobind;
 
 namespace llmlab {
+
+Forms read_forms(nb::handle packed);  // module.cpp: a normalizer's forms, as core_tables.pack_forms packs them
+
 namespace {
 
 template <class T>
@@ -84,9 +87,7 @@ CharTable char_table(nb::handle runs) {  // (run starts, class of each run as by
 
 std::unique_ptr<Normalizer> counting_normalizer(nb::handle spec) {
     if (spec.is_none()) return nullptr;
-    Forms forms;
-    for (auto [c, form] : nb::borrow<nb::dict>(spec["forms"])) forms.add(nb::cast<uint32_t>(c), str_of(form));
-    return std::make_unique<Normalizer>(char_table(spec["classes"]), std::move(forms));
+    return std::make_unique<Normalizer>(char_table(spec["classes"]), read_forms(spec["forms"]));
 }
 
 std::unique_ptr<PreTokenizer> counting_pre_tokenizer(nb::handle spec) {

@@ -9,9 +9,7 @@ namespace {
 constexpr int32_t kUnk = -1;  // an unknown node of the lattice, before fusing / byte fallback
 }  // namespace
 
-Unigram::Unigram(const UnigramConfig& config) : config_(config) {
-    for (const auto& [piece, id] : config.matched) pieces_.insert(piece, id);
-}
+Unigram::Unigram(UnigramConfig config) : pieces_(std::move(config.matched)), config_(std::move(config)) {}
 
 bool Unigram::tokenize(View word, std::vector<Token>& out) const {
     const int32_t n = static_cast<int32_t>(word.size());

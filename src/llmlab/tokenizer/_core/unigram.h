@@ -18,12 +18,12 @@ struct UnigramSettings {
 };
 
 struct UnigramConfig : UnigramSettings {  // the settings and the pieces (which the model keeps in a trie)
-    std::vector<std::pair<Str, int32_t>> matched;  // the pieces that may match text, with their ids
+    TrieKeys matched;  // the pieces that may match text, with their ids
 };
 
 class Unigram : public Model {
   public:
-    explicit Unigram(const UnigramConfig& config);
+    explicit Unigram(UnigramConfig config);  // its pieces are moved into the trie
     bool tokenize(View word, std::vector<Token>& out) const override;
 
   private:

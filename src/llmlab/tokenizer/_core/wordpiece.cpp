@@ -3,16 +3,12 @@
 
 namespace llmlab {
 
-WordPiece::WordPiece(const WordPieceConfig& config)
-    : prefix_(config.prefix),
-      next_root_(config.prefix.empty() ? 0 : -1),
+WordPiece::WordPiece(const WordPieceConfig& config, TrieKeys vocab)
+    : trie_(std::move(vocab)),
+      prefix_(config.prefix),
+      next_root_(trie_.walk(prefix_)),  // the prefix's node (-1: no token has it); the root for no prefix
       unk_id_(config.unk_id),
       max_chars_(config.max_chars) {}
-
-void WordPiece::add(View token, int32_t id) {
-    trie_.insert(token, id);
-    if (next_root_ < 0) next_root_ = trie_.walk(prefix_);  // the prefix's node, once a token has made it
-}
 
 bool WordPiece::tokenize(View word, std::vector<Token>& out) const {
     const int32_t n = static_cast<int32_t>(word.size());

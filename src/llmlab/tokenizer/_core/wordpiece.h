@@ -7,7 +7,7 @@
 
 namespace llmlab {
 
-struct WordPieceConfig {  // the vocabulary is added token by token (no copy of it is held while building)
+struct WordPieceConfig {
     int32_t unk_id = -1;  // -1: the unk token is not in the vocabulary
     Str prefix;           // continuing_subword_prefix
     int64_t max_chars = 100;
@@ -15,13 +15,12 @@ struct WordPieceConfig {  // the vocabulary is added token by token (no copy of 
 
 class WordPiece : public Model {
   public:
-    explicit WordPiece(const WordPieceConfig& config);
-    void add(View token, int32_t id);  // a vocabulary entry
+    WordPiece(const WordPieceConfig& config, TrieKeys vocab);  // vocab: token -> id
     bool tokenize(View word, std::vector<Token>& out) const override;
 
   private:
     // Every token. The tokens that continue a word are the subtree under the prefix ("##"): searched from
-    // `next_root_` (-1 while no token has the prefix), they need no trie of their own.
+    // `next_root_` (-1: no token has the prefix), they need no trie of their own.
     Trie trie_;
     Str prefix_;
     int32_t next_root_;
