@@ -4,7 +4,7 @@
 // merges, Unicode tables computed by the Python stages themselves, ...) and keeps none of it (a pickled
 // Tokenizer builds its core again from its stages).
 // Encodings hold C++ vectors and turn each field into a Python list only when it is read (then that list is
-// the field).
+// the field); a batch builds its ids lists at once (PyBatch).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
@@ -12,10 +12,12 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #if defined(__GLIBC__)
 #include <malloc.h>  // malloc_trim
 #endif
 
+#include "batch.h"
 #include "bpe.h"
 #include "decoder.h"
 #include "pipeline.h"
@@ -31,9 +33,9 @@ void bind_training(nb::module_& m);  // training.cpp
 
 namespace {
 
-// The code points of a str; false for something else, or a str holding a lone surrogate.
-bool read_text(PyObject* o, Str& out) {
-    if (!PyUnicode_Check(o)) return false;
+// The code points of a str; false for one holding a lone surrogate. Needs no GIL: a str is immutable, and
+// this only reads it (the caller keeps it alive).
+bool read_chars(PyObject* o, Str& out) {
     const Py_ssize_t n = PyUnicode_GET_LENGTH(o);
     const int kind = PyUnicode_KIND(o);
     const void* data = PyUnicode_DATA(o);
@@ -54,6 +56,9 @@ bool read_text(PyObject* o, Str& out) {
     }
     return !surrogates;
 }
+
+// The code points of a str; false for something else, or a str holding a lone surrogate.
+bool read_text(PyObject* o, Str& out) { return PyUnicode_Check(o) && read_chars(o, out); }
 
 Str to_str(nb::handle o) {
     Str s;
@@ -320,6 +325,91 @@ struct Encoding {
     size_t length() { return fields[kIds].is_valid() ? nb::len(fields[kIds]) : enc.size(); }
 };
 
+// ------------------------------------------------------------------------------------------- Batch
+
+// The Python side of a batch (batch.h): workers read the inputs' strs without the GIL; the caller turns each
+// finished encoding into an Encoding, its ids list built at once (the field read most, and making it here
+// overlaps the other workers' encoding; read later, it would be serial work after the batch).
+class PyBatch final : public BatchIO {
+  public:
+    PyBatch(nb::list inputs, std::shared_ptr<TokenTable> table)
+        : table_(std::move(table)), n_(inputs.size()), texts_(n_), pairs_(n_),
+          encodings_(nb::steal(PyList_New(static_cast<Py_ssize_t>(n_)))) {
+        if (!encodings_.is_valid()) throw nb::python_error();
+        for (size_t i = 0; i < n_; ++i) gather(i, PyList_GET_ITEM(inputs.ptr(), i));
+    }
+    size_t size() const { return n_; }
+    size_t chars() const { return chars_; }
+
+    bool read(size_t i, Input& in) override {
+        in.has_pair = pairs_[i].is_valid();
+        return texts_[i].is_valid() && read_chars(texts_[i].ptr(), in.text) &&
+               (!in.has_pair || read_chars(pairs_[i].ptr(), in.pair));
+    }
+
+    void take(const std::vector<Span>& spans) override {
+        nb::gil_scoped_acquire gil;
+        if (failed_) return;
+        try {
+            for (const Span& s : spans)
+                for (size_t i = s.begin; i < s.end; ++i)
+                    PyList_SET_ITEM(encodings_.ptr(), i, ok[i] ? wrap(std::move(out[i])) : Py_NewRef(Py_None));
+        } catch (nb::python_error& e) {  // (the batch goes on without the GIL: raised by result())
+            e.restore();
+            failed_ = true;
+        } catch (...) {
+            PyErr_NoMemory();
+            failed_ = true;
+        }
+    }
+
+    // (Encodings, indices of the inputs left to Python, whose entries are None).
+    nb::tuple result() {
+        if (failed_) throw nb::python_error();
+        nb::list missing;
+        for (size_t i = 0; i < n_; ++i)
+            if (!ok[i]) missing.append(i);
+        return nb::make_tuple(encodings_, missing);
+    }
+
+    std::vector<Enc> out;
+    std::vector<uint8_t> ok;
+
+  private:
+    // Input i: a str or a (text, pair) of strs, kept alive here; anything else (None) is left to Python.
+    void gather(size_t i, PyObject* item) {
+        if (PyUnicode_Check(item)) {
+            texts_[i] = nb::borrow(item);
+        } else if ((PyTuple_Check(item) || PyList_Check(item)) && PySequence_Size(item) == 2) {
+            nb::object a = nb::steal(PySequence_GetItem(item, 0)), b = nb::steal(PySequence_GetItem(item, 1));
+            if (!PyUnicode_Check(a.ptr()) || !PyUnicode_Check(b.ptr())) return;
+            texts_[i] = a;
+            pairs_[i] = b;
+        } else {
+            return;
+        }
+        chars_ += PyUnicode_GET_LENGTH(texts_[i].ptr());
+        if (pairs_[i].is_valid()) chars_ += PyUnicode_GET_LENGTH(pairs_[i].ptr());
+    }
+
+    // A new Encoding made in place (nb::cast would look the type up and move the fields once more).
+    PyObject* wrap(Enc&& e) {
+        nb::object inst = nb::inst_alloc(type_);
+        if (!inst.is_valid()) throw nb::python_error();
+        Encoding* enc = new (nb::inst_ptr<Encoding>(inst)) Encoding{std::move(e), table_, {}};
+        nb::inst_mark_ready(inst);  // (from here on the instance destroys what it holds)
+        enc->fields[Encoding::kIds] = enc->build(Encoding::kIds);
+        return inst.release().ptr();
+    }
+
+    std::shared_ptr<TokenTable> table_;
+    nb::handle type_ = nb::type<Encoding>();
+    size_t n_, chars_ = 0;
+    std::vector<nb::object> texts_, pairs_;  // (an empty pair: a single text)
+    nb::object encodings_;  // a list, filled by take() (until then its items are null: it is not shared)
+    bool failed_ = false;   // take() failed: the Python error is set
+};
+
 // ------------------------------------------------------------------------------------------- Core
 
 struct Core {
@@ -491,34 +581,13 @@ struct Core {
 
     // -> (encodings, indices of the inputs left to Python, whose entries are None)
     nb::tuple encode_batch(nb::list inputs, bool add_special_tokens, int threads) {
-        const size_t n = inputs.size();
-        std::vector<Input> ins(n);
-        std::vector<uint8_t> ok(n, 0);
-        for (size_t i = 0; i < n; ++i) {
-            PyObject* item = PyList_GET_ITEM(inputs.ptr(), i);
-            if (PyUnicode_Check(item)) {
-                ok[i] = read_text(item, ins[i].text);
-            } else if ((PyTuple_Check(item) || PyList_Check(item)) && PySequence_Size(item) == 2) {
-                nb::object a = nb::steal(PySequence_GetItem(item, 0)), b = nb::steal(PySequence_GetItem(item, 1));
-                ok[i] = read_text(a.ptr(), ins[i].text) && read_text(b.ptr(), ins[i].pair);
-                ins[i].has_pair = true;
-            }
-        }
-        std::vector<Enc> out;
+        PyBatch batch(inputs, table);
         {
             nb::gil_scoped_release released;
-            pipeline.encode_batch(ins, add_special_tokens, threads, out, ok);
+            llmlab::encode_batch(pipeline, batch, batch.size(), batch.chars(), add_special_tokens, threads,
+                                 batch.out, batch.ok);
         }
-        nb::list encodings, missing;
-        for (size_t i = 0; i < n; ++i) {
-            if (ok[i]) {
-                encodings.append(wrap(std::move(out[i])));
-            } else {
-                encodings.append(nb::none());
-                missing.append(i);
-            }
-        }
-        return nb::make_tuple(encodings, missing);
+        return batch.result();
     }
 
     nb::object decode(nb::handle ids, bool skip_special_tokens) {

@@ -1,9 +1,5 @@
-// One text (or many) through every stage; see pipeline.h. References: encoder.py, pipeline.py.
+// One text through every stage; see pipeline.h. References: encoder.py, pipeline.py.
 #include "pipeline.h"
-
-#include <atomic>
-#include <mutex>
-#include <thread>
 
 namespace llmlab {
 
@@ -102,9 +98,9 @@ bool Pipeline::encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, W
 }
 
 // A word seen before: its split from the cache (inlined in the loop over words, as most words were seen).
-inline bool Pipeline::cached_split(View word, const Workspace& ws, WordCache::Hit& hit) const {
-    if (word.size() > WordCache::kMaxWord) return false;  // longer words (a Chinese clause) rarely repeat
-    return cache.find(word, hit) || (ws.writes && ws.writes->find(word, hit));
+inline bool Pipeline::cached_split(const WordCache::Key& key, const Workspace& ws, WordCache::Hit& hit) const {
+    if (key.word().size() > WordCache::kMaxWord) return false;  // longer words (a Chinese clause) rarely repeat
+    return cache.find(key, hit) || (ws.writes && ws.writes->find(key, hit));
 }
 
 // encoder.py `_encode_words`: pre-tokenize, split each word (cached), offsets = word span + token span.
@@ -119,8 +115,9 @@ bool Pipeline::encode_words(View text, int32_t shift, bool first, int32_t type_i
     }
     for (const Word& w : words) {
         const View word(buffer.data() + w.offset, w.length);  // (the pre-tokenizer's words lie in the buffer)
+        const WordCache::Key key(word);  // (hashed once, if at all, for both caches and the insert)
         WordCache::Hit hit;
-        if (!cached_split(word, ws, hit) && !split_word(word, ws, hit)) return false;
+        if (!cached_split(key, ws, hit) && !split_word(key, ws, hit)) return false;
         const int32_t s = w.start + shift, len = w.end - w.start;
         const bool prepended = hit.n == len + 1;  // a character the pre-tokenizer put in front of the text
         if (hit.n != len && !prepended) return false;
@@ -163,7 +160,8 @@ View Pipeline::byte_level_word(View word, Workspace& ws) const {
 
 // The model's split of a word not in the cache, with spans in characters of the word (byte level: bytes ->
 // characters); cached if short enough.
-bool Pipeline::split_word(View word, Workspace& ws, WordCache::Hit& hit) {
+bool Pipeline::split_word(const WordCache::Key& key, Workspace& ws, WordCache::Hit& hit) {
+    const View word = key.word();
     ws.tokens.clear();
     const View model_word = byte_level ? byte_level_word(word, ws) : word;
     if (!(byte_level ? model->tokenize_bytes(word, model_word, ws.tokens) : model->tokenize(word, ws.tokens)))
@@ -175,53 +173,9 @@ bool Pipeline::split_word(View word, Workspace& ws, WordCache::Hit& hit) {
         }
     const int32_t n = static_cast<int32_t>(word.size());
     WordCache& target = ws.writes ? *ws.writes : cache;
-    target.insert(word, ws.tokens.data(), ws.tokens.size(), n);  // (not if longer than kMaxWord)
+    target.insert(key, ws.tokens.data(), ws.tokens.size(), n);  // (not if longer than kMaxWord)
     hit = {ws.tokens.data(), static_cast<uint32_t>(ws.tokens.size()), n};
     return true;
-}
-
-void Pipeline::encode_batch(const std::vector<Input>& inputs, bool add_special_tokens, int threads,
-                            std::vector<Enc>& out, std::vector<uint8_t>& ok) {
-    const size_t n = inputs.size();
-    out.clear();
-    out.resize(n);  // (not assign(n, Enc{}): n copies of an empty encoding cost as much as its vectors)
-    const std::vector<uint8_t> readable = ok;  // the caller marks the inputs it could read
-    size_t chars = 0;
-    for (const Input& in : inputs) chars += in.text.size() + in.pair.size();
-    if (chars < 20000) threads = 1;  // not worth a thread
-    threads = std::max(1, std::min<int>(threads, static_cast<int>((n + 15) / 16)));
-    if (threads == 1) {  // alone: write new words straight into the shared cache (one lookup per word)
-        std::unique_lock<std::shared_mutex> writing(cache.mutex);
-        Workspace ws;
-        for (size_t i = 0; i < n; ++i)
-            ok[i] = readable[i] && encode(inputs[i], add_special_tokens, false, out[i], ws);
-    } else {  // threads read the shared cache and keep new words in caches of their own, merged at the end
-        struct alignas(64) Local {  // a cache line of its own: no false sharing between the workers
-            WordCache cache;
-        };
-        std::atomic<size_t> next{0};
-        std::vector<Local> locals(threads);
-        auto work = [&](int w) {
-            std::shared_lock<std::shared_mutex> reading(cache.mutex);
-            Workspace ws;
-            ws.writes = &locals[w].cache;
-            for (size_t start; (start = next.fetch_add(16)) < n;)
-                for (size_t i = start; i < std::min(n, start + 16); ++i)
-                    ok[i] = readable[i] && encode(inputs[i], add_special_tokens, false, out[i], ws);
-        };
-        std::vector<std::thread> pool;
-        for (int w = 0; w < threads; ++w) pool.emplace_back(work, w);
-        for (std::thread& t : pool) t.join();
-        std::unique_lock<std::shared_mutex> writing(cache.mutex);
-        for (const Local& local : locals) cache.absorb(local.cache);
-    }
-    bool all = true;
-    for (uint8_t k : ok) all = all && k;
-    if (pad && all) {
-        std::vector<Enc*> encs;
-        for (Enc& e : out) encs.push_back(&e);
-        pad_batch(encs, padding);
-    }
 }
 
 }  // namespace llmlab

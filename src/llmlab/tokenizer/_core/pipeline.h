@@ -1,5 +1,5 @@
 // The whole encode of one text: added tokens, normalizer, pre-tokenizer, model (with the word cache),
-// offsets back into the text, then truncation, post-processing and padding; and many texts on threads.
+// offsets back into the text, then truncation, post-processing and padding (many texts on threads: batch.h).
 //
 // Reference: encoder.py (SequenceEncoder) and pipeline.py (Tokenizer.encode / encode_batch), ported step for
 // step. Every function returns false where the text must go to the Python path instead: a character the
@@ -53,19 +53,16 @@ class Pipeline {
     std::vector<uint16_t> leads, trails;  // spaces at each end of each token-table entry (for trimming)
     std::vector<char32_t> spaces_list;
 
-    // One input -> its final encoding (padded to itself when padding is on and `pad_alone`).
+    // One input -> its final encoding (padded to itself when padding is on and `pad_alone`). Many inputs on
+    // threads: batch.h.
     bool encode(const Input& in, bool add_special_tokens, bool pad_alone, Enc& out, Workspace& ws);
-    // Many inputs on `threads` threads. `ok` comes in marking the inputs that could be read and goes out
-    // marking those encoded (false: input i goes to Python). Pads the batch when every input succeeded.
-    void encode_batch(const std::vector<Input>& inputs, bool add_special_tokens, int threads,
-                      std::vector<Enc>& out, std::vector<uint8_t>& ok);
 
   private:
     bool encode_sequence(View text, int32_t type_id, Enc& out, Workspace& ws);
     bool encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, Workspace& ws);
     bool encode_words(View text, int32_t shift, bool first, int32_t type_id, Enc& out, Workspace& ws);
-    bool cached_split(View word, const Workspace& ws, WordCache::Hit& hit) const;
-    bool split_word(View word, Workspace& ws, WordCache::Hit& hit);
+    bool cached_split(const WordCache::Key& key, const Workspace& ws, WordCache::Hit& hit) const;
+    bool split_word(const WordCache::Key& key, Workspace& ws, WordCache::Hit& hit);
     View byte_level_word(View word, Workspace& ws) const;
     bool is_hard(const Input& in) const;
 };

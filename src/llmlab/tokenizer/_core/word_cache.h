@@ -3,7 +3,8 @@
 //
 // Threads: the shared cache is read under a shared lock; it is written only by a caller that holds it
 // alone. Batch workers write to a cache of their own, merged into the shared one when the batch ends.
-// One-character words (each CJK character is one under BERT's split) skip the hash: a table by code point.
+// One-character words (each CJK character is one under BERT's split) skip the hash: a table by code point,
+// in pages of 256 allocated as they are used (a batch worker's cache would otherwise clear 256 KiB).
 #pragma once
 
 #include <algorithm>
@@ -24,28 +25,50 @@ class WordCache {
         uint32_t count;
         int32_t n;
     };
+    // A word and its hash, computed once however many caches look the word up (a batch worker looks in two
+    // and inserts in one), and only if one needs it.
+    class Key {
+      public:
+        explicit Key(View word) : word_(word) {}
+        Key(View word, uint64_t hash) : word_(word), hash_(hash), hashed_(true) {}
+        View word() const { return word_; }
+        uint64_t hash() const {
+            if (!hashed_) {
+                hash_ = hash_view(word_);
+                hashed_ = true;
+            }
+            return hash_;
+        }
+
+      private:
+        View word_;
+        mutable uint64_t hash_ = 0;
+        mutable bool hashed_ = false;
+    };
     // The cached split of `word`; `tokens` stays valid until the next insert.
-    bool find(View word, Hit& hit) const {
+    bool find(const Key& word, Hit& hit) const {
         const int32_t i = index_of(word);
         if (i < 0) return false;
         const Entry& e = entries_[i];
         hit = {tokens_.data() + e.tokens, e.count, e.n};
         return true;
     }
-    void insert(View word, const Token* tokens, size_t count, int32_t n) {
+    void insert(const Key& key, const Token* tokens, size_t count, int32_t n) {
+        const View word = key.word();
         if (entries_.size() >= capacity_ || word.size() > kMaxWord) return;
         const int32_t i = static_cast<int32_t>(entries_.size());
-        const uint64_t h = hash_view(word);
+        uint64_t h = 0;  // (a single character has no need of it)
         if (single(word)) {
-            if (singles_.empty()) singles_.assign(kSingles, -1);
-            singles_[word[0]] = i;
+            set_single(word[0], i);
         } else {
             if (2 * (words_ + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
-            slots_[free_slot(check_of(h))] = i;
+            h = key.hash();
+            slots_[free_slot(h)] = i;
             ++words_;
         }
         entries_.push_back({static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(word.size()),
-                            static_cast<uint32_t>(tokens_.size()), static_cast<uint32_t>(count), n, check_of(h)});
+                            static_cast<uint32_t>(tokens_.size()), static_cast<uint32_t>(count), n,
+                            static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)});
         keys_.append(word);
         tokens_.insert(tokens_.end(), tokens, tokens + count);
     }
@@ -59,7 +82,7 @@ class WordCache {
         grow(keys_, keys_.size() + other.keys_.size());
         grow(tokens_, tokens_.size() + other.tokens_.size());
         for (const Entry& e : other.entries_) {
-            const View key = other.key_of(e);
+            const Key key(other.key_of(e), e.hash());
             if (index_of(key) < 0) insert(key, other.tokens_.data() + e.tokens, e.count, e.n);
         }
     }
@@ -73,34 +96,51 @@ class WordCache {
         if (need > values.capacity()) values.reserve(std::max(need, 2 * values.capacity()));
     }
     static constexpr char32_t kSingles = 0x10000;  // one-character words below this go to `singles_`
+    static constexpr size_t kPage = 256;
     static bool single(View word) { return word.size() == 1 && word[0] < kSingles; }
+    int32_t single_index(char32_t c) const {
+        if (pages_.empty() || pages_[c / kPage] < 0) return -1;
+        return singles_[pages_[c / kPage] + c % kPage];
+    }
+    void set_single(char32_t c, int32_t i) {
+        if (pages_.empty()) pages_.assign(kSingles / kPage, -1);
+        int32_t& page = pages_[c / kPage];
+        if (page < 0) {
+            page = static_cast<int32_t>(singles_.size());
+            singles_.resize(singles_.size() + kPage, -1);
+        }
+        singles_[page + c % kPage] = i;
+    }
     struct Entry {
         uint32_t key, key_len, tokens, count;
         int32_t n;
-        uint32_t check;  // the high half of the word's hash: most other words are told apart without reading it
-                         // (and its low bits are the word's slot, so that a rehash needs no hashing)
+        uint32_t low, check;  // the word's hash (none for a single character), kept: a rehash or a merge into
+                              // another cache needs no hashing; with `check` most other words are told apart
+                              // without reading them
+        uint64_t hash() const { return static_cast<uint64_t>(check) << 32 | low; }
     };
     static uint32_t check_of(uint64_t h) { return static_cast<uint32_t>(h >> 32); }
     View key_of(const Entry& e) const { return View(keys_).substr(e.key, e.key_len); }
-    int32_t index_of(View word) const {
-        if (single(word)) return singles_.empty() ? -1 : singles_[word[0]];
+    int32_t index_of(const Key& key) const {
+        const View word = key.word();
+        if (single(word)) return single_index(word[0]);
         if (slots_.empty()) return -1;
-        const uint64_t h = hash_view(word);
-        for (size_t i = check_of(h) & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+        const uint64_t h = key.hash();
+        for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
             const int32_t e = slots_[i];
             if (e < 0) return -1;
             if (entries_[e].check == check_of(h) && same_text(key_of(entries_[e]), word)) return e;
         }
     }
-    size_t free_slot(uint32_t check) const {  // linear probing from the slot the check names
-        size_t i = check & (slots_.size() - 1);
+    size_t free_slot(uint64_t h) const {  // linear probing from the hash
+        size_t i = h & (slots_.size() - 1);
         while (slots_[i] >= 0) i = (i + 1) & (slots_.size() - 1);
         return i;
     }
     void rehash(size_t cap) {
         slots_.assign(cap, -1);
         for (size_t e = 0; e < entries_.size(); ++e) {
-            if (!single(key_of(entries_[e]))) slots_[free_slot(entries_[e].check)] = static_cast<int32_t>(e);
+            if (!single(key_of(entries_[e]))) slots_[free_slot(entries_[e].hash())] = static_cast<int32_t>(e);
         }
     }
 
@@ -108,7 +148,8 @@ class WordCache {
     // half full; 4 bytes a slot, the word itself is read from `keys_`.
     std::vector<int32_t> slots_;
     size_t words_ = 0;  // entries in `slots_`
-    std::vector<int32_t> singles_;  // code point -> entry, or -1 (allocated at the first insert)
+    std::vector<int32_t> pages_;    // code point / kPage -> its page in `singles_`, or -1 (allocated at the first insert)
+    std::vector<int32_t> singles_;  // pages of kPage: code point -> entry, or -1
     std::vector<Entry> entries_;
     Str keys_;
     std::vector<Token> tokens_;

@@ -1,0 +1,43 @@
+// Many texts through one Pipeline on threads: the compiled core's encode_batch.
+//
+// Reference: pipeline.py `Tokenizer.encode_batch` (one encode per input, then batch padding); the results are
+// those of Pipeline::encode, input by input. Only the work is shared out:
+// - the calling thread is a worker too, and it alone hands finished encodings back (module.cpp turns them
+//   into Python objects, which needs the GIL) while the other workers go on encoding: that serial part runs
+//   beside the parallel one instead of after it;
+// - workers take a few inputs at a time from a shared counter (fewer near the end, so that they finish
+//   together), read each input themselves (BatchIO::read) and encode it;
+// - they read the shared word cache under a shared lock and keep new words in caches of their own; one of
+//   the spawned workers merges them into the shared cache while the caller hands over the last encodings.
+// With padding on, nothing is handed over before every length is known (the batch's longest).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "pipeline.h"
+
+namespace llmlab {
+
+struct Span {  // inputs [begin, end)
+    size_t begin, end;
+};
+
+// Where a batch's inputs come from and where its encodings go.
+class BatchIO {
+  public:
+    virtual ~BatchIO() = default;
+    // Input i into `in` (a buffer reused by one worker); false: the input is left to Python. Any worker
+    // thread calls it, without the GIL.
+    virtual bool read(size_t i, Input& in) = 0;
+    // The encodings of the inputs in `spans` are final (out[i], ok[i]): only the calling thread calls it,
+    // holding no lock of the batch, so it may take the GIL. Every input is handed over exactly once.
+    virtual void take(const std::vector<Span>& spans) = 0;
+};
+
+// Inputs 0..n-1 of `io` (`chars` code points in all) on `threads` threads: out[i] is input i's encoding and
+// ok[i] whether it was encoded (false: it goes to Python). Pads the batch when every input succeeded.
+void encode_batch(Pipeline& pipeline, BatchIO& io, size_t n, size_t chars, bool add_special_tokens, int threads,
+                  std::vector<Enc>& out, std::vector<uint8_t>& ok);
+
+}  // namespace llmlab

@@ -1,0 +1,102 @@
+"""The compiled core's `encode_batch` on threads (_core/batch.cpp) equals one encode per input on the pure path:
+the calling thread encodes and hands finished encodings over while the other threads encode, inputs the core
+cannot read go to Python, batch padding waits for every length, and other Python threads may use the same
+tokenizer while a batch runs (no deadlock between the GIL and the word cache's lock)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from llmlab.tokenizer import Tokenizer, core
+from llmlab.tokenizer.train import train_tokenizer
+
+pytestmark = pytest.mark.skipif(not core.available(), reason="the compiled tokenizer core is not in use")
+
+
+@pytest.fixture(scope="module")
+def lines(shared_data) -> list[str]:
+    en = (shared_data / "gutenberg_en" / "valid.txt").read_text(encoding="utf-8").splitlines()[:2500]
+    zh = (shared_data / "zh_classic_novels" / "valid.txt").read_text(encoding="utf-8").splitlines()[:40]
+    return [
+        line for pair in zip(en[:1500], en[1000:], strict=True) for line in pair
+    ] + zh  # 2,540 lines, ~140,000 characters
+
+
+@pytest.fixture(scope="module")
+def paths(lines, minilm_dir, tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("batch")
+    out = {"bert": str(minilm_dir / "tokenizer.json")}
+    for model in ("bpe", "unigram"):
+        out[model] = str(folder / f"{model}.json")
+        train_tokenizer(model, lines[:1500], 2000).save(out[model])
+    return out
+
+
+def pure(path: str) -> Tokenizer:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMLAB_PURE_PYTHON", "1")
+        tok = Tokenizer.load(path)
+    assert tok.engine == "python"
+    return tok
+
+
+def fields(e) -> tuple:
+    return (
+        list(e.ids),
+        list(e.tokens),
+        [tuple(o) for o in e.offsets],
+        list(e.type_ids),
+        list(e.attention_mask),
+        list(e.special_tokens_mask),
+    )
+
+
+@pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])
+def test_a_batch_on_threads_equals_one_encode_per_input(paths, lines, name):
+    odd = [b"bytes go to Python", ("a pair", "of texts"), "", "q\u0307\u0323 ﬁ"]
+    inputs = lines[:1200] + odd + list(zip(lines[1200:1500], lines[1500:1800], strict=True)) + lines[1800:]
+    reference = pure(paths[name])
+    want = [fields(reference.encode(*x) if isinstance(x, tuple) else reference.encode(x)) for x in inputs]
+    for threads in (2, 3):
+        tok = Tokenizer.load(paths[name])
+        assert tok.engine == "core"
+        for _ in range(2):  # cold, then with the words the first batch merged into the cache
+            assert [fields(e) for e in tok.encode_batch(inputs, num_threads=threads)] == want
+
+
+def test_batch_padding_waits_for_every_length(paths, lines):
+    tok, reference = Tokenizer.load(paths["bpe"]), pure(paths["bpe"])
+    for t in (tok, reference):
+        t.enable_padding(pad_to_multiple_of=8)
+    got = [fields(e) for e in tok.encode_batch(lines, num_threads=2)]
+    assert got == [fields(e) for e in reference.encode_batch(lines)]
+    assert len({len(ids) for ids, *_ in got}) == 1
+
+
+def test_python_threads_share_a_tokenizer_while_batches_run(paths, lines):
+    tok = Tokenizer.load(paths["bpe"])
+    want = [e.ids for e in pure(paths["bpe"]).encode_batch(lines)]
+    errors: list[BaseException] = []
+
+    def run(job) -> None:
+        try:
+            job()
+        except BaseException as e:  # noqa: BLE001  (reported by the main thread)
+            errors.append(e)
+
+    def batches() -> None:
+        for _ in range(2):
+            assert [e.ids for e in tok.encode_batch(lines, num_threads=2)] == want
+
+    def singles() -> None:
+        assert [tok.encode(t).ids for t in lines[:800]] == want[:800]
+
+    jobs = [threading.Thread(target=run, args=(job,)) for job in (batches, singles, batches)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join(timeout=120)
+    assert not any(j.is_alive() for j in jobs), "deadlock"
+    assert not errors, errors
