@@ -4,7 +4,8 @@ For each vocabulary (BPE, Unigram, WordPiece) and text (English gutenberg_en, Ch
 valid.txt, one encode per line, MB/s of UTF-8 input):
 - cold loop: a freshly loaded encoder per pass (no cache has seen the text), best of --repeats passes;
 - warm loop: the same encoder again after one pass;
-- batch: batches of 1,000 lines on 1 and 2 threads (engines whose batch threads can be set), cold;
+- batch: batches of 1,000 lines on 1 and 2 threads (engines whose batch threads can be set), cold; "ids
+  batch": the same through llmlab's `encode_batch_ids` (one ids buffer per batch, no Python list per line);
 - overhead: microseconds per call on SST-2 sentences (about 10 words), warm;
 - memory: peak RSS of loading and encoding every line, one fresh subprocess per engine.
 Every row prints ours/HF and ours/fastest (the fastest other engine of that row). The machine is shared and
@@ -60,10 +61,12 @@ def loop(encoder, texts):
         one(t)
 
 
-def batches(threads: int):
+def batches(threads: int, call: int = 1):
+    """Batches of BATCH texts through the encoder's batch call (1: lists of ids; 2: llmlab's ids buffer)."""
+
     def run(encoder, texts):
         for i in range(0, len(texts), BATCH):
-            encoder[1](texts[i : i + BATCH], threads)
+            encoder[call](texts[i : i + BATCH], threads)
 
     return run
 
@@ -139,6 +142,12 @@ def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> 
         "warm loop": lambda f: warm_rate(f, texts, args.repeats),
         "batch 1 thread": lambda f: best_rate(batches(1), f, texts, args.repeats) if f()[1] else None,
         "batch 2 threads": lambda f: best_rate(batches(2), f, texts, args.repeats) if f()[1] else None,
+        "ids batch 1 thread": lambda f: (
+            best_rate(batches(1, 2), f, texts, args.repeats) if len(f()) > 2 else None
+        ),
+        "ids batch 2 threads": lambda f: (
+            best_rate(batches(2, 2), f, texts, args.repeats) if len(f()) > 2 else None
+        ),
     }
     rows = []
     for mode, fn in modes.items():

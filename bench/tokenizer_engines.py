@@ -9,7 +9,8 @@ Engines: llmlab, HF tokenizers, tiktoken (BPE ranks), kitoken, sentencepiece, fl
 package is not installed (or fails to load the vocabulary) is left out with a line on stderr.
 
 An engine is a factory giving a fresh encoder (empty caches): (one text -> ids, (texts, threads) -> ids lists,
-or None when it has no batch call whose threads can be set).
+or None when it has no batch call whose threads can be set), and for llmlab a third: (texts, threads) -> every
+text's ids in one buffer with offsets (`encode_batch_ids`; no other engine has such a call).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-Encoder = tuple[Callable[[str], list[int]], Callable[[list[str], int], list] | None]
+Encoder = tuple[Callable, ...]  # (encode, batch or None[, ids batch]): see the module docstring
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 VOCAB = {("bpe", "en"): 32000, ("bpe", "zh"): 32000, ("unigram", "en"): 24000, ("unigram", "zh"): 16000}
 CORPUS = {"en": "gutenberg_en", "zh": "zh_classic_novels"}
@@ -172,8 +173,10 @@ def _ours(path: Path) -> Encoder:
     tok.no_truncation(), tok.no_padding()  # as every other engine here (MiniLM's file pads to 128)
     if tok.engine != "core":  # (reading `engine` builds the core now, at loading, not in the first encode)
         log("llmlab: the compiled core does not run; these figures are the pure-Python path's")
-    return (lambda t: tok.encode(t).ids), (
-        lambda b, threads: [e.ids for e in tok.encode_batch(b, num_threads=threads)]
+    return (
+        (lambda t: tok.encode(t).ids),
+        (lambda b, threads: [e.ids for e in tok.encode_batch(b, num_threads=threads)]),
+        (lambda b, threads: tok.encode_batch_ids(b, num_threads=threads)),
     )
 
 

@@ -1,7 +1,8 @@
 """The compiled core's `encode_batch` on threads (_core/batch.cpp) equals one encode per input on the pure path:
 the calling thread encodes and hands finished encodings over while the other threads encode, inputs the core
 cannot read go to Python, batch padding waits for every length, and other Python threads may use the same
-tokenizer while a batch runs (no deadlock between the GIL and the word cache's lock)."""
+tokenizer while a batch runs (no deadlock between the GIL and the word cache's lock). `encode_batch_ids` (every
+input's ids in one buffer) gives the same ids on both paths."""
 
 from __future__ import annotations
 
@@ -100,3 +101,38 @@ def test_python_threads_share_a_tokenizer_while_batches_run(paths, lines):
         j.join(timeout=120)
     assert not any(j.is_alive() for j in jobs), "deadlock"
     assert not errors, errors
+
+
+def flat(ids: memoryview, offsets: memoryview) -> list[list[int]]:
+    assert (ids.format, ids.itemsize, offsets.format, offsets.itemsize) == ("i", 4, "q", 8)
+    o = offsets.tolist()
+    return [ids.tolist()[o[i] : o[i + 1]] for i in range(len(o) - 1)]
+
+
+@pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])
+def test_flat_ids_of_a_batch_equal_encode_batch_on_both_paths(paths, lines, name):
+    pairs = list(zip(lines[1200:1400], lines[1400:1600], strict=True))
+    inputs = lines[:1200] + pairs + ["", "q\u0307\u0323 ﬁ"] + lines[1800:]
+    reference = pure(paths[name])
+    want = [e.ids for e in reference.encode_batch(inputs)]
+    assert flat(*reference.encode_batch_ids(inputs)) == want  # the pure path flattens encode_batch
+    for threads in (1, 2, 3):
+        tok = Tokenizer.load(paths[name])
+        for _ in range(2):  # cold, then warm
+            assert flat(*tok.encode_batch_ids(inputs, num_threads=threads)) == want
+        assert flat(*tok.encode_batch_ids(inputs, add_special_tokens=False, num_threads=threads)) == [
+            e.ids for e in reference.encode_batch(inputs, add_special_tokens=False)
+        ]
+
+
+def test_flat_ids_with_inputs_left_to_python_or_batch_padding(paths, lines):
+    tok, reference = Tokenizer.load(paths["bpe"]), pure(paths["bpe"])
+    inputs = lines[:300] + [b"bytes go to Python"] + lines[300:600]
+    assert flat(*tok.encode_batch_ids(inputs, num_threads=2)) == [
+        e.ids for e in reference.encode_batch(inputs)
+    ]
+    for t in (tok, reference):
+        t.enable_padding(pad_to_multiple_of=8)
+    got = flat(*tok.encode_batch_ids(lines, num_threads=2))
+    assert got == [e.ids for e in reference.encode_batch(lines)]
+    assert len({len(ids) for ids in got}) == 1

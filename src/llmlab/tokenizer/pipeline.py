@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+from array import array
 from collections.abc import Iterable
 
 from llmlab.errors import LlmlabError
@@ -316,11 +317,33 @@ class Tokenizer:
 
     def _encode_batch_core(self, inputs: list, add_special_tokens: bool, num_threads: int | None) -> list:
         """The core's batch; the inputs it leaves (see core.py) are encoded here, then the batch padded."""
-        threads = num_threads or int(os.environ.get("LLMLAB_NUM_THREADS", 0)) or os.cpu_count() or 1
-        encs, missing = self._core.encode_batch(inputs, add_special_tokens, threads)
+        encs, missing = self._core.encode_batch(inputs, add_special_tokens, _threads(num_threads))
         for i in missing:
             encs[i] = self._encode_input(inputs[i], add_special_tokens)
         return pad_encodings(encs, self.padding) if missing and self.padding else encs
+
+    def encode_batch_ids(
+        self,
+        inputs: list[str] | list[tuple[str, str]],
+        add_special_tokens: bool = True,
+        num_threads: int | None = None,
+    ) -> tuple[memoryview, memoryview]:
+        """`encode_batch`'s ids without an Encoding per input: (ids, offsets), flat int32 ids and int64 offsets
+        (one more than the inputs) so that input i's ids are ids[offsets[i]:offsets[i + 1]].
+
+        For turning a corpus into arrays (`np.frombuffer(ids, np.int32)` needs no copy): on the compiled core
+        no Python object is made per text, so every part of the batch runs on the threads.
+        """
+        inputs = list(inputs)
+        if self._compiled() is not None:
+            flat = self._core.encode_batch_ids(inputs, add_special_tokens, _threads(num_threads))
+            if flat is not None:  # (None: an input the core leaves to Python)
+                return flat
+        ids, offsets = array("i"), array("q", [0])
+        for enc in self.encode_batch(inputs, add_special_tokens, num_threads):
+            ids.extend(enc.ids)
+            offsets.append(len(ids))
+        return memoryview(ids), memoryview(offsets)
 
     def _encode_input(self, x: str | tuple[str, str], add_special_tokens: bool) -> Encoding:
         if isinstance(x, (str, bytes)):
@@ -462,6 +485,11 @@ class Tokenizer:
         from llmlab.tokenizer.convert import load_any  # the converters build Tokenizers, so import here
 
         return load_any(path, pattern)
+
+
+def _threads(num_threads: int | None) -> int:
+    """Threads of the compiled core's batches: as asked, else LLMLAB_NUM_THREADS, else every CPU."""
+    return num_threads or int(os.environ.get("LLMLAB_NUM_THREADS", 0)) or os.cpu_count() or 1
 
 
 def _as_text(text: str | bytes) -> str:

@@ -24,16 +24,15 @@ class Batch {
   public:
     Batch(Pipeline& p, BatchIO& io, size_t n, int threads, bool add_special_tokens, std::vector<Enc>& out,
           std::vector<uint8_t>& ok)
-        : p_(p), io_(io), n_(n), threads_(threads), add_special_(add_special_tokens), out_(out), ok_(ok),
-          locals_(threads > 1 ? threads : 0) {}
+        : p_(p), io_(io), n_(n), threads_(threads), add_special_(add_special_tokens), keep_(io.keeps_encodings()),
+          out_(out), ok_(ok), locals_(threads > 1 ? threads : 0) {}
 
     // One thread: new words go straight into the shared cache (one lookup per word, nothing to merge).
     void alone() {
         {
             std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
-            Workspace ws;
-            Input in;
-            encode({0, n_}, ws, in);
+            Worker me;
+            encode({0, n_}, me);
         }  // released before the hand-over: never wait for the GIL holding a lock that a GIL holder may want
         pad_if_all();
         io_.take({{0, n_}});
@@ -77,9 +76,20 @@ class Batch {
         return false;
     }
 
-    void encode(Span s, Workspace& ws, Input& in) {
-        for (size_t i = s.begin; i < s.end; ++i)
-            ok_[i] = io_.read(i, in) && p_.encode(in, add_special_, false, out_[i], ws);
+    struct Worker {
+        int index = 0;
+        Workspace ws;
+        Input in;       // a buffer reused for every input
+        Enc finished;   // where an input is encoded when the IO does not keep encodings (reused: its memory is
+                        // allocated and freed by this thread alone)
+    };
+
+    void encode(Span s, Worker& w) {
+        for (size_t i = s.begin; i < s.end; ++i) {
+            Enc& e = keep_ ? out_[i] : w.finished;
+            ok_[i] = io_.read(i, w.in) && p_.encode(w.in, add_special_, false, e, w.ws);
+            if (ok_[i] && !keep_) io_.finished(i, w.index, e);
+        }
     }
 
     // A spawned worker: encodes until no input is left; then worker 1 merges the new words of every worker
@@ -88,11 +98,11 @@ class Batch {
     void work(int w) {
         {
             std::shared_lock<std::shared_mutex> reading(p_.cache.mutex);
-            Workspace ws;
-            ws.writes = &locals_[w].cache;
-            Input in;
+            Worker me;
+            me.index = w;
+            me.ws.writes = &locals_[w].cache;
             for (Span s; take(s);) {
-                encode(s, ws, in);
+                encode(s, me);
                 std::lock_guard<std::mutex> guard(mutex_);
                 finished_.push_back(s);  // published by the mutex: out_ and ok_ of s are complete
                 finished_cv_.notify_one();
@@ -111,9 +121,8 @@ class Batch {
     // lock only while it encodes: io_.take waits for the GIL, and a thread holding the GIL may wait for the
     // lock (a single encode).
     void call() {
-        Workspace ws;
-        ws.writes = &locals_[0].cache;
-        Input in;
+        Worker me;
+        me.ws.writes = &locals_[0].cache;
         const bool early = !p_.pad;  // batch padding needs every length first
         // (Whether inputs are left is read before taking the lock: once none are, worker 1 may hold it to
         // merge the caches, and the caller has better things to do than wait for that.)
@@ -122,7 +131,7 @@ class Batch {
             {
                 std::shared_lock<std::shared_mutex> reading(p_.cache.mutex);
                 if (!take(s)) break;
-                encode(s, ws, in);
+                encode(s, me);
             }
             add_ready(s);
             if (early && ready_count_ >= kHandOver) {
@@ -171,6 +180,7 @@ class Batch {
     const size_t n_;
     const int threads_;
     const bool add_special_;
+    const bool keep_;  // the IO keeps the encodings in out_ (else it takes what it needs in finished())
     std::vector<Enc>& out_;
     std::vector<uint8_t>& ok_;
     std::vector<Local> locals_;    // by worker ([0]: the caller's)
@@ -193,6 +203,7 @@ void encode_batch(Pipeline& pipeline, BatchIO& io, size_t n, size_t chars, bool 
     ok.assign(n, 0);
     if (chars < kMinChars) threads = 1;
     threads = std::max(1, std::min<int>(threads, static_cast<int>((n + kChunk - 1) / kChunk)));
+    io.start(threads);
     Batch batch(pipeline, io, n, threads, add_special_tokens, out, ok);
     if (threads == 1)
         batch.alone();

@@ -33,6 +33,13 @@ class BatchIO {
     // The encodings of the inputs in `spans` are final (out[i], ok[i]): only the calling thread calls it,
     // holding no lock of the batch, so it may take the GIL. Every input is handed over exactly once.
     virtual void take(const std::vector<Span>& spans) = 0;
+    // False: the IO takes what it needs of each encoding as soon as it is made, in finished() (called by the
+    // worker `worker` (0 .. threads - 1) that made it, without the GIL), and out[i] stays empty; each worker
+    // then encodes into one Enc of its own, whose memory it reuses. Not with batch padding.
+    virtual bool keeps_encodings() const { return true; }
+    virtual void finished(size_t /*i*/, int /*worker*/, const Enc& /*e*/) {}
+    // Called once before any input is read, with the number of workers.
+    virtual void start(int /*threads*/) {}
 };
 
 // Inputs 0..n-1 of `io` (`chars` code points in all) on `threads` threads: out[i] is input i's encoding and

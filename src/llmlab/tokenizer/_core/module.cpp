@@ -21,6 +21,7 @@
 #include "bpe.h"
 #include "decoder.h"
 #include "pipeline.h"
+#include "py_arrays.h"
 #include "unigram.h"
 #include "wordpiece.h"
 
@@ -327,15 +328,11 @@ struct Encoding {
 
 // ------------------------------------------------------------------------------------------- Batch
 
-// The Python side of a batch (batch.h): workers read the inputs' strs without the GIL; the caller turns each
-// finished encoding into an Encoding, its ids list built at once (the field read most, and making it here
-// overlaps the other workers' encoding; read later, it would be serial work after the batch).
-class PyBatch final : public BatchIO {
+// The inputs of a batch (batch.h): a list of strs or (text, pair) tuples, kept alive here; workers read the
+// strs without the GIL.
+class PyInputs : public BatchIO {
   public:
-    PyBatch(nb::list inputs, std::shared_ptr<TokenTable> table)
-        : table_(std::move(table)), n_(inputs.size()), texts_(n_), pairs_(n_),
-          encodings_(nb::steal(PyList_New(static_cast<Py_ssize_t>(n_)))) {
-        if (!encodings_.is_valid()) throw nb::python_error();
+    explicit PyInputs(nb::list inputs) : n_(inputs.size()), texts_(n_), pairs_(n_) {
         for (size_t i = 0; i < n_; ++i) gather(i, PyList_GET_ITEM(inputs.ptr(), i));
     }
     size_t size() const { return n_; }
@@ -345,6 +342,44 @@ class PyBatch final : public BatchIO {
         in.has_pair = pairs_[i].is_valid();
         return texts_[i].is_valid() && read_chars(texts_[i].ptr(), in.text) &&
                (!in.has_pair || read_chars(pairs_[i].ptr(), in.pair));
+    }
+
+    std::vector<Enc> out;
+    std::vector<uint8_t> ok;
+
+  protected:
+    size_t n_;
+
+  private:
+    // Input i: a str or a (text, pair) of strs; anything else (None) is left to Python.
+    void gather(size_t i, PyObject* item) {
+        if (PyUnicode_Check(item)) {
+            texts_[i] = nb::borrow(item);
+        } else if ((PyTuple_Check(item) || PyList_Check(item)) && PySequence_Size(item) == 2) {
+            nb::object a = nb::steal(PySequence_GetItem(item, 0)), b = nb::steal(PySequence_GetItem(item, 1));
+            if (!PyUnicode_Check(a.ptr()) || !PyUnicode_Check(b.ptr())) return;
+            texts_[i] = a;
+            pairs_[i] = b;
+        } else {
+            return;
+        }
+        chars_ += PyUnicode_GET_LENGTH(texts_[i].ptr());
+        if (pairs_[i].is_valid()) chars_ += PyUnicode_GET_LENGTH(pairs_[i].ptr());
+    }
+
+    size_t chars_ = 0;
+    std::vector<nb::object> texts_, pairs_;  // (an empty pair: a single text)
+};
+
+// A batch whose results are Encodings: the caller turns each finished encoding into one, its ids list built
+// at once (the field read most, and making it here overlaps the other workers' encoding; read later, it would
+// be serial work after the batch).
+class PyBatch final : public PyInputs {
+  public:
+    PyBatch(nb::list inputs, std::shared_ptr<TokenTable> table)
+        : PyInputs(inputs), table_(std::move(table)),
+          encodings_(nb::steal(PyList_New(static_cast<Py_ssize_t>(n_)))) {
+        if (!encodings_.is_valid()) throw nb::python_error();
     }
 
     void take(const std::vector<Span>& spans) override {
@@ -372,26 +407,7 @@ class PyBatch final : public BatchIO {
         return nb::make_tuple(encodings_, missing);
     }
 
-    std::vector<Enc> out;
-    std::vector<uint8_t> ok;
-
   private:
-    // Input i: a str or a (text, pair) of strs, kept alive here; anything else (None) is left to Python.
-    void gather(size_t i, PyObject* item) {
-        if (PyUnicode_Check(item)) {
-            texts_[i] = nb::borrow(item);
-        } else if ((PyTuple_Check(item) || PyList_Check(item)) && PySequence_Size(item) == 2) {
-            nb::object a = nb::steal(PySequence_GetItem(item, 0)), b = nb::steal(PySequence_GetItem(item, 1));
-            if (!PyUnicode_Check(a.ptr()) || !PyUnicode_Check(b.ptr())) return;
-            texts_[i] = a;
-            pairs_[i] = b;
-        } else {
-            return;
-        }
-        chars_ += PyUnicode_GET_LENGTH(texts_[i].ptr());
-        if (pairs_[i].is_valid()) chars_ += PyUnicode_GET_LENGTH(pairs_[i].ptr());
-    }
-
     // A new Encoding made in place (nb::cast would look the type up and move the fields once more).
     PyObject* wrap(Enc&& e) {
         nb::object inst = nb::inst_alloc(type_);
@@ -404,10 +420,49 @@ class PyBatch final : public BatchIO {
 
     std::shared_ptr<TokenTable> table_;
     nb::handle type_ = nb::type<Encoding>();
-    size_t n_, chars_ = 0;
-    std::vector<nb::object> texts_, pairs_;  // (an empty pair: a single text)
     nb::object encodings_;  // a list, filled by take() (until then its items are null: it is not shared)
     bool failed_ = false;   // take() failed: the Python error is set
+};
+
+// A batch whose result is every input's ids one after another, with where each input's begin: no Python
+// object per text, so nothing of the batch is serial but the final copy. Each worker appends the ids of the
+// inputs it encoded to a buffer of its own, right after encoding each (its encodings' memory is reused).
+class IdsBatch final : public PyInputs {
+  public:
+    explicit IdsBatch(nb::list inputs) : PyInputs(inputs), where_(n_) {}
+    bool keeps_encodings() const override { return false; }
+    void start(int threads) override { ids_.resize(static_cast<size_t>(threads)); }
+    void finished(size_t i, int worker, const Enc& e) override {
+        std::vector<int32_t>& ids = ids_[static_cast<size_t>(worker)];
+        where_[i] = {worker, ids.size(), e.ids.size()};
+        ids.insert(ids.end(), e.ids.begin(), e.ids.end());
+    }
+    void take(const std::vector<Span>&) override {}
+
+    // (ids as an int32 memoryview, offsets (n + 1) as an int64 memoryview), or None if an input was left to
+    // Python (its caller then encodes the batch the other way).
+    nb::object result() {
+        std::vector<int64_t> offsets(n_ + 1, 0);
+        for (size_t i = 0; i < n_; ++i) {
+            if (!ok[i]) return nb::none();
+            offsets[i + 1] = offsets[i] + static_cast<int64_t>(where_[i].size);
+        }
+        std::vector<int32_t> ids(static_cast<size_t>(offsets[n_]));
+        for (size_t i = 0; i < n_; ++i) {
+            const int32_t* from = ids_[static_cast<size_t>(where_[i].worker)].data() + where_[i].start;
+            std::copy(from, from + where_[i].size, ids.begin() + offsets[i]);
+        }
+        return nb::make_tuple(owned_array<int32_t, nb::memview>(std::move(ids)),
+                              owned_array<int64_t, nb::memview>(std::move(offsets)));
+    }
+
+  private:
+    struct Where {  // input i's ids: ids_[worker][start, start + size)
+        int worker = 0;
+        size_t start = 0, size = 0;
+    };
+    std::vector<Where> where_;
+    std::vector<std::vector<int32_t>> ids_;  // by worker
 };
 
 // ------------------------------------------------------------------------------------------- Core
@@ -582,12 +637,22 @@ struct Core {
     // -> (encodings, indices of the inputs left to Python, whose entries are None)
     nb::tuple encode_batch(nb::list inputs, bool add_special_tokens, int threads) {
         PyBatch batch(inputs, table);
-        {
-            nb::gil_scoped_release released;
-            llmlab::encode_batch(pipeline, batch, batch.size(), batch.chars(), add_special_tokens, threads,
-                                 batch.out, batch.ok);
-        }
+        run(batch, add_special_tokens, threads);
         return batch.result();
+    }
+
+    // -> (ids, offsets) of every input, or None (see IdsBatch)
+    nb::object encode_batch_ids(nb::list inputs, bool add_special_tokens, int threads) {
+        if (pipeline.pad) return nb::none();  // (batch padding needs every encoding: Python pads encode_batch's)
+        IdsBatch batch(inputs);
+        run(batch, add_special_tokens, threads);
+        return batch.result();
+    }
+
+    void run(PyInputs& batch, bool add_special_tokens, int threads) {
+        nb::gil_scoped_release released;
+        llmlab::encode_batch(pipeline, batch, batch.size(), batch.chars(), add_special_tokens, threads, batch.out,
+                             batch.ok);
     }
 
     nb::object decode(nb::handle ids, bool skip_special_tokens) {
@@ -668,6 +733,7 @@ NB_MODULE(_corelib, m) {
         .def(nb::init<nb::dict>())
         .def("encode", &Core::encode, nb::arg("text"), nb::arg("pair").none(), nb::arg("add_special_tokens"))
         .def("encode_batch", &Core::encode_batch)
+        .def("encode_batch_ids", &Core::encode_batch_ids)
         .def("decode", &Core::decode)
         .def("set_truncation", &Core::set_truncation, nb::arg("truncation").none())
         .def("set_padding", &Core::set_padding, nb::arg("padding").none());

@@ -7,6 +7,7 @@
 #include <nanobind/ndarray.h>
 
 #include "bpe_trainer.h"
+#include "py_arrays.h"
 #include "unigram_lattice.h"
 #include "unigram_seeds.h"
 #include "word_counter.h"
@@ -137,13 +138,6 @@ nb::tuple count_lines(WordCounter& counter, nb::list lines) {
     return nb::make_tuple(counts, skipped);
 }
 
-template <class T, class Framework = nb::numpy>
-nb::ndarray<Framework, T, nb::ndim<1>> to_numpy(std::vector<T>&& values) {  // (or a memoryview: nb::memview)
-    auto* owned = new std::vector<T>(std::move(values));
-    nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
-    return nb::ndarray<Framework, T, nb::ndim<1>>(owned->data(), {owned->size()}, owner);
-}
-
 template <class T>
 std::vector<T> to_vector(const Array<T>& a) {
     return std::vector<T>(a.data(), a.data() + a.shape(0));
@@ -198,9 +192,9 @@ void bind_training(nb::module_& m) {
                 std::vector<int64_t> lengths, counts;
                 c.drain_sorted(codes, lengths, counts);
                 // memoryviews, not numpy arrays: training on the core never imports numpy (~10 MiB of RSS)
-                return nb::make_tuple(to_numpy<uint32_t, nb::memview>(std::move(codes)),
-                                      to_numpy<int64_t, nb::memview>(std::move(lengths)),
-                                      to_numpy<int64_t, nb::memview>(std::move(counts)));
+                return nb::make_tuple(owned_array<uint32_t, nb::memview>(std::move(codes)),
+                                      owned_array<int64_t, nb::memview>(std::move(lengths)),
+                                      owned_array<int64_t, nb::memview>(std::move(counts)));
             },
             "The table as a WordTable's (codes, lengths, counts) memoryviews, ascending by word; empties it.")
         .def("__len__", &WordCounter::size)
@@ -218,9 +212,9 @@ void bind_training(nb::module_& m) {
             std::vector<int64_t> later;
             bpe_char_counts({codes.data(), lengths.data(), counts.data(), lengths.shape(0), nullptr, nullptr, 0},
                             chars, weights, later);
-            return nb::make_tuple(to_numpy<uint32_t, nb::memview>(std::move(chars)),
-                                  to_numpy<double, nb::memview>(std::move(weights)),
-                                  to_numpy<int64_t, nb::memview>(std::move(later)));
+            return nb::make_tuple(owned_array<uint32_t, nb::memview>(std::move(chars)),
+                                  owned_array<double, nb::memview>(std::move(weights)),
+                                  owned_array<int64_t, nb::memview>(std::move(later)));
         },
         nb::arg("codes"), nb::arg("lengths"), nb::arg("counts"),
         "(distinct code points ascending, each one's count: its words' counts summed, where it first comes after a "
@@ -235,7 +229,7 @@ void bind_training(nb::module_& m) {
                 nb::gil_scoped_release unlocked;
                 sorted_suffixes(codes.data(), codes.shape(0), keep.data(), width, order, common);
             }
-            return nb::make_tuple(to_numpy(std::move(order)), to_numpy(std::move(common)));
+            return nb::make_tuple(owned_array(std::move(order)), owned_array(std::move(common)));
         },
         nb::arg("codes"), nb::arg("keep"), nb::arg("width"),
         "The kept positions sorted by their first `width` code points, and each one's common prefix with the one "
@@ -251,8 +245,8 @@ void bind_training(nb::module_& m) {
                 nb::gil_scoped_release unlocked;
                 found = branching(common.data(), weight.data(), to_end.data(), room.data(), n, max_len);
             }
-            return nb::make_tuple(to_numpy(std::move(found.length)), to_numpy(std::move(found.first)),
-                                  to_numpy(std::move(found.last)), to_numpy(std::move(found.score)));
+            return nb::make_tuple(owned_array(std::move(found.length)), owned_array(std::move(found.first)),
+                                  owned_array(std::move(found.last)), owned_array(std::move(found.score)));
         },
         nb::arg("common"), nb::arg("weight"), nb::arg("to_end"), nb::arg("room"), nb::arg("max_len"),
         "The candidate seeds of the sorted suffixes: (length, first, last, score) (unigram_seeds.h).");
@@ -273,7 +267,7 @@ void bind_training(nb::module_& m) {
                      nb::gil_scoped_release unlocked;
                      counts = l.expected_counts(scores.data(), scores.shape(0));
                  }
-                 return to_numpy(std::move(counts));
+                 return owned_array(std::move(counts));
              })
         .def("viterbi_counts",
              [](const UnigramLattice& l, Array<double> scores) {
@@ -283,7 +277,7 @@ void bind_training(nb::module_& m) {
                      nb::gil_scoped_release unlocked;
                      freq = l.viterbi_counts(scores.data(), scores.shape(0));
                  }
-                 return to_numpy(std::move(freq));
+                 return owned_array(std::move(freq));
              })
         .def("second_best",
              [](const UnigramLattice& l, Array<int64_t> reps, Array<int64_t> lengths, Array<double> scores) {
@@ -298,8 +292,8 @@ void bind_training(nb::module_& m) {
                      nb::gil_scoped_release unlocked;
                      out = l.second_best(reps.data(), lengths.data(), reps.shape(0), scores.data(), scores.shape(0));
                  }
-                 return nb::make_tuple(to_numpy(std::move(out.score)), to_numpy(std::move(out.win)),
-                                       to_numpy(std::move(out.token)));
+                 return nb::make_tuple(owned_array(std::move(out.score)), owned_array(std::move(out.win)),
+                                       owned_array(std::move(out.token)));
              })
         .def_prop_ro("edges", &UnigramLattice::edges)
         .def_prop_ro("nbytes", &UnigramLattice::bytes);
