@@ -105,8 +105,8 @@ def test_python_threads_share_a_tokenizer_while_batches_run(paths, lines):
 
 def flat(ids: memoryview, offsets: memoryview) -> list[list[int]]:
     assert (ids.format, ids.itemsize, offsets.format, offsets.itemsize) == ("i", 4, "q", 8)
-    o = offsets.tolist()
-    return [ids.tolist()[o[i] : o[i + 1]] for i in range(len(o) - 1)]
+    o, every = offsets.tolist(), ids.tolist()
+    return [every[o[i] : o[i + 1]] for i in range(len(o) - 1)]
 
 
 @pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])
