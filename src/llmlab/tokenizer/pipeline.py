@@ -302,13 +302,14 @@ class Tokenizer:
 
         `num_threads`: threads of the compiled core (default: LLMLAB_NUM_THREADS, else every CPU).
         """
-        if self._compiled() is not None:
-            return self._encode_batch_core(list(inputs), add_special_tokens, num_threads)
-        # A batch allocates tens of thousands of small lists that all survive until it is returned; letting
-        # the collector run meanwhile only re-scans them (and the whole heap) in vain: no cycles are made here.
+        # A batch allocates thousands of small lists (on the core too: each Encoding's ids) that all survive
+        # until it is returned; letting the collector run meanwhile only re-scans them (and the whole heap) in
+        # vain: no cycles are made here.
         enabled = gc.isenabled()
         gc.disable()
         try:
+            if self._compiled() is not None:
+                return self._encode_batch_core(list(inputs), add_special_tokens, num_threads)
             encs = [self._encode_input(x, add_special_tokens) for x in inputs]
             return pad_encodings(encs, self.padding) if self.padding else encs
         finally:
