@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from llmlab.errors import LlmlabError
+from llmlab.io import read_lines
 from llmlab.model import ModelConfig, Transformer
 from llmlab.pretraining.data import document_ids, token_array
 from llmlab.pretraining.loop import PretrainConfig, pretrain, read_metrics
@@ -95,6 +96,9 @@ def test_line_documents_end_every_line_with_end_of_text(corpus, tmp_path):
     assert int((per_file == EOS).sum()) == 1 and int((per_line == EOS).sum()) == 500
     assert np.array_equal(per_line[per_line != EOS], per_file[per_file != EOS])
     assert len(list(tmp_path.glob("tokens-*.npy"))) == 2  # cached apart
+    lines = read_lines(corpus["train"])  # each line's own encode, then its <|endoftext|>
+    want = [i for line in lines for i in tok.encode(line + "\n", add_special_tokens=False).ids + [EOS]]
+    assert per_line.tolist() == want
 
 
 def test_packed_pretraining_learns_and_resumes_exactly(corpus, tmp_path):

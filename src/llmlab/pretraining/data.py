@@ -23,7 +23,7 @@ from llmlab.errors import LlmlabError
 from llmlab.io import atomic_open, fingerprint, loads_json, read_lines
 from llmlab.model.transformer import Transformer
 from llmlab.progress import progress_bar
-from llmlab.tokenizer.pipeline import Encoding, Tokenizer
+from llmlab.tokenizer.pipeline import Tokenizer
 
 METRICS_FILE = "metrics.jsonl"
 EOS = "<|endoftext|>"  # ends each file (and, with line_documents, each line) in the token array
@@ -106,9 +106,12 @@ def token_array(
         raise LlmlabError(f"{files[0]}: one document per line needs the tokenizer's {EOS} token; it has none")
     parts: list[np.ndarray] = []
     for file in files:
-        for _, encs in encoded_chunks(file, tokenizer, progress, errors):
-            for e in encs:
-                parts.append(np.asarray(e.ids + [eos] if line_documents else e.ids, dtype=dtype))
+        for chunk in line_chunks(file, progress, errors):
+            ids, offsets = tokenizer.encode_batch_ids(chunk, add_special_tokens=False)  # (no list per line)
+            flat = np.frombuffer(ids, dtype=np.int32)
+            if line_documents:  # <|endoftext|> after each line: before where the next one begins
+                flat = np.insert(flat, np.frombuffer(offsets, dtype=np.int64)[1:], eos)
+            parts.append(flat.astype(dtype))
         if eos is not None and not line_documents:
             parts.append(np.asarray([eos], dtype=dtype))
     tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
@@ -146,17 +149,15 @@ def save_cached(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def encoded_chunks(
-    file: Path, tokenizer: Tokenizer, progress: bool, errors: str, what: str = "tokenizing"
-) -> Iterator[tuple[list[str], list[Encoding]]]:
-    """The lines of `file` (each ending in a newline) and their encodings (no special tokens added), a
-    chunk at a time, with a progress bar on stderr."""
+def line_chunks(file: Path, progress: bool, errors: str, what: str = "tokenizing") -> Iterator[list[str]]:
+    """The lines of `file` (each ending in a newline), a chunk at a time for the caller to encode, with a
+    progress bar on stderr."""
     with progress_bar(f"{what} {file.name}", enabled=progress) as bar:
         lines = read_lines(file, errors)
         done = 0
         total = file.stat().st_size
         while chunk := [line + "\n" for line in itertools.islice(lines, _LINES_PER_CHUNK)]:
-            yield chunk, tokenizer.encode_batch(chunk, add_special_tokens=False)
+            yield chunk
             done += sum(map(len, chunk))  # characters: fewer than bytes outside ASCII, so the bar is ...
             bar(min(done, total), total)
         bar(total, total)  # ... completed here

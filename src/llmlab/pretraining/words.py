@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.errors import LlmlabError, require_extra
-from llmlab.pretraining.data import cache_path, encoded_chunks, load_cached, save_cached
+from llmlab.pretraining.data import cache_path, line_chunks, load_cached, save_cached
 from llmlab.tokenizer.pipeline import Encoding, Tokenizer
 
 SEGMENTERS = ("tokenizer", "jieba")
@@ -85,9 +85,8 @@ def word_start_array(
     parts: list[np.ndarray] = []
     ids: list[np.ndarray] = []
     for file in files:
-        for lines, encs in encoded_chunks(
-            file, tokenizer, progress, errors, f"finding words ({segmenter}) in"
-        ):
+        for lines in line_chunks(file, progress, errors, f"finding words ({segmenter}) in"):
+            encs = tokenizer.encode_batch(lines, add_special_tokens=False)
             parts.extend(_line_flags(line, enc, split) for line, enc in zip(lines, encs, strict=True))
             ids.extend(np.asarray(enc.ids, dtype=tokens.dtype) for enc in encs)
         if eos is not None:
