@@ -12,6 +12,7 @@ import pytest
 
 from llmlab.tokenizer import Tokenizer, core
 from llmlab.tokenizer.train import train_tokenizer
+from tests.tokenizer.test_core import fields
 
 pytestmark = pytest.mark.skipif(not core.available(), reason="the compiled tokenizer core is not in use")
 
@@ -41,17 +42,6 @@ def pure(path: str) -> Tokenizer:
         tok = Tokenizer.load(path)
     assert tok.engine == "python"
     return tok
-
-
-def fields(e) -> tuple:
-    return (
-        list(e.ids),
-        list(e.tokens),
-        [tuple(o) for o in e.offsets],
-        list(e.type_ids),
-        list(e.attention_mask),
-        list(e.special_tokens_mask),
-    )
 
 
 @pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])
