@@ -1,13 +1,13 @@
 // Many texts on threads; see batch.h. Reference: pipeline.py `Tokenizer.encode_batch`.
 #include "batch.h"
 
+#include "helpers.h"
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <shared_mutex>
-#include <system_error>
-#include <thread>
 
 namespace llmlab {
 
@@ -15,19 +15,21 @@ namespace {
 
 constexpr size_t kChunk = 16;        // inputs a worker takes at once (fewer near the end: see Batch::take)
 constexpr size_t kHandOver = 256;    // finished inputs the caller gathers before it hands them over: each
-                                     // hand-over takes the GIL once, and those left at the end (half of it on
-                                     // average) are handed over while worker 1 merges the caches (English:
-                                     // the merge after 1,000 lines costs about as much as 200 Encodings)
+                                     // hand-over takes the GIL once
 constexpr size_t kMinChars = 20000;  // a smaller batch is not worth a thread
+constexpr size_t kCharsPerNewWord = 12;  // room made in the word cache for a batch: a new word per so many
+                                         // characters (cold batches of 1,000 English lines: one
+                                         // per 23 in the first, per 26-46 after; with fewer, the rest
+                                         // of the batch's new words go uncached)
 
 class Batch {
   public:
     Batch(Pipeline& p, BatchIO& io, size_t n, int threads, bool add_special_tokens, std::vector<Enc>& out,
           std::vector<uint8_t>& ok)
         : p_(p), io_(io), n_(n), threads_(threads), add_special_(add_special_tokens), keep_(io.keeps_encodings()),
-          out_(out), ok_(ok), locals_(threads > 1 ? threads : 0) {}
+          out_(out), ok_(ok) {}
 
-    // One thread: new words go straight into the shared cache (one lookup per word, nothing to merge).
+    // One thread: it holds the cache alone.
     void alone() {
         {
             std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
@@ -38,30 +40,17 @@ class Batch {
         io_.take({{0, n_}});
     }
 
-    // The caller and threads_ - 1 spawned workers.
-    void together() {
-        std::vector<std::thread> pool;
+    // The caller and threads_ - 1 helper threads, inserting new words together into room made first.
+    void together(size_t chars) {
         {
-            struct Joiner {  // joins the workers however the caller leaves (they use this object)
-                std::vector<std::thread>& pool;
-                ~Joiner() {
-                    for (std::thread& t : pool) t.join();
-                }
-            } joiner{pool};
-            try {
-                for (int w = 1; w < threads_; ++w) pool.emplace_back([this, w] { work(w); });
-            } catch (const std::system_error&) {  // no more threads to be had: the others do the work
-            }
-            call();
+            std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
+            p_.cache.reserve(chars / kCharsPerNewWord, chars);
         }
-        if (pool.empty()) merge();  // (no worker 1 to do it)
+        Helpers helpers(threads_ - 1, [this](int w) { work(w); });  // (waits for them however call() ends)
+        call();
     }
 
   private:
-    struct alignas(64) Local {  // a cache line of its own: no false sharing between the workers
-        WordCache cache;         // the new words of one worker
-    };
-
     // The next inputs to encode; false when none are left. Chunks shrink near the end (a quarter of each
     // worker's share of what is left) so that the workers finish close together.
     bool take(Span& s) {
@@ -85,35 +74,30 @@ class Batch {
     };
 
     void encode(Span s, Worker& w) {
-        for (size_t i = s.begin; i < s.end; ++i) {
-            Enc& e = keep_ ? out_[i] : w.finished;
-            ok_[i] = io_.read(i, w.in) && p_.encode(w.in, add_special_, false, e, w.ws);
-            if (ok_[i] && !keep_) io_.finished(i, w.index, e);
-        }
-    }
-
-    // A spawned worker: encodes until no input is left; then worker 1 merges the new words of every worker
-    // into the shared cache (the exclusive lock waits for the others' last encode; no worker takes inputs
-    // any more, so none writes to its cache after) while the caller hands over the last encodings.
-    void work(int w) {
-        {
-            std::shared_lock<std::shared_mutex> reading(p_.cache.mutex);
-            Worker me;
-            me.index = w;
-            me.ws.writes = &locals_[w].cache;
-            for (Span s; take(s);) {
-                encode(s, me);
-                std::lock_guard<std::mutex> guard(mutex_);
-                finished_.push_back(s);  // published by the mutex: out_ and ok_ of s are complete
-                finished_cv_.notify_one();
+        uint8_t ok[kChunk];  // (copied to ok_ a chunk at a time: the workers' spans may share a cache line of it)
+        for (size_t from = s.begin; from < s.end; from += kChunk) {
+            const size_t to = std::min(s.end, from + kChunk);
+            for (size_t i = from; i < to; ++i) {
+                Enc& e = keep_ ? out_[i] : w.finished;
+                ok[i - from] = io_.read(i, w.in) && p_.encode(w.in, add_special_, false, e, w.ws);
+                if (ok[i - from] && !keep_) io_.finished(i, w.index, e);
             }
+            std::copy(ok, ok + (to - from), ok_.begin() + from);
         }
-        if (w == 1) merge();
     }
 
-    void merge() {
-        std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
-        for (const Local& local : locals_) p_.cache.absorb(local.cache);
+    // A helper: encodes until no input is left.
+    void work(int w) {
+        std::shared_lock<std::shared_mutex> reading(p_.cache.mutex);
+        Worker me;
+        me.index = w;
+        me.ws.holds_cache = false;
+        for (Span s; take(s);) {
+            encode(s, me);
+            std::lock_guard<std::mutex> guard(mutex_);
+            finished_.push_back(s);  // published by the mutex: out_ and ok_ of s are complete
+            finished_cv_.notify_one();
+        }
     }
 
     // The caller: encodes like the others and hands over every kHandOver finished inputs (its own and the
@@ -122,10 +106,8 @@ class Batch {
     // lock (a single encode).
     void call() {
         Worker me;
-        me.ws.writes = &locals_[0].cache;
+        me.ws.holds_cache = false;
         const bool early = !p_.pad;  // batch padding needs every length first
-        // (Whether inputs are left is read before taking the lock: once none are, worker 1 may hold it to
-        // merge the caches, and the caller has better things to do than wait for that.)
         while (next_.load(std::memory_order_relaxed) < n_) {
             Span s;
             {
@@ -183,12 +165,12 @@ class Batch {
     const bool keep_;  // the IO keeps the encodings in out_ (else it takes what it needs in finished())
     std::vector<Enc>& out_;
     std::vector<uint8_t>& ok_;
-    std::vector<Local> locals_;    // by worker ([0]: the caller's)
-    std::atomic<size_t> next_{0};  // the first input no worker has taken
+    alignas(64) std::atomic<size_t> next_{0};  // the first input no worker has taken (a cache line apart from
+                                               // the fields above, which every input reads)
 
     std::mutex mutex_;  // guards finished_
     std::condition_variable finished_cv_;
-    std::vector<Span> finished_;  // by the spawned workers, not yet collected by the caller
+    std::vector<Span> finished_;  // by the helpers, not yet collected by the caller
 
     std::vector<Span> ready_;  // the caller's: finished, not yet handed over
     size_t ready_count_ = 0, handed_ = 0;
@@ -199,7 +181,8 @@ class Batch {
 void encode_batch(Pipeline& pipeline, BatchIO& io, size_t n, size_t chars, bool add_special_tokens, int threads,
                   std::vector<Enc>& out, std::vector<uint8_t>& ok) {
     out.clear();
-    out.resize(n);  // (not assign(n, Enc{}): n copies of an empty encoding cost as much as its vectors)
+    if (io.keeps_encodings()) out.resize(n);  // (not assign(n, Enc{}): n copies of an empty encoding cost
+                                              // as much as its vectors)
     ok.assign(n, 0);
     if (chars < kMinChars) threads = 1;
     threads = std::max(1, std::min<int>(threads, static_cast<int>((n + kChunk - 1) / kChunk)));
@@ -208,7 +191,7 @@ void encode_batch(Pipeline& pipeline, BatchIO& io, size_t n, size_t chars, bool 
     if (threads == 1)
         batch.alone();
     else
-        batch.together();
+        batch.together(chars);
 }
 
 }  // namespace llmlab

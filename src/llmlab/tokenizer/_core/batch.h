@@ -7,8 +7,8 @@
 //   beside the parallel one instead of after it;
 // - workers take a few inputs at a time from a shared counter (fewer near the end, so that they finish
 //   together), read each input themselves (BatchIO::read) and encode it;
-// - they read the shared word cache under a shared lock and keep new words in caches of their own; one of
-//   the spawned workers merges them into the shared cache while the caller hands over the last encodings.
+// - they share one word cache, room for the batch's new words made in it first: a word one worker has split
+//   is found by the others at once (none splits it again, nothing is merged after the batch).
 // With padding on, nothing is handed over before every length is known (the batch's longest).
 #pragma once
 
@@ -35,7 +35,7 @@ class BatchIO {
     virtual void take(const std::vector<Span>& spans) = 0;
     // False: the IO takes what it needs of each encoding as soon as it is made, in finished() (called by the
     // worker `worker` (0 .. threads - 1) that made it, without the GIL), and out[i] stays empty; each worker
-    // then encodes into one Enc of its own, whose memory it reuses. Not with batch padding.
+    // then encodes into one Enc of its own, and `out` stays empty. Not with batch padding.
     virtual bool keeps_encodings() const { return true; }
     virtual void finished(size_t /*i*/, int /*worker*/, const Enc& /*e*/) {}
     // Called once before any input is read, with the number of workers.

@@ -433,7 +433,7 @@ class IdsBatch final : public PyInputs {
     bool keeps_encodings() const override { return false; }
     void start(int threads) override { ids_.resize(static_cast<size_t>(threads)); }
     void finished(size_t i, int worker, const Enc& e) override {
-        std::vector<int32_t>& ids = ids_[static_cast<size_t>(worker)];
+        std::vector<int32_t>& ids = ids_[static_cast<size_t>(worker)].ids;
         where_[i] = {worker, ids.size(), e.ids.size()};
         ids.insert(ids.end(), e.ids.begin(), e.ids.end());
     }
@@ -449,7 +449,7 @@ class IdsBatch final : public PyInputs {
         }
         std::vector<int32_t> ids(static_cast<size_t>(offsets[n_]));
         for (size_t i = 0; i < n_; ++i) {
-            const int32_t* from = ids_[static_cast<size_t>(where_[i].worker)].data() + where_[i].start;
+            const int32_t* from = ids_[static_cast<size_t>(where_[i].worker)].ids.data() + where_[i].start;
             std::copy(from, from + where_[i].size, ids.begin() + offsets[i]);
         }
         return nb::make_tuple(owned_array<int32_t, nb::memview>(std::move(ids)),
@@ -461,8 +461,11 @@ class IdsBatch final : public PyInputs {
         int worker = 0;
         size_t start = 0, size = 0;
     };
+    struct alignas(64) Ids {  // a cache line of its own: the workers append to theirs at every input
+        std::vector<int32_t> ids;
+    };
     std::vector<Where> where_;
-    std::vector<std::vector<int32_t>> ids_;  // by worker
+    std::vector<Ids> ids_;  // by worker
 };
 
 // ------------------------------------------------------------------------------------------- Core
@@ -623,12 +626,11 @@ struct Core {
         bool ok;
         std::unique_lock<std::shared_mutex> writing(pipeline.cache.mutex, std::try_to_lock);
         if (writing.owns_lock()) {
-            workspace.writes = nullptr;
+            workspace.holds_cache = true;
             ok = pipeline.encode(in, add_special_tokens, true, out, workspace);
-        } else {  // a batch on another thread is reading the cache: read it too, keep new words aside
+        } else {  // a batch on another thread is using the cache: insert beside its workers
             std::shared_lock<std::shared_mutex> reading(pipeline.cache.mutex);
-            WordCache aside;
-            workspace.writes = &aside;
+            workspace.holds_cache = false;
             ok = pipeline.encode(in, add_special_tokens, true, out, workspace);
         }
         return ok ? wrap(std::move(out)) : nb::none();

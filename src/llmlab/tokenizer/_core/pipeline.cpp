@@ -98,9 +98,9 @@ bool Pipeline::encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, W
 }
 
 // A word seen before: its split from the cache (inlined in the loop over words, as most words were seen).
-inline bool Pipeline::cached_split(const WordCache::Key& key, const Workspace& ws, WordCache::Hit& hit) const {
+inline bool Pipeline::cached_split(const WordCache::Key& key, WordCache::Hit& hit) const {
     if (key.word().size() > WordCache::kMaxWord) return false;  // longer words (a Chinese clause) rarely repeat
-    return cache.find(key, hit) || (ws.writes && ws.writes->find(key, hit));
+    return cache.find(key, hit);
 }
 
 // encoder.py `_encode_words`: pre-tokenize, split each word (cached), offsets = word span + token span.
@@ -115,9 +115,9 @@ bool Pipeline::encode_words(View text, int32_t shift, bool first, int32_t type_i
     }
     for (const Word& w : words) {
         const View word(buffer.data() + w.offset, w.length);  // (the pre-tokenizer's words lie in the buffer)
-        const WordCache::Key key(word);  // (hashed once, if at all, for both caches and the insert)
+        const WordCache::Key key(word);  // (hashed once, if at all, for the lookup and the insert)
         WordCache::Hit hit;
-        if (!cached_split(key, ws, hit) && !split_word(key, ws, hit)) return false;
+        if (!cached_split(key, hit) && !split_word(key, ws, hit)) return false;
         const int32_t s = w.start + shift, len = w.end - w.start;
         const bool prepended = hit.n == len + 1;  // a character the pre-tokenizer put in front of the text
         if (hit.n != len && !prepended) return false;
@@ -172,8 +172,7 @@ bool Pipeline::split_word(const WordCache::Key& key, Workspace& ws, WordCache::H
             t.end = ws.begun[t.end];
         }
     const int32_t n = static_cast<int32_t>(word.size());
-    WordCache& target = ws.writes ? *ws.writes : cache;
-    target.insert(key, ws.tokens.data(), ws.tokens.size(), n);  // (not if longer than kMaxWord)
+    cache.insert(key, ws.tokens.data(), ws.tokens.size(), n, ws.holds_cache ? nullptr : &ws.cache_share);
     hit = {ws.tokens.data(), static_cast<uint32_t>(ws.tokens.size()), n};
     return true;
 }

@@ -25,7 +25,8 @@ struct Workspace {
     std::vector<Piece> raw_pieces, normalized_pieces;
     std::vector<Word> words;
     std::vector<Token> tokens;
-    WordCache* writes = nullptr;  // a cache of this thread's own, or null: write to the shared one
+    bool holds_cache = true;  // this thread holds the word cache's mutex alone (else shared: see WordCache)
+    WordCache::Share cache_share;  // (shared) its part of the room for new words
 };
 
 struct Input {
@@ -61,7 +62,7 @@ class Pipeline {
     bool encode_sequence(View text, int32_t type_id, Enc& out, Workspace& ws);
     bool encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, Workspace& ws);
     bool encode_words(View text, int32_t shift, bool first, int32_t type_id, Enc& out, Workspace& ws);
-    bool cached_split(const WordCache::Key& key, const Workspace& ws, WordCache::Hit& hit) const;
+    bool cached_split(const WordCache::Key& key, WordCache::Hit& hit) const;
     bool split_word(const WordCache::Key& key, Workspace& ws, WordCache::Hit& hit);
     View byte_level_word(View word, Workspace& ws) const;
     bool is_hard(const Input& in) const;

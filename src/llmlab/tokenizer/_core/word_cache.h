@@ -1,36 +1,111 @@
 // A bounded cache of word splits (raw word -> tokens with character spans, and how many characters the
 // word stands for), as the Python path's memo (encoder.py) and the models' caches: the same answer, sooner.
 //
-// Threads: the shared cache is read under a shared lock; it is written only by a caller that holds it
-// alone. Batch workers write to a cache of their own, merged into the shared one when the batch ends.
-// One-character words (each CJK character is one under BERT's split) skip the hash: a table by code point,
-// in pages of 256 allocated as they are used (a batch worker's cache would otherwise clear 256 KiB).
+// Threads: lookups take no lock of their own and may run beside inserts. A thread that holds `mutex` alone
+// inserts as it likes (the arrays grow); threads that hold it shared (a batch's workers) insert together into
+// the room `reserve` made before they started, each word once: a new word becomes visible to every worker as
+// soon as one has split it, and nothing is merged after the batch. A word two workers split at the same time
+// is kept once (the other entry stays unused). When the room is used up, new words are not cached until the
+// next `reserve` or lone insert.
+// Storage: entries, key characters and tokens in arrays that only grow (realloc'd: pages never written cost
+// no memory), claimed through an atomic counter each; a thread inserting beside others claims blocks of them
+// into its `Share` (the counters' cache line would otherwise pass between the cores at every new word). An
+// entry is published by one compare-and-swap of its number into the index (open addressing, at most half as
+// many entries as cells after a lone insert, three quarters while shared). One-character words below
+// U+10000 (each CJK character is one under BERT's split) skip the hash: a table by code point, zeroed pages
+// from calloc (only those of the scripts met are ever touched).
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <shared_mutex>
 
 #include "common.h"
 
 namespace llmlab {
 
+namespace cache_detail {
+
+// An array of trivially copyable T in malloc'd memory. Grown by copying only the part in use (realloc would
+// copy the whole block, and touch pages of the room made for a batch that no word has used).
+template <class T>
+struct Grown {
+    T* data = nullptr;
+    size_t size = 0;  // allocated
+    ~Grown() { std::free(data); }
+    void grow(size_t need, size_t used) {  // to at least `need`, at least doubling
+        if (need <= size) return;
+        const size_t to = std::max({need, 2 * size, size_t{64}});
+        T* p = static_cast<T*>(std::malloc(to * sizeof(T)));
+        if (!p) throw std::bad_alloc();
+        if (used) std::memcpy(p, data, used * sizeof(T));
+        std::free(data);
+        data = p;
+        size = to;
+    }
+};
+
+// Index cells: 0 is empty, else an entry's number + 1. Read and written with the compiler's atomic builtins
+// (the cells live in calloc'd memory, zero from the start).
+inline uint32_t load(const uint32_t& cell) { return __atomic_load_n(&cell, __ATOMIC_ACQUIRE); }
+// Writes `value` into an empty cell; else false, and `seen` is what the cell holds.
+inline bool publish(uint32_t& cell, uint32_t value, uint32_t& seen) {
+    seen = 0;
+    return __atomic_compare_exchange_n(&cell, &seen, value, false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE);
+}
+inline uint32_t* zeroed(size_t n) {
+    auto* p = static_cast<uint32_t*>(std::calloc(n, sizeof(uint32_t)));
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
+// Units [at, end) of an array, claimed by one thread.
+struct Range {
+    size_t at = 0, end = 0;
+};
+
+// `n` units from `range`; when it runs short, a new range of at least `block` units is claimed from the
+// array's counter `used` (threads claim together), up to `limit`. False if none are left.
+inline bool take(std::atomic<size_t>& used, size_t limit, size_t n, size_t block, Range& range, size_t& at) {
+    if (range.end - range.at < n) {
+        const size_t size = std::max(n, block);
+        size_t u = used.load(std::memory_order_relaxed);
+        do {
+            if (u + size > limit) return false;
+        } while (!used.compare_exchange_weak(u, u + size, std::memory_order_relaxed));
+        range = {u, u + size};
+    }
+    at = range.at;
+    range.at += n;
+    return true;
+}
+
+}  // namespace cache_detail
+
 class WordCache {
   public:
     static constexpr size_t kMaxWord = 24;  // longer words are not cached: they rarely repeat
 
     explicit WordCache(size_t capacity = 200000) : capacity_(capacity) {}
+    ~WordCache() {
+        std::free(slots_);
+        std::free(singles_);
+    }
+    WordCache(const WordCache&) = delete;
+    WordCache& operator=(const WordCache&) = delete;
 
     struct Hit {
         const Token* tokens;
         uint32_t count;
         int32_t n;
     };
-    // A word and its hash, computed once however many caches look the word up (a batch worker looks in two
-    // and inserts in one), and only if one needs it.
+    // A word and its hash, computed once however often the word is looked up, and only if one needs it.
     class Key {
       public:
         explicit Key(View word) : word_(word) {}
-        Key(View word, uint64_t hash) : word_(word), hash_(hash), hashed_(true) {}
         View word() const { return word_; }
         uint64_t hash() const {
             if (!hashed_) {
@@ -45,115 +120,138 @@ class WordCache {
         mutable uint64_t hash_ = 0;
         mutable bool hashed_ = false;
     };
-    // The cached split of `word`; `tokens` stays valid until the next insert.
+
+    // The cached split of `word`; `tokens` stays valid until the cache grows (a lone insert or `reserve`).
     bool find(const Key& word, Hit& hit) const {
-        const int32_t i = index_of(word);
-        if (i < 0) return false;
-        const Entry& e = entries_[i];
-        hit = {tokens_.data() + e.tokens, e.count, e.n};
+        const uint32_t e = number_of(word);
+        if (!e) return false;
+        const Entry& x = entries_.data[e - 1];
+        hit = {tokens_.data + x.tokens, x.count, x.n};
         return true;
     }
-    void insert(const Key& key, const Token* tokens, size_t count, int32_t n) {
-        const View word = key.word();
-        if (entries_.size() >= capacity_ || word.size() > kMaxWord) return;
-        const int32_t i = static_cast<int32_t>(entries_.size());
-        uint64_t h = 0;  // (a single character has no need of it)
-        if (single(word)) {
-            set_single(word[0], i);
-        } else {
-            if (2 * (words_ + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
-            h = key.hash();
-            slots_[free_slot(h)] = i;
-            ++words_;
-        }
-        entries_.push_back({static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(word.size()),
-                            static_cast<uint32_t>(tokens_.size()), static_cast<uint32_t>(count), n,
-                            static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)});
-        keys_.append(word);
-        tokens_.insert(tokens_.end(), tokens, tokens + count);
-    }
-    // Adds every entry of `other` (until full).
-    void absorb(const WordCache& other) {
-        const size_t room = std::min(other.entries_.size(), capacity_ - std::min(capacity_, entries_.size()));
-        size_t cap = std::max<size_t>(16, slots_.size());  // grown once (still geometrically), not doubled
-        while (cap < 2 * (words_ + room)) cap *= 2;           // on the way
-        if (cap > slots_.size()) rehash(cap);
-        grow(entries_, entries_.size() + room);
-        grow(keys_, keys_.size() + other.keys_.size());
-        grow(tokens_, tokens_.size() + other.tokens_.size());
-        for (const Entry& e : other.entries_) {
-            const Key key(other.key_of(e), e.hash());
-            if (index_of(key) < 0) insert(key, other.tokens_.data() + e.tokens, e.count, e.n);
-        }
-    }
-    bool full() const { return entries_.size() >= capacity_; }
 
-    mutable std::shared_mutex mutex;
+    // A thread's part of the room made for threads inserting together: blocks of the arrays, claimed as
+    // needed. (Parts claimed and not used stay unused.)
+    struct Share {
+        cache_detail::Range entries, keys, tokens;
+    };
+
+    // Caches `word`'s split, unless the word is longer than kMaxWord or the cache is full. `share` null: the
+    // caller holds `mutex` alone and the arrays grow as needed; else it holds it shared and takes its part of
+    // the room made by `reserve` through `share` (none left: the word is not cached).
+    void insert(const Key& key, const Token* tokens, size_t count, int32_t n, Share* share) {
+        const View word = key.word();
+        if (word.size() > kMaxWord) return;
+        Share exact;  // (alone: exactly what the word needs)
+        if (!share) make_room(1, word.size(), count);
+        Share& from = share ? *share : exact;
+        const size_t block = share ? kBlock : 0;
+        const size_t entry_limit = std::min({entries_.size, capacity_, 3 * (mask_ + 1) / 4});
+        size_t e, at_key, at_tokens;
+        if (!singles_ || !cache_detail::take(key_used_, keys_.size, word.size(), 16 * block, from.keys, at_key) ||
+            !cache_detail::take(token_used_, tokens_.size, count, 16 * block, from.tokens, at_tokens) ||
+            !cache_detail::take(entry_used_, entry_limit, 1, block, from.entries, e))
+            return;  // (no room was made; the claimed characters or tokens stay unused)
+        const bool one = single(word);
+        std::copy(word.begin(), word.end(), keys_.data + at_key);
+        std::copy(tokens, tokens + count, tokens_.data + at_tokens);
+        const uint64_t h = one ? 0 : key.hash();  // (a single character has no need of it)
+        entries_.data[e] = {static_cast<uint32_t>(at_key), static_cast<uint32_t>(word.size()),
+                            static_cast<uint32_t>(at_tokens), static_cast<uint32_t>(count), n,
+                            static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
+        const uint32_t number = static_cast<uint32_t>(e) + 1;
+        uint32_t seen;
+        if (one) {  // (lost to a worker that cached the same character: that entry is the one)
+            cache_detail::publish(singles_[word[0]], number, seen);
+            return;
+        }
+        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+            if (cache_detail::publish(slots_[i], number, seen)) return;
+            if (is(entries_.data[seen - 1], word, h)) return;  // another worker cached it meanwhile
+        }
+    }
+
+    // Before threads insert together: room for `words` new words of `chars` characters in all (and as many
+    // tokens). The caller holds `mutex` alone.
+    void reserve(size_t words, size_t chars) {
+        make_room(words, chars, chars);
+    }
+
+    // Held alone to insert alone or to reserve, shared by threads inserting together. On a cache line of its
+    // own: a thread taking it would otherwise evict what every lookup reads from the other cores' caches.
+    struct alignas(64) Mutex : std::shared_mutex {};
+    mutable Mutex mutex;
 
   private:
-    template <class V>
-    static void grow(V& values, size_t need) {  // room for `need`, at least doubling (no copy per batch)
-        if (need > values.capacity()) values.reserve(std::max(need, 2 * values.capacity()));
-    }
     static constexpr char32_t kSingles = 0x10000;  // one-character words below this go to `singles_`
-    static constexpr size_t kPage = 256;
+    static constexpr size_t kBlock = 16;           // entries a Share claims at once (and 16 times as many
+                                                   // key characters and tokens)
     static bool single(View word) { return word.size() == 1 && word[0] < kSingles; }
-    int32_t single_index(char32_t c) const {
-        if (pages_.empty() || pages_[c / kPage] < 0) return -1;
-        return singles_[pages_[c / kPage] + c % kPage];
-    }
-    void set_single(char32_t c, int32_t i) {
-        if (pages_.empty()) pages_.assign(kSingles / kPage, -1);
-        int32_t& page = pages_[c / kPage];
-        if (page < 0) {
-            page = static_cast<int32_t>(singles_.size());
-            singles_.resize(singles_.size() + kPage, -1);
-        }
-        singles_[page + c % kPage] = i;
-    }
+
     struct Entry {
         uint32_t key, key_len, tokens, count;
         int32_t n;
-        uint32_t low, check;  // the word's hash (none for a single character), kept: a rehash or a merge into
-                              // another cache needs no hashing; with `check` most other words are told apart
-                              // without reading them
+        uint32_t low, check;  // the word's hash (none for a single character), kept: a rehash needs no
+                              // hashing; with `check` most other words are told apart without reading them
         uint64_t hash() const { return static_cast<uint64_t>(check) << 32 | low; }
     };
-    static uint32_t check_of(uint64_t h) { return static_cast<uint32_t>(h >> 32); }
-    View key_of(const Entry& e) const { return View(keys_).substr(e.key, e.key_len); }
-    int32_t index_of(const Key& key) const {
+    bool is(const Entry& x, View word, uint64_t h) const {
+        return x.check == static_cast<uint32_t>(h >> 32) && same_text(View(keys_.data + x.key, x.key_len), word);
+    }
+
+    uint32_t number_of(const Key& key) const {  // the word's entry + 1, or 0
         const View word = key.word();
-        if (single(word)) return single_index(word[0]);
-        if (slots_.empty()) return -1;
+        if (single(word)) return singles_ ? cache_detail::load(singles_[word[0]]) : 0;
+        if (!slots_) return 0;
         const uint64_t h = key.hash();
-        for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
-            const int32_t e = slots_[i];
-            if (e < 0) return -1;
-            if (entries_[e].check == check_of(h) && same_text(key_of(entries_[e]), word)) return e;
-        }
-    }
-    size_t free_slot(uint64_t h) const {  // linear probing from the hash
-        size_t i = h & (slots_.size() - 1);
-        while (slots_[i] >= 0) i = (i + 1) & (slots_.size() - 1);
-        return i;
-    }
-    void rehash(size_t cap) {
-        slots_.assign(cap, -1);
-        for (size_t e = 0; e < entries_.size(); ++e) {
-            if (!single(key_of(entries_[e]))) slots_[free_slot(entries_[e].hash())] = static_cast<int32_t>(e);
+        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+            const uint32_t e = cache_detail::load(slots_[i]);
+            if (!e || is(entries_.data[e - 1], word, h)) return e;
         }
     }
 
-    // The index of words longer than one character: open addressing over entry numbers (-1: empty), at most
-    // half full; 4 bytes a slot, the word itself is read from `keys_`.
-    std::vector<int32_t> slots_;
-    size_t words_ = 0;  // entries in `slots_`
-    std::vector<int32_t> pages_;    // code point / kPage -> its page in `singles_`, or -1 (allocated at the first insert)
-    std::vector<int32_t> singles_;  // pages of kPage: code point -> entry, or -1
-    std::vector<Entry> entries_;
-    Str keys_;
-    std::vector<Token> tokens_;
-    size_t capacity_;
+    // (Alone.) Room for `words` more entries with `chars` key characters and `tokens` tokens, the index
+    // with at most twice as many cells as entries (used or not: each is in one cell at most).
+    void make_room(size_t words, size_t chars, size_t tokens) {
+        const size_t used = entry_used_.load(std::memory_order_relaxed);
+        const size_t need = std::min(used + words, capacity_);
+        entries_.grow(need, used);
+        const size_t key_used = key_used_.load(std::memory_order_relaxed);
+        keys_.grow(key_used + chars, key_used);
+        const size_t token_used = token_used_.load(std::memory_order_relaxed);
+        tokens_.grow(token_used + tokens, token_used);
+        if (!slots_ || 2 * need > mask_ + 1) {
+            size_t size = 16;
+            while (size < 2 * need) size *= 2;
+            rehash(size);
+        }
+        if (!singles_) singles_ = cache_detail::zeroed(kSingles);  // (untouched pages cost nothing)
+    }
+
+    void rehash(size_t size) {  // (alone) the index with `size` cells, from the old one's
+        uint32_t* old = slots_;
+        const size_t old_size = old ? mask_ + 1 : 0;
+        slots_ = cache_detail::zeroed(size);
+        mask_ = size - 1;
+        for (size_t c = 0; c < old_size; ++c) {
+            if (!old[c]) continue;
+            size_t i = entries_.data[old[c] - 1].hash() & mask_;
+            while (slots_[i]) i = (i + 1) & mask_;
+            slots_[i] = old[c];
+        }
+        std::free(old);
+    }
+
+    uint32_t* slots_ = nullptr;  // the index of words longer than one character: cells (see load)
+    size_t mask_ = 0;            // its size - 1
+    uint32_t* singles_ = nullptr;   // by code point below kSingles: a cell
+    cache_detail::Grown<Entry> entries_;
+    cache_detail::Grown<char32_t> keys_;
+    cache_detail::Grown<Token> tokens_;
+    // Claimed so far (threads inserting together change them: a cache line apart from what lookups read).
+    alignas(64) std::atomic<size_t> entry_used_{0};
+    std::atomic<size_t> key_used_{0}, token_used_{0};
+    alignas(64) size_t capacity_;  // most entries
 };
 
 }  // namespace llmlab
