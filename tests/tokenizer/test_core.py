@@ -1,6 +1,6 @@
 """The compiled core (core.py, _core/) equals the pure-Python path: the standard pipelines run on it, random
 Unicode text gives identical encodings, tiktoken's GPT-2 ids hold on it, it pickles into worker processes,
-bad input is a one-line error or a correct result, and a build under AddressSanitizer runs a parity sample.
+bad input is a one-line error or a correct result (test_core_sanitizers.py runs builds under sanitizers).
 (The other parity tests run on both paths through the `engine` fixture of conftest.py.)"""
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
-import os
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +27,6 @@ core_by_default = pytest.mark.skipif(
     not core.available(), reason="LLMLAB_PURE_PYTHON=1: the core is switched off"
 )
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def fields(e) -> tuple:
@@ -284,93 +281,3 @@ def test_corrupt_tokenizer_json_is_a_one_line_error(pipelines, tmp_path):
         with pytest.raises(LlmlabError) as e:
             Tokenizer.load(tmp_path / name)
         assert "\n" not in str(e.value) and name in str(e.value)
-
-
-# ---- AddressSanitizer -----------------------------------------------------------------------------------
-
-_ASAN_CHECK = """
-import json, os, sys
-from llmlab.tokenizer import Tokenizer, _corelib
-root, paths, lines = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-assert _corelib.__file__.startswith(root), _corelib.__file__
-for path in paths:
-    os.environ["LLMLAB_PURE_PYTHON"] = "0"; fast = Tokenizer.load(path)
-    os.environ["LLMLAB_PURE_PYTHON"] = "1"; pure = Tokenizer.load(path)
-    assert fast.engine == "core"
-    for t in (fast, pure):
-        t.enable_truncation(16, stride=2); t.enable_padding()
-    assert [e.ids for e in fast.encode_batch(lines, num_threads=2)] == [e.ids for e in pure.encode_batch(lines)]
-    for a, b in zip(lines, lines[1:]):
-        x, y = fast.encode(a, b), pure.encode(a, b)
-        assert (x.ids, x.offsets, [w.ids for w in x.overflowing]) == (y.ids, y.offsets, [w.ids for w in y.overflowing])
-        assert fast.decode(x.ids) == pure.decode(y.ids)
-for bad in ({}, {"token_table": [1.5]}, {"token_table": ["\\ud800"]}):  # C++ exceptions, as Python errors
-    try:
-        _corelib.Core(bad)
-    except (KeyError, TypeError, ValueError):
-        pass
-    else:
-        raise AssertionError(bad)
-print("asan ok")
-"""
-
-
-def _runtime_library(cxx: str, name: str) -> str | None:
-    """The compiler's copy of a runtime library (libasan.so, libstdc++.so), or None."""
-    path = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
-    return path if os.path.isabs(path) and Path(path).is_file() else None
-
-
-@pytest.mark.slow
-def test_core_under_address_sanitizer(pipelines, corpus, tmp_path):
-    """Build the core with -fsanitize=address into a copy of the package and run a parity sample with it.
-
-    The interpreter is not instrumented, so the ASan runtime is preloaded, with libstdc++ beside it: ASan
-    intercepts C++ exception throwing only when it finds libstdc++'s symbols at startup. Leak checks are off
-    (CPython keeps its objects to the end)."""
-    pytest.importorskip("nanobind")
-    cxx = shutil.which(os.environ.get("CXX", "g++"))
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    runtime = [_runtime_library(cxx, name) for name in ("libasan.so", "libstdc++.so")]
-    if None in runtime:
-        pytest.skip("the AddressSanitizer runtime is not installed")
-    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, tmp_path / name)
-    flags = {
-        "LLMLAB_CORE_CFLAGS": "-fsanitize=address -fno-omit-frame-pointer -O1",
-        "LLMLAB_CORE_LDFLAGS": "-fsanitize=address",
-    }
-    build = subprocess.run(
-        [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--parallel", "2"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **flags},
-    )
-    built = list(tmp_path.glob("src/llmlab/tokenizer/_corelib*"))
-    assert build.returncode == 0 and built, build.stderr[-3000:]
-    assert "asan" in subprocess.run(["ldd", str(built[0])], capture_output=True, text=True).stdout
-    lines = corpus[::40] + [
-        "",
-        "\x00",
-        "q\u0307\u0323",
-        "[CLS] x <|endoftext|>",
-        "\U0001f600" * 50,
-        "a " * 3000,
-    ]
-    paths = [pipelines["bert"], pipelines["bpe"], pipelines["unigram"]]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tmp_path / "src"),
-        "LD_PRELOAD": " ".join(runtime),
-        "ASAN_OPTIONS": "detect_leaks=0",
-    }
-    run = subprocess.run(
-        [sys.executable, "-c", _ASAN_CHECK, str(tmp_path), json.dumps(paths), json.dumps(lines)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert run.returncode == 0 and "asan ok" in run.stdout, run.stderr[-4000:]

@@ -1,11 +1,15 @@
 """The compiled core's `encode_batch` on threads (_core/batch.cpp) equals one encode per input on the pure path:
 the calling thread encodes and hands finished encodings over while the other threads encode, inputs the core
 cannot read go to Python, batch padding waits for every length, and other Python threads may use the same
-tokenizer while a batch runs (no deadlock between the GIL and the word cache's lock). `encode_batch_ids` (every
-input's ids in one buffer) gives the same ids on both paths."""
+tokenizer while a batch runs (no deadlock between the GIL and the word cache's lock), a batch whose new words
+outgrow the room made for them in the word cache is still right, and a forked child runs batches on threads of its
+own. `encode_batch_ids` (every input's ids in one buffer) gives the same ids on both paths."""
 
 from __future__ import annotations
 
+import multiprocessing
+import random
+import string
 import threading
 
 import pytest
@@ -126,3 +130,39 @@ def test_flat_ids_with_inputs_left_to_python_or_batch_padding(paths, lines):
     got = flat(*tok.encode_batch_ids(lines, num_threads=2))
     assert got == [e.ids for e in reference.encode_batch(lines)]
     assert len({len(ids) for ids in got}) == 1
+
+
+def test_new_words_beyond_the_room_made_for_a_batch_stay_correct(paths):
+    """The workers insert a batch's new words into room made for it beforehand (batch.cpp: one word per 12
+    characters): a batch of ~27,000 words never seen in ~250,000 characters runs out of it; the words left out
+    of the cache are split again where they recur, with the same result."""
+    rng = random.Random(0)
+    words = ["".join(rng.choices(string.ascii_lowercase + "éß", k=rng.randint(3, 9))) for _ in range(60000)]
+    inputs = [" ".join(rng.choices(words, k=40)) for _ in range(900)]
+    assert len({w for x in inputs for w in x.split()}) > sum(map(len, inputs)) / 12  # (more than the room)
+    for name in ("bert", "bpe", "unigram"):
+        want = [e.ids for e in pure(paths[name]).encode_batch(inputs)]
+        for threads in (2, 4):
+            tok = Tokenizer.load(paths[name])
+            for _ in range(2):
+                assert flat(*tok.encode_batch_ids(inputs, num_threads=threads)) == want
+            assert [e.ids for e in tok.encode_batch(inputs[::-1], num_threads=threads)] == want[::-1]
+
+
+def _batch_in_child(path_and_inputs: tuple[str, list[str]]) -> list[list[int]]:
+    path, inputs = path_and_inputs
+    return [e.ids for e in _forked[path].encode_batch(inputs, num_threads=2)]
+
+
+_forked: dict[str, Tokenizer] = {}
+
+
+def test_a_forked_child_runs_batches_on_threads_of_its_own(paths, lines):
+    """The helper threads are kept between batches; a child forked after a batch has none of them (fork copies
+    only the calling thread) and starts its own instead of waiting for threads that are not there."""
+    tok = _forked[paths["bpe"]] = Tokenizer.load(paths["bpe"])
+    want = [e.ids for e in tok.encode_batch(lines, num_threads=2)]  # the parent's helpers now exist
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.map_async(_batch_in_child, [(paths["bpe"], lines)]).get(timeout=120)
+    assert got == [want]
+    assert [e.ids for e in tok.encode_batch(lines, num_threads=2)] == want  # and the parent's still work
