@@ -28,7 +28,6 @@ core_by_default = pytest.mark.skipif(
 )
 
 
-
 def fields(e) -> tuple:
     return (
         list(e.ids),

@@ -44,7 +44,7 @@ class Batch {
     void together(size_t chars) {
         {
             std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
-            p_.cache.reserve(chars / kCharsPerNewWord, chars);
+            p_.cache.reserve(chars / kCharsPerNewWord);
         }
         Helpers helpers(threads_ - 1, [this](int w) { work(w); });  // (waits for them however call() ends)
         call();

@@ -7,59 +7,84 @@
 // soon as one has split it, and nothing is merged after the batch. A word two workers split at the same time
 // is kept once (the other entry stays unused). When the room is used up, new words are not cached until the
 // next `reserve` or lone insert.
-// Storage: entries, key characters and tokens in arrays that only grow (realloc'd: pages never written cost
-// no memory), claimed through an atomic counter each; a thread inserting beside others claims blocks of them
+// Storage: entries, key characters and tokens in arrays that only grow (`Pages`: pages never written cost no
+// memory, growing copies nothing), claimed through an atomic counter each; a thread inserting beside others claims blocks of them
 // into its `Share` (the counters' cache line would otherwise pass between the cores at every new word). An
 // entry is published by one compare-and-swap of its number into the index (open addressing, at most half as
 // many entries as cells after a lone insert, three quarters while shared). One-character words below
-// U+10000 (each CJK character is one under BERT's split) skip the hash: a table by code point, zeroed pages
-// from calloc (only those of the scripts met are ever touched).
+// U+10000 (each CJK character is one under BERT's split) skip the hash: a table by code point, of which only
+// the pages of the scripts met are ever touched.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 #include <new>
 #include <shared_mutex>
 
 #include "common.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace llmlab {
 
 namespace cache_detail {
 
-// An array of trivially copyable T in malloc'd memory. Grown by copying only the part in use (realloc would
-// copy the whole block, and touch pages of the room made for a batch that no word has used).
+// A zeroed array of trivially copyable T in pages straight from the kernel (Linux: mmap): pages never written
+// cost no memory, and growing moves page tables, not bytes (mremap), so it grows 4 times at once. (Through the
+// heap, a cache that grows while a batch's helpers wait would copy its arrays, and zero or touch the room made
+// for the batch.) Not for the index: rebuilt whole at each growth, it is cheaper in recycled heap memory than
+// in fresh pages (a page fault each, here in a virtual machine ~1-2 us) unmapped after (a TLB flush on the
+// other cores).
 template <class T>
-struct Grown {
+struct Pages {
     T* data = nullptr;
-    size_t size = 0;  // allocated
-    ~Grown() { std::free(data); }
-    void grow(size_t need, size_t used) {  // to at least `need`, at least doubling
+    size_t size = 0;  // elements allocated
+
+    Pages() = default;
+    ~Pages() { release(); }
+    Pages(const Pages&) = delete;
+    Pages& operator=(const Pages&) = delete;
+
+    void grow(size_t need) {  // to at least `need` elements (at least 4 times as many), keeping the contents
         if (need <= size) return;
-        const size_t to = std::max({need, 2 * size, size_t{64}});
-        T* p = static_cast<T*>(std::malloc(to * sizeof(T)));
+        const size_t to = std::max(need, 4 * size), bytes = (to * sizeof(T) + kPage - 1) / kPage * kPage;
+#if defined(__linux__)
+        void* p = data ? mremap(data, size * sizeof(T), bytes, MREMAP_MAYMOVE)
+                       : mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+#else
+        void* p = std::realloc(data, bytes);
         if (!p) throw std::bad_alloc();
-        if (used) std::memcpy(p, data, used * sizeof(T));
+        std::memset(static_cast<char*>(p) + size * sizeof(T), 0, bytes - size * sizeof(T));
+#endif
+        data = static_cast<T*>(p);
+        size = bytes / sizeof(T);
+    }
+
+  private:
+    static constexpr size_t kPage = 4096;
+    void release() {
+#if defined(__linux__)
+        if (data) munmap(data, (size * sizeof(T) + kPage - 1) / kPage * kPage);
+#else
         std::free(data);
-        data = p;
-        size = to;
+#endif
     }
 };
 
 // Index cells: 0 is empty, else an entry's number + 1. Read and written with the compiler's atomic builtins
-// (the cells live in calloc'd memory, zero from the start).
+// (on plain reads and writes the compiler could tear or reorder them).
 inline uint32_t load(const uint32_t& cell) { return __atomic_load_n(&cell, __ATOMIC_ACQUIRE); }
 // Writes `value` into an empty cell; else false, and `seen` is what the cell holds.
 inline bool publish(uint32_t& cell, uint32_t value, uint32_t& seen) {
     seen = 0;
     return __atomic_compare_exchange_n(&cell, &seen, value, false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE);
-}
-inline uint32_t* zeroed(size_t n) {
-    auto* p = static_cast<uint32_t*>(std::calloc(n, sizeof(uint32_t)));
-    if (!p) throw std::bad_alloc();
-    return p;
 }
 
 // Units [at, end) of an array, claimed by one thread.
@@ -90,10 +115,6 @@ class WordCache {
     static constexpr size_t kMaxWord = 24;  // longer words are not cached: they rarely repeat
 
     explicit WordCache(size_t capacity = 200000) : capacity_(capacity) {}
-    ~WordCache() {
-        std::free(slots_);
-        std::free(singles_);
-    }
     WordCache(const WordCache&) = delete;
     WordCache& operator=(const WordCache&) = delete;
 
@@ -148,7 +169,7 @@ class WordCache {
         const size_t block = share ? kBlock : 0;
         const size_t entry_limit = std::min({entries_.size, capacity_, 3 * (mask_ + 1) / 4});
         size_t e, at_key, at_tokens;
-        if (!singles_ || !cache_detail::take(key_used_, keys_.size, word.size(), 16 * block, from.keys, at_key) ||
+        if (!singles_.data || !cache_detail::take(key_used_, keys_.size, word.size(), 16 * block, from.keys, at_key) ||
             !cache_detail::take(token_used_, tokens_.size, count, 16 * block, from.tokens, at_tokens) ||
             !cache_detail::take(entry_used_, entry_limit, 1, block, from.entries, e))
             return;  // (no room was made; the claimed characters or tokens stay unused)
@@ -162,7 +183,7 @@ class WordCache {
         const uint32_t number = static_cast<uint32_t>(e) + 1;
         uint32_t seen;
         if (one) {  // (lost to a worker that cached the same character: that entry is the one)
-            cache_detail::publish(singles_[word[0]], number, seen);
+            cache_detail::publish(singles_.data[word[0]], number, seen);
             return;
         }
         for (size_t i = h & mask_;; i = (i + 1) & mask_) {
@@ -171,10 +192,10 @@ class WordCache {
         }
     }
 
-    // Before threads insert together: room for `words` new words of `chars` characters in all (and as many
-    // tokens). The caller holds `mutex` alone.
-    void reserve(size_t words, size_t chars) {
-        make_room(words, chars, chars);
+    // Before threads insert together: room for `words` new words (8 characters and 4 tokens each, on
+    // average). The caller holds `mutex` alone.
+    void reserve(size_t words) {
+        make_room(words, 8 * words, 4 * words);
     }
 
     // Held alone to insert alone or to reserve, shared by threads inserting together. On a cache line of its
@@ -201,8 +222,8 @@ class WordCache {
 
     uint32_t number_of(const Key& key) const {  // the word's entry + 1, or 0
         const View word = key.word();
-        if (single(word)) return singles_ ? cache_detail::load(singles_[word[0]]) : 0;
-        if (!slots_) return 0;
+        if (single(word)) return singles_.data ? cache_detail::load(singles_.data[word[0]]) : 0;
+        if (slots_.empty()) return 0;
         const uint64_t h = key.hash();
         for (size_t i = h & mask_;; i = (i + 1) & mask_) {
             const uint32_t e = cache_detail::load(slots_[i]);
@@ -213,41 +234,36 @@ class WordCache {
     // (Alone.) Room for `words` more entries with `chars` key characters and `tokens` tokens, the index
     // with at most twice as many cells as entries (used or not: each is in one cell at most).
     void make_room(size_t words, size_t chars, size_t tokens) {
-        const size_t used = entry_used_.load(std::memory_order_relaxed);
-        const size_t need = std::min(used + words, capacity_);
-        entries_.grow(need, used);
-        const size_t key_used = key_used_.load(std::memory_order_relaxed);
-        keys_.grow(key_used + chars, key_used);
-        const size_t token_used = token_used_.load(std::memory_order_relaxed);
-        tokens_.grow(token_used + tokens, token_used);
-        if (!slots_ || 2 * need > mask_ + 1) {
+        const size_t need = std::min(entry_used_.load(std::memory_order_relaxed) + words, capacity_);
+        entries_.grow(need);
+        keys_.grow(key_used_.load(std::memory_order_relaxed) + chars);
+        tokens_.grow(token_used_.load(std::memory_order_relaxed) + tokens);
+        if (slots_.empty() || 2 * need > slots_.size()) {
             size_t size = 16;
             while (size < 2 * need) size *= 2;
             rehash(size);
         }
-        if (!singles_) singles_ = cache_detail::zeroed(kSingles);  // (untouched pages cost nothing)
+        singles_.grow(kSingles);  // (once; untouched pages cost nothing)
     }
 
     void rehash(size_t size) {  // (alone) the index with `size` cells, from the old one's
-        uint32_t* old = slots_;
-        const size_t old_size = old ? mask_ + 1 : 0;
-        slots_ = cache_detail::zeroed(size);
+        std::vector<uint32_t> old(size);
+        slots_.swap(old);
         mask_ = size - 1;
-        for (size_t c = 0; c < old_size; ++c) {
-            if (!old[c]) continue;
-            size_t i = entries_.data[old[c] - 1].hash() & mask_;
+        for (uint32_t e : old) {
+            if (!e) continue;
+            size_t i = entries_.data[e - 1].hash() & mask_;
             while (slots_[i]) i = (i + 1) & mask_;
-            slots_[i] = old[c];
+            slots_[i] = e;
         }
-        std::free(old);
     }
 
-    uint32_t* slots_ = nullptr;  // the index of words longer than one character: cells (see load)
-    size_t mask_ = 0;            // its size - 1
-    uint32_t* singles_ = nullptr;   // by code point below kSingles: a cell
-    cache_detail::Grown<Entry> entries_;
-    cache_detail::Grown<char32_t> keys_;
-    cache_detail::Grown<Token> tokens_;
+    std::vector<uint32_t> slots_;            // the index of words longer than one character: cells (see load)
+    size_t mask_ = 0;                        // its size - 1
+    cache_detail::Pages<uint32_t> singles_;  // by code point below kSingles: a cell
+    cache_detail::Pages<Entry> entries_;
+    cache_detail::Pages<char32_t> keys_;
+    cache_detail::Pages<Token> tokens_;
     // Claimed so far (threads inserting together change them: a cache line apart from what lookups read).
     alignas(64) std::atomic<size_t> entry_used_{0};
     std::atomic<size_t> key_used_{0}, token_used_{0};
