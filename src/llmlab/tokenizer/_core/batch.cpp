@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
 
 namespace llmlab {
 
@@ -40,13 +41,18 @@ class Batch {
         io_.take({{0, n_}});
     }
 
-    // The caller and threads_ - 1 helper threads, inserting new words together into room made first.
+    // The caller and threads_ - 1 helper threads, inserting new words together into room made first. The
+    // helpers are woken before (a sleeping thread takes a while to run) and wait for the room.
     void together(size_t chars) {
+        Helpers helpers(threads_ - 1, [this](int w) { work(w); });  // (waits for them however this ends)
         {
+            struct Open {  // lets the helpers in however the reserve ends (without room, nothing is cached)
+                std::atomic<bool>& room;
+                ~Open() { room.store(true, std::memory_order_release); }
+            } open{room_made_};
             std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
             p_.cache.reserve(chars / kCharsPerNewWord);
         }
-        Helpers helpers(threads_ - 1, [this](int w) { work(w); });  // (waits for them however call() ends)
         call();
     }
 
@@ -88,6 +94,7 @@ class Batch {
 
     // A helper: encodes until no input is left.
     void work(int w) {
+        while (!room_made_.load(std::memory_order_acquire)) std::this_thread::yield();
         std::shared_lock<std::shared_mutex> reading(p_.cache.mutex);
         Worker me;
         me.index = w;
@@ -167,6 +174,7 @@ class Batch {
     std::vector<uint8_t>& ok_;
     alignas(64) std::atomic<size_t> next_{0};  // the first input no worker has taken (a cache line apart from
                                                // the fields above, which every input reads)
+    std::atomic<bool> room_made_{false};       // the word cache has room for the batch's new words
 
     std::mutex mutex_;  // guards finished_
     std::condition_variable finished_cv_;

@@ -20,7 +20,15 @@ namespace {
 constexpr auto kSpin = std::chrono::microseconds(250);  // how long an idle thread (or a caller waiting for
                                                         // its helpers) watches before it sleeps: longer than
                                                         // the Python between batches of 1,000 Chinese lines
-                                                        // (waking a sleeper here takes ~50-100 us)
+                                                        // (waking a sleeping thread took 50-100 us here)
+
+inline void cpu_relax() {  // (a hint to the core that this is a wait loop)
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
 
 // Spins until `done()` or kSpin has passed; true if done.
 template <class Done>
@@ -29,7 +37,7 @@ bool spin(Done done) {
     for (int i = 0;; ++i) {
         if (done()) return true;
         if (i % 64 == 63 && std::chrono::steady_clock::now() > until) return false;
-        __builtin_ia32_pause();
+        cpu_relax();
     }
 }
 

@@ -8,22 +8,22 @@
 // is kept once (the other entry stays unused). When the room is used up, new words are not cached until the
 // next `reserve` or lone insert.
 // Storage: entries, key characters and tokens in arrays that only grow (`Pages`: pages never written cost no
-// memory, growing copies nothing), claimed through an atomic counter each; a thread inserting beside others claims blocks of them
-// into its `Share` (the counters' cache line would otherwise pass between the cores at every new word). An
-// entry is published by one compare-and-swap of its number into the index (open addressing, at most half as
-// many entries as cells after a lone insert, three quarters while shared). One-character words below
-// U+10000 (each CJK character is one under BERT's split) skip the hash: a table by code point, of which only
-// the pages of the scripts met are ever touched.
+// memory, growing copies nothing), claimed through an atomic counter each; a thread inserting beside others
+// claims blocks of them into its `Share` (the counters' cache line would otherwise pass between the cores at
+// every new word). An entry is published by one compare-and-swap of its number into the index (open
+// addressing, at most half as many entries as cells after a lone insert, three quarters while shared).
+// One-character words below U+10000 (each CJK character is one under BERT's split) skip the hash: a table by
+// code point, of which only the pages of the scripts met are ever touched.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
-#include <vector>
 #include <new>
 #include <shared_mutex>
+#include <utility>
+#include <vector>
 
 #include "common.h"
 
@@ -39,8 +39,8 @@ namespace cache_detail {
 // cost no memory, and growing moves page tables, not bytes (mremap), so it grows 4 times at once. (Through the
 // heap, a cache that grows while a batch's helpers wait would copy its arrays, and zero or touch the room made
 // for the batch.) Not for the index: rebuilt whole at each growth, it is cheaper in recycled heap memory than
-// in fresh pages (a page fault each, here in a virtual machine ~1-2 us) unmapped after (a TLB flush on the
-// other cores).
+// in fresh pages (a page fault each) unmapped after (a TLB flush on the other cores): in fresh pages, the
+// rehashes of cold batches of English lines took three times as long.
 template <class T>
 struct Pages {
     T* data = nullptr;
