@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import numpy as np
@@ -14,6 +15,7 @@ from llmlab.memory import measure_peak, status_mb
 def test_peak_of_a_block_counts_what_it_allocated_and_not_earlier_peaks():
     big = np.ones(400 * 2**20 // 8)  # an earlier 400 MiB peak that a later block must not report
     del big
+    gc.collect()  # (garbage of earlier tests in this process, freed during the block, would hide what it adds)
     with measure_peak() as peak:
         block = np.ones(100 * 2**20 // 8)  # 100 MiB, touched
         del block

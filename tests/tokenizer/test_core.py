@@ -249,6 +249,12 @@ def test_bad_input_is_an_error_or_a_correct_result(pipelines):
     assert fast.encode(b"abc").ids == pure.encode("abc").ids
     with pytest.raises(LlmlabError, match="must be str"):
         fast.encode(12)
+    for tok in (fast, pure):  # an input of a batch that is neither a text nor a (text, pair)
+        for call in (tok.encode_batch, tok.encode_batch_ids):
+            with pytest.raises(LlmlabError, match="must be str or UTF-8 bytes, not NoneType"):
+                call(["a text", None])
+            with pytest.raises(LlmlabError, match="not tuple"):
+                call([("one", "pair", "too many")])
     for text in ["a\x00b", "\x00" * 10, "\ud800 lone surrogate", "a" * 100_000]:
         try:
             want = fields(pure.encode(text))

@@ -347,7 +347,7 @@ class Tokenizer:
         return memoryview(ids), memoryview(offsets)
 
     def _encode_input(self, x: str | tuple[str, str], add_special_tokens: bool) -> Encoding:
-        if isinstance(x, (str, bytes)):
+        if not isinstance(x, (tuple, list)) or len(x) != 2:  # (not a pair: a text, else a one-line error)
             return self._post_process(self._encoder.encode(_as_text(x), 0), None, add_special_tokens)
         a, b = map(_as_text, x)
         return self._post_process(self._encoder.encode(a, 0), self._encoder.encode(b, 1), add_special_tokens)
