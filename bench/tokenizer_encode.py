@@ -4,8 +4,9 @@ For each vocabulary (BPE, Unigram, WordPiece) and text (English gutenberg_en, Ch
 valid.txt, one encode per line, MB/s of UTF-8 input):
 - cold loop: a freshly loaded encoder per pass (no cache has seen the text), best of --repeats passes;
 - warm loop: the same encoder again after one pass;
-- batch: batches of 1,000 lines on 1 and 2 threads (engines whose batch threads can be set), cold; "ids
-  batch": the same through llmlab's `encode_batch_ids` (one ids buffer per batch, no Python list per line);
+- batch: batches of 1,000 lines on 1 and 2 threads (engines whose batch threads can be set), cold, the 1- and
+  2-thread passes taking turns; "ids batch": the same through llmlab's `encode_batch_ids` (one ids buffer per
+  batch, no Python list per line); a last section prints 2 threads over 1 for each;
 - overhead: microseconds per call on SST-2 sentences (about 10 words), warm;
 - memory: peak RSS of loading and encoding every line, one fresh subprocess per engine.
 Every row prints ours/HF and ours/fastest (the fastest other engine of that row). The machine is shared and
