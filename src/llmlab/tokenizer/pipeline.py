@@ -309,7 +309,7 @@ class Tokenizer:
         gc.disable()
         try:
             if self._compiled() is not None:
-                return self._encode_batch_core(list(inputs), add_special_tokens, num_threads)
+                return self._encode_batch_core(_as_list(inputs), add_special_tokens, num_threads)
             encs = [self._encode_input(x, add_special_tokens) for x in inputs]
             return pad_encodings(encs, self.padding) if self.padding else encs
         finally:
@@ -335,7 +335,7 @@ class Tokenizer:
         For turning a corpus into arrays (`np.frombuffer(ids, np.int32)` needs no copy): on the compiled core
         no Python object is made per text, so every part of the batch runs on the threads.
         """
-        inputs = list(inputs)
+        inputs = _as_list(inputs)
         if self._compiled() is not None:
             flat = self._core.encode_batch_ids(inputs, add_special_tokens, _threads(num_threads))
             if flat is not None:  # (None: an input the core leaves to Python)
@@ -491,6 +491,11 @@ class Tokenizer:
 def _threads(num_threads: int | None) -> int:
     """Threads of the compiled core's batches: as asked, else LLMLAB_NUM_THREADS, else every CPU."""
     return num_threads or int(os.environ.get("LLMLAB_NUM_THREADS", 0)) or os.cpu_count() or 1
+
+
+def _as_list(inputs) -> list:
+    """The inputs of a batch as a list (a list as it is: the core reads it without a copy)."""
+    return inputs if type(inputs) is list else list(inputs)
 
 
 def _as_text(text: str | bytes) -> str:

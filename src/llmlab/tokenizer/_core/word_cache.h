@@ -53,7 +53,8 @@ struct Pages {
 
     void grow(size_t need) {  // to at least `need` elements (at least 4 times as many), keeping the contents
         if (need <= size) return;
-        const size_t to = std::max(need, 4 * size), bytes = (to * sizeof(T) + kPage - 1) / kPage * kPage;
+        const size_t to = std::max(need, 4 * size);
+        const size_t bytes = std::max((to * sizeof(T) + kPage - 1) / kPage * kPage, kFirst);
 #if defined(__linux__)
         void* p = data ? mremap(data, size * sizeof(T), bytes, MREMAP_MAYMOVE)
                        : mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -69,6 +70,8 @@ struct Pages {
 
   private:
     static constexpr size_t kPage = 4096;
+    static constexpr size_t kFirst = size_t{1} << 20;  // at least this much address space (not memory): a cold
+                                                       // pass over a corpus then rarely maps anew
     void release() {
 #if defined(__linux__)
         if (data) munmap(data, (size * sizeof(T) + kPage - 1) / kPage * kPage);
