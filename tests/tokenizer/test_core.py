@@ -63,15 +63,19 @@ def corpus(shared_data) -> list[str]:
     return en + zh + texts(shared_data / "chnsenticorp_htl" / "train.csv", 300)
 
 
-@pytest.fixture(scope="module")
-def pipelines(corpus, minilm_dir, tmp_path_factory) -> dict[str, str]:
-    """The three standard pipelines as tokenizer.json files: BERT (MiniLM's), byte-level BPE and Unigram."""
-    folder = tmp_path_factory.mktemp("pipelines")
+def standard_pipelines(folder: Path, minilm_dir: Path, lines: list[str], vocab_size: int) -> dict[str, str]:
+    """The three standard pipelines as tokenizer.json files: BERT (MiniLM's), and byte-level BPE and Unigram
+    trained on `lines` into `folder`."""
     paths = {"bert": str(minilm_dir / "tokenizer.json")}
     for model in ("bpe", "unigram"):
         paths[model] = str(folder / f"{model}.json")
-        train_tokenizer(model, corpus, 4000).save(paths[model])
+        train_tokenizer(model, lines, vocab_size).save(paths[model])
     return paths
+
+
+@pytest.fixture(scope="module")
+def pipelines(corpus, minilm_dir, tmp_path_factory) -> dict[str, str]:
+    return standard_pipelines(tmp_path_factory.mktemp("pipelines"), minilm_dir, corpus, 4000)
 
 
 @pytest.mark.parametrize("name", ["bert", "bpe", "unigram"])

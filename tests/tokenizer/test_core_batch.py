@@ -15,8 +15,7 @@ import threading
 import pytest
 
 from llmlab.tokenizer import Tokenizer, core
-from llmlab.tokenizer.train import train_tokenizer
-from tests.tokenizer.test_core import fields
+from tests.tokenizer.test_core import fields, standard_pipelines
 
 pytestmark = pytest.mark.skipif(not core.available(), reason="the compiled tokenizer core is not in use")
 
@@ -32,12 +31,7 @@ def lines(shared_data) -> list[str]:
 
 @pytest.fixture(scope="module")
 def paths(lines, minilm_dir, tmp_path_factory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("batch")
-    out = {"bert": str(minilm_dir / "tokenizer.json")}
-    for model in ("bpe", "unigram"):
-        out[model] = str(folder / f"{model}.json")
-        train_tokenizer(model, lines[:1500], 2000).save(out[model])
-    return out
+    return standard_pipelines(tmp_path_factory.mktemp("batch"), minilm_dir, lines[:1500], 2000)
 
 
 def pure(path: str) -> Tokenizer:
