@@ -3,11 +3,15 @@
 CUDA: the caching allocator's peak above what was allocated at the start (`torch.cuda.max_memory_allocated`
 after `reset_peak_memory_stats`). CPU on Linux: the peak resident set `VmHWM` of /proc/self/status above the
 resident set `VmRSS` at the start, after writing 5 to /proc/self/clear_refs, which resets `VmHWM` (proc(5)).
+Before that, glibc's `malloc_trim(0)` hands heap memory freed earlier back to the system: malloc serves even a
+large request from a free chunk of its heap before it maps new pages, so a block could otherwise fill memory
+that an earlier piece of work freed but the process still holds, and add nothing to the resident set.
 `ru_maxrss` is not used: it cannot be reset, and a child process inherits its parent's. Elsewhere: None.
 """
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +26,16 @@ def status_mb(field: str) -> float | None:
     except OSError:
         return None
     return None if line is None else int(line.split()[1]) / 1024  # kB
+
+
+def release_free_heap() -> None:
+    """Return heap memory that is free but still resident to the system (glibc `malloc_trim(0)`; elsewhere nothing)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
 
 
 class PeakMemory:
@@ -39,6 +53,7 @@ def measure_peak() -> Iterator[PeakMemory]:
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated() / 2**20
     else:
+        release_free_heap()
         try:
             with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
                 f.write("5")
