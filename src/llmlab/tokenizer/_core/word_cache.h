@@ -13,7 +13,9 @@
 // every new word). An entry is published by one compare-and-swap of its number into the index (open
 // addressing, at most half as many entries as cells after a lone insert, three quarters while shared).
 // One-character words below U+10000 (each CJK character is one under BERT's split) skip the hash: a table by
-// code point, of which only the pages of the scripts met are ever touched.
+// code point, of which only the pages of the scripts met are ever touched. Where such a word is one token
+// spanning it (nearly always), the token's id is written in the table's cell itself: a lookup reads one cache
+// line instead of three (cell, entry, tokens), which counts when the other worker has just written them.
 #pragma once
 
 #include <algorithm>
@@ -81,8 +83,8 @@ struct Pages {
     }
 };
 
-// Index cells: 0 is empty, else an entry's number + 1. Read and written with the compiler's atomic builtins
-// (on plain reads and writes the compiler could tear or reorder them).
+// Index cells: 0 is empty, else an entry's number + 1 (singles cells: or a token id, see kInline). Read and
+// written with the compiler's atomic builtins (on plain reads and writes the compiler could tear or reorder them).
 inline uint32_t load(const uint32_t& cell) { return __atomic_load_n(&cell, __ATOMIC_ACQUIRE); }
 // Writes `value` into an empty cell; else false, and `seen` is what the cell holds.
 inline bool publish(uint32_t& cell, uint32_t value, uint32_t& seen) {
@@ -125,6 +127,7 @@ class WordCache {
         const Token* tokens;
         uint32_t count;
         int32_t n;
+        Token one;  // a one-character word's token, when `tokens` points here (so a Hit is not copied)
     };
     // A word and its hash, computed once however often the word is looked up, and only if one needs it.
     class Key {
@@ -149,6 +152,13 @@ class WordCache {
     bool find(const Key& word, Hit& hit) const {
         const uint32_t e = number_of(word);
         if (!e) return false;
+        if (e & kInline) {
+            hit.one = {static_cast<int32_t>(e & ~kInline), 0, 1};
+            hit.tokens = &hit.one;
+            hit.count = 1;
+            hit.n = 1;
+            return true;
+        }
         const Entry& x = entries_.data[e - 1];
         hit = {tokens_.data + x.tokens, x.count, x.n};
         return true;
@@ -166,6 +176,13 @@ class WordCache {
     void insert(const Key& key, const Token* tokens, size_t count, int32_t n, Share* share) {
         const View word = key.word();
         if (word.size() > kMaxWord) return;
+        if (single(word) && count == 1 && n == 1 && tokens[0].id >= 0 && tokens[0].start == 0 && tokens[0].end == 1) {
+            if (!share) singles_.grow(kSingles);  // (shared: `reserve` made it)
+            const uint32_t cell = kInline | static_cast<uint32_t>(tokens[0].id);
+            uint32_t seen;  // (lost to a worker that cached the same character: the same id)
+            if (singles_.data) cache_detail::publish(singles_.data[word[0]], cell, seen);
+            return;
+        }
         Share exact;  // (alone: exactly what the word needs)
         if (!share) make_room(1, word.size(), count);
         Share& from = share ? *share : exact;
@@ -211,6 +228,7 @@ class WordCache {
     static constexpr size_t kBlock = 16;           // entries a Share claims at once (and 16 times as many
                                                    // key characters and tokens)
     static bool single(View word) { return word.size() == 1 && word[0] < kSingles; }
+    static constexpr uint32_t kInline = 0x80000000u;  // a singles cell holding a token id (else an entry + 1)
 
     struct Entry {
         uint32_t key, key_len, tokens, count;
@@ -223,7 +241,7 @@ class WordCache {
         return x.check == static_cast<uint32_t>(h >> 32) && same_text(View(keys_.data + x.key, x.key_len), word);
     }
 
-    uint32_t number_of(const Key& key) const {  // the word's entry + 1, or 0
+    uint32_t number_of(const Key& key) const {  // the word's entry + 1, or 0 (a single: or kInline | its id)
         const View word = key.word();
         if (single(word)) return singles_.data ? cache_detail::load(singles_.data[word[0]]) : 0;
         if (slots_.empty()) return 0;
