@@ -131,6 +131,33 @@ def test_random_unicode_is_identical_on_both_paths(pipelines, name):
     check()
 
 
+# ---- one-character words: the core's word cache knows WordPiece's from its vocabulary ----------------------
+
+
+@pytest.mark.parametrize("max_chars", [0, 1, 100])
+def test_one_character_words_under_wordpiece_are_identical_on_both_paths(max_chars):
+    """The core caches every one-character token before any text (Model::single_character_tokens); characters
+    that are only a continuation ("##b"), absent (unk) or not below U+10000 go the usual way."""
+    from llmlab.tokenizer.normalize import BertNormalizer
+    from llmlab.tokenizer.pretokenize import BertPreTokenizer
+    from llmlab.tokenizer.wordpiece import WordPiece
+
+    vocab = {"[UNK]": 0, "a": 1, "##b": 2, "中": 3, "文": 4, "ab": 5, ",": 6, "𝔸": 7, "##中": 8}
+
+    def build():
+        model = WordPiece(vocab, max_input_chars_per_word=max_chars)
+        return Tokenizer(model, normalizer=BertNormalizer(), pre_tokenizer=BertPreTokenizer())
+
+    fast, pure = both(build)
+    lines = ["中文,a b ab 中b 𝔸 x 国", "b,中 中中文 a", "ab, 文 a中 𝔸𝔸"] * 700  # (enough for 2 threads)
+    for text in lines[:3]:
+        assert fields(fast.encode(text)) == fields(pure.encode(text)), text
+    want = [fields(pure.encode(t)) for t in lines[:3]]
+    for threads in (1, 2):
+        got = [fields(e) for e in build().encode_batch(lines, num_threads=threads)]  # a fresh (cold) core
+        assert got == want * 700
+
+
 # ---- tiktoken's GPT-2 ids on the core ---------------------------------------------------------------------
 
 

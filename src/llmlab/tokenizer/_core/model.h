@@ -19,6 +19,9 @@ class Model {
         (void)chars;
         return tokenize(word, out);
     }
+    // Characters whose one-character word the model splits into one token spanning it, with that token's id,
+    // known without tokenizing them (a word cache starts with them); by default none.
+    virtual std::vector<std::pair<char32_t, int32_t>> single_character_tokens() const { return {}; }
 };
 
 }  // namespace llmlab

@@ -508,6 +508,7 @@ struct Core {
             p.byte_level = true;
             p.byte_chars = read_bytes(d["byte_chars"]);
         }
+        p.cache_single_characters();
         p.unk_as_text = nb::cast<int32_t>(d["unk_as_text"]);
         if (!d["word_chars"].is_none()) build_table(p.word_chars, d["word_chars"]);
         if (!d["spaces"].is_none()) build_table(p.spaces, d["spaces"]);

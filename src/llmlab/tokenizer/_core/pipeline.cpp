@@ -97,6 +97,14 @@ bool Pipeline::encode_piece(View raw, int32_t base, int32_t type_id, Enc& out, W
     return true;
 }
 
+// WordPiece knows the split of every one-character word that is a token (under BERT's split, each CJK character
+// is such a word): cached from the start, the first pass over a text finds them like a later one, and a
+// batch's workers never write them (a cell one worker writes is a cache miss for the other).
+void Pipeline::cache_single_characters() {
+    if (byte_level || !model) return;  // (byte level: the model's words are bytes)
+    for (const auto& [c, id] : model->single_character_tokens()) cache.insert_single(c, id);
+}
+
 // A word seen before: its split from the cache (inlined in the loop over words, as most words were seen).
 inline bool Pipeline::cached_split(const WordCache::Key& key, WordCache::Hit& hit) const {
     if (key.word().size() > WordCache::kMaxWord) return false;  // longer words (a Chinese clause) rarely repeat

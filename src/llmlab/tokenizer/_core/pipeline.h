@@ -57,6 +57,8 @@ class Pipeline {
     // One input -> its final encoding (padded to itself when padding is on and `pad_alone`). Many inputs on
     // threads: batch.h.
     bool encode(const Input& in, bool add_special_tokens, bool pad_alone, Enc& out, Workspace& ws);
+    // Once the model is set: caches the one-character words it splits into their own token, before any text.
+    void cache_single_characters();
 
   private:
     bool encode_sequence(View text, int32_t type_id, Enc& out, Workspace& ws);

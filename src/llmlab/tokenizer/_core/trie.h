@@ -63,6 +63,11 @@ class Trie {
     }
     // The value stored at `node`, or -1.
     int32_t value(int32_t node) const { return nodes_[node].value; }
+    // f(character, child) for every child of `node`.
+    template <class F>
+    void for_each_child(int32_t node, F&& f) const {
+        for (uint32_t k = nodes_[node].first; k < nodes_[node + 1].first; ++k) f(nodes_[k].c, static_cast<int32_t>(k));
+    }
 
   private:
     static constexpr uint32_t kWide = 8;  // nodes with more children than this are looked up in `wide_`

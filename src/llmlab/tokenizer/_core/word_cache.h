@@ -15,7 +15,8 @@
 // One-character words below U+10000 (each CJK character is one under BERT's split) skip the hash: a table by
 // code point, of which only the pages of the scripts met are ever touched. Where such a word is one token
 // spanning it (nearly always), the token's id is written in the table's cell itself: a lookup reads one cache
-// line instead of three (cell, entry, tokens), which counts when the other worker has just written them.
+// line instead of three (cell, entry, tokens), which counts when the other worker has just written them. A model
+// that knows such splits without tokenizing (WordPiece: its one-character tokens) fills them in first.
 #pragma once
 
 #include <algorithm>
@@ -210,6 +211,14 @@ class WordCache {
             if (cache_detail::publish(slots_[i], number, seen)) return;
             if (is(entries_.data[seen - 1], word, h)) return;  // another worker cached it meanwhile
         }
+    }
+
+    // (Alone.) Caches the one-character word `c` (below U+10000; others are ignored) as the one token `id`
+    // spanning it (see Model::single_character_tokens).
+    void insert_single(char32_t c, int32_t id) {
+        if (c >= kSingles || id < 0) return;
+        singles_.grow(kSingles);
+        singles_.data[c] = kInline | static_cast<uint32_t>(id);
     }
 
     // Before threads insert together: room for `words` new words (8 characters and 4 tokens each, on

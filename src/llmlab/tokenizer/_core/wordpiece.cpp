@@ -10,6 +10,15 @@ WordPiece::WordPiece(const WordPieceConfig& config, TrieKeys vocab)
       unk_id_(config.unk_id),
       max_chars_(config.max_chars) {}
 
+std::vector<std::pair<char32_t, int32_t>> WordPiece::single_character_tokens() const {
+    std::vector<std::pair<char32_t, int32_t>> tokens;
+    if (max_chars_ < 1) return tokens;  // (every word is then the unk token)
+    trie_.for_each_child(0, [&](char32_t c, int32_t node) {
+        if (trie_.value(node) >= 0) tokens.emplace_back(c, trie_.value(node));
+    });
+    return tokens;
+}
+
 bool WordPiece::tokenize(View word, std::vector<Token>& out) const {
     const int32_t n = static_cast<int32_t>(word.size());
     const size_t mark = out.size();

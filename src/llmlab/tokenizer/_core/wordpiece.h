@@ -17,6 +17,8 @@ class WordPiece : public Model {
   public:
     WordPiece(const WordPieceConfig& config, TrieKeys vocab);  // vocab: token -> id
     bool tokenize(View word, std::vector<Token>& out) const override;
+    // Every token of one character (not the prefixed form): the longest match of its one-character word.
+    std::vector<std::pair<char32_t, int32_t>> single_character_tokens() const override;
 
   private:
     // Every token. The tokens that continue a word are the subtree under the prefix ("##"): searched from
