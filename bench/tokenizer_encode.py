@@ -8,7 +8,8 @@ valid.txt, one encode per line, MB/s of UTF-8 input):
   2-thread passes taking turns; "ids batch": the same through llmlab's `encode_batch_ids` (one ids buffer per
   batch, no Python list per line); a last section prints 2 threads over 1 for each, beside what the machine
   gives two processes that share nothing (llmlab's 1-thread ids batch pass in 2 processes at once over 1
-  process alone, in turn): 2 threads cannot beat that, and on a shared machine it varies from run to run;
+  process alone, in turn with its 1- and 2-thread passes): 2 threads cannot beat that, and on a shared
+  machine it varies from run to run;
 - overhead: microseconds per call on SST-2 sentences (about 10 words), warm;
 - memory: peak RSS of loading and encoding every line, one fresh subprocess per engine.
 Every row prints ours/HF and ours/fastest (the fastest other engine of that row). The machine is shared and
@@ -51,20 +52,29 @@ def mb(texts: list[str]) -> float:
 
 def best_rate(run, factory, texts: list[str], repeats: int) -> float:
     """MB/s of the best of `repeats` passes, each by a fresh encoder."""
-    return best_rates_in_turn([run], factory, texts, repeats)[0]
+    return best_rates_in_turn([in_this_process(run)], factory, texts, repeats)[0]
 
 
-def best_rates_in_turn(runs, factory, texts: list[str], repeats: int) -> list[float]:
-    """`best_rate` of several runs taking turns (a pass of each, then the next pass of each): a slow spell of a
-    shared machine hits them alike, so that their ratio holds."""
-    best = [float("inf")] * len(runs)
+def best_rates_in_turn(measures, factory, texts: list[str], repeats: int) -> list[float]:
+    """MB/s of the best of `repeats` passes of each measure, the measures taking turns (a pass of each, then
+    the next pass of each): a slow spell of a shared machine hits them alike, so that their ratio holds."""
+    best = [float("inf")] * len(measures)
     for _ in range(repeats):
-        for k, run in enumerate(runs):
-            encoder = factory()
-            start = time.perf_counter()
-            run(encoder, texts)
-            best[k] = min(best[k], time.perf_counter() - start)
+        for k, measure in enumerate(measures):
+            best[k] = min(best[k], measure(factory, texts))
     return [mb(texts) / b for b in best]
+
+
+def in_this_process(run):
+    """A measure: seconds of one pass of `run` over the texts by a fresh encoder."""
+
+    def seconds(factory, texts: list[str]) -> float:
+        encoder = factory()
+        start = time.perf_counter()
+        run(encoder, texts)
+        return time.perf_counter() - start
+
+    return seconds
 
 
 def loop(encoder, texts):
@@ -83,37 +93,31 @@ def batches(threads: int, call: int = 1):
     return run
 
 
-def in_processes(run, factory, texts: list[str], processes: int) -> float:
-    """Seconds until `processes` forked processes, started together, have each made a fresh encoder and run
-    `run` over the texts (the slowest one's time)."""
-    context = multiprocessing.get_context("fork")
-    ready, times = context.Barrier(processes), context.Queue()
+def in_processes(run, processes: int):
+    """A measure: `processes` forked processes, started together, each make a fresh encoder and run `run` over
+    the texts; the slowest one's seconds over `processes` (a pass's worth of work, the machine shared)."""
 
-    def child():
-        encoder = factory()
-        sum(map(len, texts))  # (touches each text's reference count: the parent's pages are copied now)
-        ready.wait()
-        start = time.perf_counter()
-        run(encoder, texts)
-        times.put(time.perf_counter() - start)
+    def seconds(factory, texts: list[str]) -> float:
+        context = multiprocessing.get_context("fork")
+        ready, times = context.Barrier(processes), context.Queue()
 
-    workers = [context.Process(target=child) for _ in range(processes)]
-    for w in workers:
-        w.start()
-    seconds = max(times.get() for _ in workers)
-    for w in workers:
-        w.join()
+        def child():
+            encoder = factory()
+            sum(map(len, texts))  # (touches each text's reference count: the parent's pages are copied now)
+            ready.wait()
+            start = time.perf_counter()
+            run(encoder, texts)
+            times.put(time.perf_counter() - start)
+
+        workers = [context.Process(target=child) for _ in range(processes)]
+        for w in workers:
+            w.start()
+        slowest = max(times.get() for _ in workers)
+        for w in workers:
+            w.join()
+        return slowest / processes
+
     return seconds
-
-
-def machine_scaling(run, factory, texts: list[str], repeats: int) -> float:
-    """Work done per second by 2 processes at once over 1 process alone (best of `repeats` each, in turn): what
-    2 cores give work that shares nothing, the ceiling of 2 threads over 1."""
-    best = {1: float("inf"), 2: float("inf")}
-    for _ in range(repeats):
-        for processes in best:
-            best[processes] = min(best[processes], in_processes(run, factory, texts, processes))
-    return 2 * best[1] / best[2]
 
 
 def warm_rate(factory, texts: list[str], repeats: int) -> float:
@@ -190,8 +194,10 @@ def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> 
             if len(encoder) <= call or not encoder[call]:
                 return None
             if (f, call) not in on_threads:
-                runs = [batches(1, call), batches(2, call)]
-                on_threads[f, call] = best_rates_in_turn(runs, f, texts, args.repeats)
+                measures = [in_this_process(batches(1, call)), in_this_process(batches(2, call))]
+                if f is found.get("llmlab") and call == 2:  # what 2 processes get, in the same turns
+                    measures += [in_processes(batches(1, call), 1), in_processes(batches(1, call), 2)]
+                on_threads[f, call] = best_rates_in_turn(measures, f, texts, args.repeats)
             return on_threads[f, call][threads - 1]
 
         return rate
@@ -211,11 +217,16 @@ def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> 
             log(f"encode {model} {lang} {mode}: {name}")
             row[name] = fn(factory)
         rows.append(row)
-    if "llmlab" in found and len(found["llmlab"]()) > 2:
-        log(f"encode {model} {lang}: 2 processes over 1 (llmlab ids batch, 1 thread)")
-        scaling = machine_scaling(batches(1, 2), found["llmlab"], texts, args.repeats)
+    ids = on_threads.get((found.get("llmlab"), 2), ())
+    if len(ids) == 4:  # (MB/s: 1 thread, 2 threads, 1 process, 2 processes)
         rows.append(
-            {"model": model, "lang": lang, "mode": "2 processes over 1", "unit": "x", "llmlab": scaling}
+            {
+                "model": model,
+                "lang": lang,
+                "mode": "2 processes over 1",
+                "unit": "x",
+                "llmlab": ids[3] / ids[2],
+            }
         )
     if args.memory:
         row = {"model": model, "lang": lang, "mode": "peak RSS", "unit": "MiB"}
