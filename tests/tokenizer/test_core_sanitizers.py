@@ -141,6 +141,10 @@ for path in paths:
             ids, o = ids.tolist(), offsets.tolist()
             assert [ids[o[k] : o[k + 1]] for k in range(len(o) - 1)] == want[i : i + 200]
         assert [e.ids for e in tok.encode_batch(lines, num_threads=threads)] == want
+        times = 1 + (1 << 16) // sum(map(len, want))  # (ids enough to be gathered on the helpers too)
+        ids, offsets = tok.encode_batch_ids(lines * times, num_threads=threads)
+        ids, o = ids.tolist(), offsets.tolist()
+        assert [ids[o[k] : o[k + 1]] for k in range(len(o) - 1)] == want * times
         single.join()
         assert beside == want[:100]
 print("tsan ok")

@@ -9,6 +9,7 @@
 #include <nanobind/stl/string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,7 @@
 #include "batch.h"
 #include "bpe.h"
 #include "decoder.h"
+#include "helpers.h"
 #include "pipeline.h"
 #include "py_arrays.h"
 #include "unigram.h"
@@ -440,19 +442,35 @@ class IdsBatch final : public PyInputs {
     void take(const std::vector<Span>&) override {}
 
     // (ids as an int32 memoryview, offsets (n + 1) as an int64 memoryview), or None if an input was left to
-    // Python (its caller then encodes the batch the other way).
+    // Python (its caller then encodes the batch the other way). A large batch's ids are gathered on the
+    // helper threads too, each worker's buffer by one thread (nearby: on the core that wrote it).
     nb::object result() {
         std::vector<int64_t> offsets(n_ + 1, 0);
         for (size_t i = 0; i < n_; ++i) {
             if (!ok[i]) return nb::none();
             offsets[i + 1] = offsets[i] + static_cast<int64_t>(where_[i].size);
         }
-        std::vector<int32_t> ids(static_cast<size_t>(offsets[n_]));
-        for (size_t i = 0; i < n_; ++i) {
-            const int32_t* from = ids_[static_cast<size_t>(where_[i].worker)].ids.data() + where_[i].start;
-            std::copy(from, from + where_[i].size, ids.begin() + offsets[i]);
+        const size_t total = static_cast<size_t>(offsets[n_]);
+        std::unique_ptr<int32_t[]> ids(new int32_t[std::max<size_t>(total, 1)]);  // (every value written below)
+        std::atomic<size_t> next{0};
+        auto gather = [&](int) {  // the buffers of the workers not yet taken
+            for (size_t w; (w = next.fetch_add(1)) < ids_.size();) {
+                const int32_t* from = ids_[w].ids.data();
+                for (size_t i = 0; i < n_; ++i)
+                    if (static_cast<size_t>(where_[i].worker) == w)
+                        std::copy(from + where_[i].start, from + where_[i].start + where_[i].size, &ids[offsets[i]]);
+            }
+        };
+        {
+            nb::gil_scoped_release released;
+            if (ids_.size() > 1 && total >= kGatherOnThreads) {
+                Helpers helpers(static_cast<int>(ids_.size()) - 1, gather);
+                gather(0);
+            } else {
+                gather(0);
+            }
         }
-        return nb::make_tuple(owned_array<int32_t, nb::memview>(std::move(ids)),
+        return nb::make_tuple(owned_array<int32_t, nb::memview>(std::move(ids), total),
                               owned_array<int64_t, nb::memview>(std::move(offsets)));
     }
 
@@ -464,6 +482,7 @@ class IdsBatch final : public PyInputs {
     struct alignas(64) Ids {  // a cache line of its own: the workers append to theirs at every input
         std::vector<int32_t> ids;
     };
+    static constexpr size_t kGatherOnThreads = size_t{1} << 16;  // ids (256 KiB) from which helpers gather too
     std::vector<Where> where_;
     std::vector<Ids> ids_;  // by worker
 };
