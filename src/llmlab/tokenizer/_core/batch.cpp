@@ -16,7 +16,7 @@ namespace {
 
 constexpr size_t kChunk = 16;        // inputs a worker takes at once (fewer near the end: see Batch::take)
 constexpr size_t kHandOver = 256;    // finished inputs the caller gathers before it hands them over: each
-                                     // hand-over takes the GIL once
+                                     // hand-over takes the GIL once (fewer near the end: see Batch::call)
 constexpr size_t kMinChars = 20000;  // a smaller batch is not worth a thread
 constexpr size_t kCharsPerNewWord = 12;  // room made in the word cache for a batch: a new word per so many
                                          // characters (cold batches of 1,000 English lines: one
@@ -123,7 +123,7 @@ class Batch {
                 encode(s, me);
             }
             add_ready(s);
-            if (early && ready_count_ >= kHandOver) {
+            if (early && ready_count_ >= hand_over_at()) {
                 collect(false);
                 hand_over();
             }
@@ -134,6 +134,14 @@ class Batch {
         }
         pad_if_all();
         hand_over();
+    }
+
+    // How many finished inputs the caller gathers before a hand-over: kHandOver, down to a chunk as the inputs
+    // run out, so that little is left to hand over once the encoding is done (only the caller hands over:
+    // what is left then is serial).
+    size_t hand_over_at() const {
+        const size_t left = n_ - std::min(n_, next_.load(std::memory_order_relaxed));
+        return std::clamp(left / 2, kChunk, kHandOver);
     }
 
     void add_ready(Span s) {

@@ -17,10 +17,12 @@ namespace llmlab {
 
 namespace {
 
-constexpr auto kSpin = std::chrono::microseconds(250);  // how long an idle thread (or a caller waiting for
-                                                        // its helpers) watches before it sleeps: longer than
-                                                        // the Python between batches of 1,000 Chinese lines
-                                                        // (waking a sleeping thread took 50-100 us here)
+constexpr auto kSpin = std::chrono::microseconds(1000);  // how long an idle thread (or a caller waiting for
+                                                         // its helpers) watches before it sleeps: longer than
+                                                         // the Python between batches of 1,000 lines, even
+                                                         // where it frees the last batch's 1,000 Encodings
+                                                         // (~300-600 us; waking a sleeping thread took 50-100 us
+                                                         // here, 60-90 us a batch of encode_batch with 250 us)
 
 inline void cpu_relax() {  // (a hint to the core that this is a wait loop)
 #if defined(__x86_64__) || defined(__i386__)
