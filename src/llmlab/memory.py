@@ -32,7 +32,7 @@ def release_free_heap() -> None:
     """Return heap memory that is free but still resident to the system (glibc `malloc_trim(0)`; elsewhere nothing)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # (no glibc; Windows cannot open the process itself)
         return
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
