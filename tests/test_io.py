@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 
 from llmlab.errors import LlmlabError
-from llmlab.io import atomic_open, atomic_write_json, fingerprint, read_json, read_lines
+from llmlab.io import atomic_open, atomic_write_json, exclusive_lock, fingerprint, read_json, read_lines
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -77,3 +81,28 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock: the lock is a no-op there")
+def test_exclusive_lock_makes_processes_take_turns(tmp_path):
+    lock, held = tmp_path / "out" / ".lock", tmp_path / "held"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, pathlib; from llmlab.io import exclusive_lock\n"
+            "with exclusive_lock(sys.argv[1]):\n"
+            "    pathlib.Path(sys.argv[2]).touch(); time.sleep(1.0)",
+            str(lock),
+            str(held),
+        ]
+    )
+    deadline = time.monotonic() + 60
+    while not held.exists():
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.01)
+    start = time.monotonic()
+    with exclusive_lock(lock):  # (made its folder; waits for the child's block to end)
+        waited = time.monotonic() - start
+    assert child.wait(timeout=60) == 0
+    assert waited > 0.5, waited

@@ -33,6 +33,7 @@ from llmlab.errors import LlmlabError, mask_secrets, require_extra
 from llmlab.evaluation.search_objectives import OBJECTIVES, Objective
 from llmlab.evaluation.search_report import summarise, write_outputs
 from llmlab.evaluation.search_space import ParamSpec, include_defaults, space_from_dict, space_to_dict
+from llmlab.io import exclusive_lock
 from llmlab.progress import progress_bar
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -310,6 +311,10 @@ def tune(
     if evaluate is not None:
         objective = Objective(evaluate, objective.defaults, objective.direction)
     run_trials(study, config, objective, progress)
-    summary = summarise(study, config.to_dict(), shown_url(storage_url))
-    write_outputs(study, summary, Path(config.out))
+    # Workers sharing OUT write it in turn, each from the study as it is once it holds the lock: the last one's
+    # outputs are never older than an earlier one's (without the lock, a worker that read the study first
+    # could write last, one complete trial short).
+    with exclusive_lock(Path(config.out) / ".outputs.lock"):
+        summary = summarise(study, config.to_dict(), shown_url(storage_url))
+        write_outputs(study, summary, Path(config.out))
     return summary
