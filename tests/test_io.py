@@ -85,7 +85,7 @@ def _umask() -> int:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock: the lock is a no-op there")
 def test_exclusive_lock_makes_processes_take_turns(tmp_path):
-    lock, held = tmp_path / "out" / ".lock", tmp_path / "held"
+    lock, held = tmp_path / ".lock", tmp_path / "held"
     child = subprocess.Popen(
         [
             sys.executable,
@@ -102,7 +102,7 @@ def test_exclusive_lock_makes_processes_take_turns(tmp_path):
         assert time.monotonic() < deadline and child.poll() is None
         time.sleep(0.01)
     start = time.monotonic()
-    with exclusive_lock(lock):  # (made its folder; waits for the child's block to end)
+    with exclusive_lock(lock):  # (waits for the child's block to end)
         waited = time.monotonic() - start
     assert child.wait(timeout=60) == 0
     assert waited > 0.5, waited

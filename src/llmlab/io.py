@@ -74,9 +74,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 @contextmanager
 def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on the file `path` (made if missing) for the block, so that processes writing the
-    same outputs take turns (POSIX `flock`; where there is none, no lock)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Hold an exclusive lock on the file `path` (made if missing, in a folder that exists) for the block, so that
+    processes writing the same outputs take turns (POSIX `flock`; where there is none, no lock)."""
     with open(path, "a", encoding="utf-8") as f:
         try:
             import fcntl

@@ -19,6 +19,7 @@ counts per process, not per study.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -313,8 +314,9 @@ def tune(
     run_trials(study, config, objective, progress)
     # Workers sharing OUT write it in turn, each from the study as it is once it holds the lock: the last one's
     # outputs are never older than an earlier one's (without the lock, a worker that read the study first
-    # could write last, one complete trial short).
-    with exclusive_lock(Path(config.out) / ".outputs.lock"):
+    # could write last, one complete trial short). (No OUT yet: this worker ran no trial; nothing is made.)
+    out = Path(config.out)
+    with exclusive_lock(out / ".outputs.lock") if out.is_dir() else contextlib.nullcontext():
         summary = summarise(study, config.to_dict(), shown_url(storage_url))
         write_outputs(study, summary, Path(config.out))
     return summary
