@@ -318,5 +318,5 @@ def tune(
     out = Path(config.out)
     with exclusive_lock(out / ".outputs.lock") if out.is_dir() else contextlib.nullcontext():
         summary = summarise(study, config.to_dict(), shown_url(storage_url))
-        write_outputs(study, summary, Path(config.out))
+        write_outputs(study, summary, out)
     return summary

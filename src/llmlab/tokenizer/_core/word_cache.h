@@ -179,9 +179,7 @@ class WordCache {
         if (word.size() > kMaxWord) return;
         if (single(word) && count == 1 && n == 1 && tokens[0].id >= 0 && tokens[0].start == 0 && tokens[0].end == 1) {
             if (!share) singles_.grow(kSingles);  // (shared: `reserve` made it)
-            const uint32_t cell = kInline | static_cast<uint32_t>(tokens[0].id);
-            uint32_t seen;  // (lost to a worker that cached the same character: the same id)
-            if (singles_.data) cache_detail::publish(singles_.data[word[0]], cell, seen);
+            if (singles_.data) publish_single(word[0], tokens[0].id);
             return;
         }
         Share exact;  // (alone: exactly what the word needs)
@@ -218,7 +216,7 @@ class WordCache {
     void insert_single(char32_t c, int32_t id) {
         if (c >= kSingles || id < 0) return;
         singles_.grow(kSingles);
-        singles_.data[c] = kInline | static_cast<uint32_t>(id);
+        publish_single(c, id);
     }
 
     // Before threads insert together: room for `words` new words (8 characters and 4 tokens each, on
@@ -238,6 +236,10 @@ class WordCache {
                                                    // key characters and tokens)
     static bool single(View word) { return word.size() == 1 && word[0] < kSingles; }
     static constexpr uint32_t kInline = 0x80000000u;  // a singles cell holding a token id (else an entry + 1)
+    void publish_single(char32_t c, int32_t id) {  // (a cell already set keeps its value: the same id)
+        uint32_t seen;
+        cache_detail::publish(singles_.data[c], kInline | static_cast<uint32_t>(id), seen);
+    }
 
     struct Entry {
         uint32_t key, key_len, tokens, count;
