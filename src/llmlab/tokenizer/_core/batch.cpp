@@ -94,7 +94,9 @@ class Batch {
 
     // A helper: encodes until no input is left.
     void work(int w) {
-        while (!room_made_.load(std::memory_order_acquire)) std::this_thread::yield();
+        auto room = [this] { return room_made_.load(std::memory_order_acquire); };
+        if (!spin(room))
+            while (!room()) std::this_thread::yield();
         std::shared_lock<std::shared_mutex> reading(p_.cache.mutex);
         Worker me;
         me.index = w;
@@ -103,6 +105,7 @@ class Batch {
             encode(s, me);
             std::lock_guard<std::mutex> guard(mutex_);
             finished_.push_back(s);  // published by the mutex: out_ and ok_ of s are complete
+            finished_count_.store(finished_count_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
             finished_cv_.notify_one();
         }
     }
@@ -149,11 +152,15 @@ class Batch {
         ready_count_ += s.end - s.begin;
     }
 
-    // Moves the spans the other workers finished into ready_ (`wait`: at least one, waiting for it).
+    // Moves the spans the other workers finished into ready_ (`wait`: at least one, waiting for it, watching
+    // for it first: the last spans of a batch come within microseconds, and a thread that slept takes tens of
+    // them to wake).
     void collect(bool wait) {
+        if (wait) spin([this] { return finished_count_.load(std::memory_order_acquire) != collected_; });
         std::unique_lock<std::mutex> lock(mutex_);
         if (wait) finished_cv_.wait(lock, [this] { return !finished_.empty(); });
         for (Span s : finished_) add_ready(s);
+        collected_ += finished_.size();
         finished_.clear();
     }
 
@@ -187,6 +194,8 @@ class Batch {
     std::mutex mutex_;  // guards finished_
     std::condition_variable finished_cv_;
     std::vector<Span> finished_;  // by the helpers, not yet collected by the caller
+    std::atomic<size_t> finished_count_{0};  // spans the helpers have finished (written under the mutex)
+    size_t collected_ = 0;                   // of them, those the caller has collected
 
     std::vector<Span> ready_;  // the caller's: finished, not yet handed over
     size_t ready_count_ = 0, handed_ = 0;

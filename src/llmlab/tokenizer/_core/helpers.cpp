@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -16,32 +15,6 @@
 namespace llmlab {
 
 namespace {
-
-constexpr auto kSpin = std::chrono::microseconds(1000);  // how long an idle thread (or a caller waiting for
-                                                         // its helpers) watches before it sleeps: longer than
-                                                         // the Python between batches of 1,000 lines, even
-                                                         // where it frees the last batch's 1,000 Encodings
-                                                         // (~300-600 us; waking a sleeping thread took 50-100 us
-                                                         // here, 60-90 us a batch of encode_batch with 250 us)
-
-inline void cpu_relax() {  // (a hint to the core that this is a wait loop)
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-}
-
-// Spins until `done()` or kSpin has passed; true if done.
-template <class Done>
-bool spin(Done done) {
-    const auto until = std::chrono::steady_clock::now() + kSpin;
-    for (int i = 0;; ++i) {
-        if (done()) return true;
-        if (i % 64 == 63 && std::chrono::steady_clock::now() > until) return false;
-        cpu_relax();
-    }
-}
 
 // A helper thread's mailbox: a job posted to it, and where it sleeps.
 struct alignas(64) Slot {

@@ -431,7 +431,7 @@ class PyBatch final : public PyInputs {
 // inputs it encoded to a buffer of its own, right after encoding each (its encodings' memory is reused).
 class IdsBatch final : public PyInputs {
   public:
-    explicit IdsBatch(nb::list inputs) : PyInputs(inputs), where_(n_) {}
+    explicit IdsBatch(nb::list inputs) : PyInputs(inputs), where_(new Where[n_]) {}
     bool keeps_encodings() const override { return false; }
     void start(int threads) override { ids_.resize(static_cast<size_t>(threads)); }
     void finished(size_t i, int worker, const Enc& e) override {
@@ -475,15 +475,16 @@ class IdsBatch final : public PyInputs {
     }
 
   private:
-    struct Where {  // input i's ids: ids_[worker][start, start + size)
-        int worker = 0;
-        size_t start = 0, size = 0;
+    struct Where {  // input i's ids: ids_[worker][start, start + size), written by that worker (and never
+                    // zeroed first: the caller would write the lines the workers write next)
+        int worker;
+        size_t start, size;
     };
     struct alignas(64) Ids {  // a cache line of its own: the workers append to theirs at every input
         std::vector<int32_t> ids;
     };
     static constexpr size_t kGatherOnThreads = size_t{1} << 16;  // ids (256 KiB) from which helpers gather too
-    std::vector<Where> where_;
+    std::unique_ptr<Where[]> where_;  // by input
     std::vector<Ids> ids_;  // by worker
 };
 
