@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import statistics
 import subprocess
 import sys
 import time
@@ -56,13 +57,24 @@ def best_rate(run, factory, texts: list[str], repeats: int) -> float:
 
 
 def best_rates_in_turn(measures, factory, texts: list[str], repeats: int) -> list[float]:
-    """MB/s of the best of `repeats` passes of each measure, the measures taking turns (a pass of each, then
-    the next pass of each): a slow spell of a shared machine hits them alike, so that their ratio holds."""
-    best = [float("inf")] * len(measures)
+    """MB/s of the best of `repeats` passes of each measure, taking turns (see `seconds_in_turn`)."""
+    return [mb(texts) / min(s) for s in seconds_in_turn(measures, factory, texts, repeats)]
+
+
+def seconds_in_turn(measures, factory, texts: list[str], repeats: int) -> list[list[float]]:
+    """Seconds of `repeats` passes of each measure, the measures taking turns (a pass of each, then the next
+    pass of each): a slow spell of a shared machine hits them alike, so that their ratio holds."""
+    seconds = [[] for _ in measures]
     for _ in range(repeats):
         for k, measure in enumerate(measures):
-            best[k] = min(best[k], measure(factory, texts))
-    return [mb(texts) / b for b in best]
+            seconds[k].append(measure(factory, texts))
+    return seconds
+
+
+def median_ratio(slower: list[float], faster: list[float]) -> float:
+    """The median over the turns of one measure's seconds over another's (each turn's two passes ran one after
+    the other: a steadier figure than the ratio of the bests where the machine's speed drifts)."""
+    return statistics.median(a / b for a, b in zip(slower, faster, strict=True))
 
 
 def in_this_process(run):
@@ -187,6 +199,7 @@ def bench_encode(args, data: Path, work: Path) -> list[dict]:
 
 def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> list[dict]:
     on_threads = {}  # (engine, batch call) -> (MB/s on 1 thread, on 2), measured in turn
+    turns = []  # llmlab's ids batch: seconds of each turn's passes (1 thread, 2 threads, 1 process, 2 processes)
 
     def batch(threads: int, call: int = 1):
         def rate(f):
@@ -197,7 +210,10 @@ def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> 
                 measures = [in_this_process(batches(1, call)), in_this_process(batches(2, call))]
                 if f is found.get("llmlab") and call == 2:  # what 2 processes get, in the same turns
                     measures += [in_processes(batches(1, call), 1), in_processes(batches(1, call), 2)]
-                on_threads[f, call] = best_rates_in_turn(measures, f, texts, args.repeats)
+                seconds = seconds_in_turn(measures, f, texts, args.repeats)
+                on_threads[f, call] = [mb(texts) / min(s) for s in seconds]
+                if len(seconds) == 4:
+                    turns.extend(seconds)
             return on_threads[f, call][threads - 1]
 
         return rate
@@ -219,15 +235,12 @@ def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> 
         rows.append(row)
     ids = on_threads.get((found.get("llmlab"), 2), ())
     if len(ids) == 4:  # (MB/s: 1 thread, 2 threads, 1 process, 2 processes)
-        rows.append(
-            {
-                "model": model,
-                "lang": lang,
-                "mode": "2 processes over 1",
-                "unit": "x",
-                "llmlab": ids[3] / ids[2],
-            }
-        )
+        over = {
+            "2 processes over 1": ids[3] / ids[2],
+            "ids 2 threads over 1, median of turns": median_ratio(turns[0], turns[1]),
+            "2 processes over 1, median of turns": median_ratio(turns[2], turns[3]),
+        }
+        rows += [{"model": model, "lang": lang, "mode": m, "unit": "x", "llmlab": x} for m, x in over.items()]
     if args.memory:
         row = {"model": model, "lang": lang, "mode": "peak RSS", "unit": "MiB"}
         for name in found:
@@ -281,6 +294,9 @@ def print_rows(rows: list[dict], overhead: list[dict]) -> None:
     sys.stdout.flush()
 
 
+TURNS = ("2 processes over 1", "ids 2 threads over 1, median of turns", "2 processes over 1, median of turns")
+
+
 def print_scaling(rows: list[dict]) -> None:
     """2 threads over 1 thread for every engine with both (issue 10: llmlab's batch on 2 threads >= 1.8x its
     1-thread speed), the two measured in turn; for llmlab also its ids batch on 2 threads over its loop."""
@@ -293,9 +309,13 @@ def print_scaling(rows: list[dict]) -> None:
         cells = [f"{name} {two[name] / one[name]:.2f}x" for name in one if name not in LABELS and one[name]]
         ids_one, ids_two = by[model, lang, "ids batch 1 thread"], by[model, lang, "ids batch 2 threads"]
         loop = by[model, lang, "cold loop"]
+        turns = {m: by[model, lang, m]["llmlab"] for m in TURNS if (model, lang, m) in by}
         if ids_one.get("llmlab"):
-            cells.append(f"llmlab ids {ids_two['llmlab'] / ids_one['llmlab']:.2f}x")
+            median = f" (median of turns {turns[TURNS[1]]:.2f}x)" if turns else ""
+            cells.append(f"llmlab ids {ids_two['llmlab'] / ids_one['llmlab']:.2f}x{median}")
             cells.append(f"llmlab ids 2 threads / cold loop {ids_two['llmlab'] / loop['llmlab']:.2f}x")
-        if (model, lang, "2 processes over 1") in by:
-            cells.append(f"machine: 2 processes / 1 {by[model, lang, '2 processes over 1']['llmlab']:.2f}x")
+        if turns:
+            cells.append(
+                f"machine: 2 processes / 1 {turns[TURNS[0]]:.2f}x (median of turns {turns[TURNS[2]]:.2f}x)"
+            )
         print(f"{model:9} {lang}: " + ", ".join(cells))
