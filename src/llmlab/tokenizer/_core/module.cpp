@@ -443,7 +443,9 @@ class IdsBatch final : public PyInputs {
 
     // (ids as an int32 memoryview, offsets (n + 1) as an int64 memoryview), or None if an input was left to
     // Python (its caller then encodes the batch the other way). A large batch's ids are gathered on the
-    // helper threads too, each worker's buffer by one thread (nearby: on the core that wrote it).
+    // helper threads too, each worker's buffer by one thread (nearby: on the core that wrote it), a run of
+    // consecutive inputs at a time (one copy per run instead of per input: 8-10 -> 3-5 us a batch of 1,000
+    // English lines).
     nb::object result() {
         std::vector<int64_t> offsets(n_ + 1, 0);
         for (size_t i = 0; i < n_; ++i) {
@@ -456,9 +458,13 @@ class IdsBatch final : public PyInputs {
         auto gather = [&](int) {  // the buffers of the workers not yet taken
             for (size_t w; (w = next.fetch_add(1)) < ids_.size();) {
                 const int32_t* from = ids_[w].ids.data();
-                for (size_t i = 0; i < n_; ++i)
-                    if (static_cast<size_t>(where_[i].worker) == w)
-                        std::copy(from + where_[i].start, from + where_[i].start + where_[i].size, &ids[offsets[i]]);
+                for (size_t i = 0, j; i < n_; i = j) {
+                    for (j = i + 1; j < n_ && where_[j].worker == where_[i].worker;) ++j;
+                    if (static_cast<size_t>(where_[i].worker) != w) continue;
+                    // inputs [i, j), one run of this worker's: one after another in its buffer (it took them in
+                    // that order) and in the result
+                    std::copy(from + where_[i].start, from + where_[j - 1].start + where_[j - 1].size, &ids[offsets[i]]);
+                }
             }
         };
         {
