@@ -2,14 +2,17 @@
 the calling thread encodes and hands finished encodings over while the other threads encode, inputs the core
 cannot read go to Python, batch padding waits for every length, and other Python threads may use the same
 tokenizer while a batch runs (no deadlock between the GIL and the word cache's lock), a batch whose new words
-outgrow the room made for them in the word cache is still right, and a forked child runs batches on threads of its
-own. `encode_batch_ids` (every input's ids in one buffer) gives the same ids on both paths."""
+outgrow the room made for them in the word cache is still right, a forked child runs batches on threads of its
+own, and running out of memory on a helper thread raises MemoryError in the caller (it ended the process). `encode_batch_ids` (every input's ids in one buffer) gives the same ids on both paths."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import random
 import string
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -162,3 +165,41 @@ def test_a_forked_child_runs_batches_on_threads_of_its_own(paths, lines):
         got = pool.map_async(_batch_in_child, [(paths["bpe"], lines)]).get(timeout=120)
     assert got == [want]
     assert [e.ids for e in tok.encode_batch(lines, num_threads=2)] == want  # and the parent's still work
+
+
+_OUT_OF_MEMORY = """
+import json, resource, sys
+from llmlab.tokenizer import Tokenizer
+tok = Tokenizer.load(sys.argv[1])
+small = ["a short line of words, %d of them" % i for i in range(2000)]
+tok.encode_batch_ids(small, num_threads=2)  # (the helper thread exists before the limit)
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+_, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (vm + (300 << 20), hard))
+huge = ["word " * (4 << 18)] * 30  # 4 MiB each: more than 300 MiB to encode, on both threads
+raised = []
+for call in (tok.encode_batch_ids, tok.encode_batch):
+    try:
+        call(small[:5] + huge, num_threads=2)
+    except MemoryError:
+        raised.append(call.__name__)
+resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+print(json.dumps([raised, [e.ids for e in tok.encode_batch(small, num_threads=2)]]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS limits memory on Linux")
+def test_running_out_of_memory_on_a_helper_thread_raises_memory_error(minilm_dir):
+    """std::bad_alloc thrown on a helper thread (an exception leaving a thread calls std::terminate) is caught,
+    and thrown in the calling thread once the batch is over: MemoryError, as on one thread, and the tokenizer and
+    its helper threads go on working. In a child whose address space is limited so that 30 lines of 4 MiB cannot
+    all be encoded, whichever thread meets them."""
+    path = str(minilm_dir / "tokenizer.json")
+    child = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_MEMORY, path], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    raised, ids = json.loads(child.stdout)
+    assert raised == ["encode_batch_ids", "encode_batch"]
+    small = ["a short line of words, %d of them" % i for i in range(2000)]
+    assert ids == [e.ids for e in Tokenizer.load(path).encode_batch(small, num_threads=1)]

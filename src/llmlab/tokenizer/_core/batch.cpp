@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -28,7 +29,9 @@ class Batch {
     Batch(Pipeline& p, BatchIO& io, size_t n, int threads, bool add_special_tokens, std::vector<Enc>& out,
           std::vector<uint8_t>& ok)
         : p_(p), io_(io), n_(n), threads_(threads), add_special_(add_special_tokens), keep_(io.keeps_encodings()),
-          out_(out), ok_(ok) {}
+          out_(out), ok_(ok) {
+        finished_.reserve(n_);  // (at most one span per input: a helper's push_back never throws)
+    }
 
     // One thread: it holds the cache alone.
     void alone() {
@@ -42,18 +45,23 @@ class Batch {
     }
 
     // The caller and threads_ - 1 helper threads, inserting new words together into room made first. The
-    // helpers are woken before (a sleeping thread takes a while to run) and wait for the room.
+    // helpers are woken before (a sleeping thread takes a while to run) and wait for the room. What a helper
+    // threw (std::bad_alloc on a huge input) is thrown here once the batch is over, as it would have been
+    // on one thread (a C++ exception leaving a thread would end the process).
     void together(size_t chars) {
-        Helpers helpers(threads_ - 1, [this](int w) { work(w); });  // (waits for them however this ends)
         {
-            struct Open {  // lets the helpers in however the reserve ends (without room, nothing is cached)
-                std::atomic<bool>& room;
-                ~Open() { room.store(true, std::memory_order_release); }
-            } open{room_made_};
-            std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
-            p_.cache.reserve(chars / kCharsPerNewWord);
+            Helpers helpers(threads_ - 1, [this](int w) { work(w); });  // (waits for them however this ends)
+            {
+                struct Open {  // lets the helpers in however the reserve ends (without room, nothing is cached)
+                    std::atomic<bool>& room;
+                    ~Open() { room.store(true, std::memory_order_release); }
+                } open{room_made_};
+                std::unique_lock<std::shared_mutex> writing(p_.cache.mutex);
+                p_.cache.reserve(chars / kCharsPerNewWord);
+            }
+            call();
         }
-        call();
+        if (error_) std::rethrow_exception(error_);
     }
 
   private:
@@ -102,8 +110,14 @@ class Batch {
         me.index = w;
         me.ws.holds_cache = false;
         for (Span s; take(s);) {
-            encode(s, me);
+            std::exception_ptr error;
+            try {
+                encode(s, me);
+            } catch (...) {  // (the batch is thrown away: s counts as finished, whatever of it is not)
+                error = std::current_exception();
+            }
             std::lock_guard<std::mutex> guard(mutex_);
+            if (error && !error_) error_ = error;
             finished_.push_back(s);  // published by the mutex: out_ and ok_ of s are complete
             finished_count_.store(finished_count_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
             finished_cv_.notify_one();
@@ -191,9 +205,10 @@ class Batch {
                                                // the fields above, which every input reads)
     std::atomic<bool> room_made_{false};       // the word cache has room for the batch's new words
 
-    std::mutex mutex_;  // guards finished_
+    std::mutex mutex_;  // guards finished_ and error_
     std::condition_variable finished_cv_;
     std::vector<Span> finished_;  // by the helpers, not yet collected by the caller
+    std::exception_ptr error_;    // the first a helper threw
     std::atomic<size_t> finished_count_{0};  // spans the helpers have finished (written under the mutex)
     size_t collected_ = 0;                   // of them, those the caller has collected
 

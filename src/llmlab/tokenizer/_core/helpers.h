@@ -38,6 +38,7 @@ bool spin(Done done) {
 
 // Runs job(1) .. job(count) on helper threads while the caller goes on (it is worker 0); the destructor
 // returns once every started one has returned. Fewer may run when the system has no more threads to give.
+// The job must not throw (an exception leaving a thread ends the process): it catches what it may throw.
 class Helpers {
   public:
     Helpers(int count, std::function<void(int)> job);
