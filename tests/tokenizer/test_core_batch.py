@@ -171,7 +171,7 @@ _OUT_OF_MEMORY = """
 import json, resource, sys
 from llmlab.tokenizer import Tokenizer
 tok = Tokenizer.load(sys.argv[1])
-small = ["a short line of words, %d of them" % i for i in range(2000)]
+small = [f"a short line of words, {i} of them" for i in range(2000)]
 tok.encode_batch_ids(small, num_threads=2)  # (the helper thread exists before the limit)
 vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
 _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -201,5 +201,5 @@ def test_running_out_of_memory_on_a_helper_thread_raises_memory_error(minilm_dir
     assert child.returncode == 0, child.stderr[-2000:]
     raised, ids = json.loads(child.stdout)
     assert raised == ["encode_batch_ids", "encode_batch"]
-    small = ["a short line of words, %d of them" % i for i in range(2000)]
+    small = [f"a short line of words, {i} of them" for i in range(2000)]
     assert ids == [e.ids for e in Tokenizer.load(path).encode_batch(small, num_threads=1)]
