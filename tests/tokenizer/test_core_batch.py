@@ -143,7 +143,7 @@ def test_new_words_beyond_the_room_made_for_a_batch_stay_correct(paths):
             tok = Tokenizer.load(paths[name])
             for _ in range(2):
                 ids, offsets = tok.encode_batch_ids(inputs, num_threads=threads)
-                assert len(ids) >= 1 << 16  # (so large that the helpers gather the ids too: module.cpp)
+                assert len(ids) >= 1 << 16  # (so large that the helpers gather the ids too: py_batch.cpp)
                 assert flat(ids, offsets) == want
             assert [e.ids for e in tok.encode_batch(inputs[::-1], num_threads=threads)] == want[::-1]
 

@@ -2,7 +2,7 @@
 //
 // Reference: pipeline.py `Tokenizer.encode_batch` (one encode per input, then batch padding); the results are
 // those of Pipeline::encode, input by input. Only the work is shared out:
-// - the calling thread is a worker too, and it alone hands finished encodings back (module.cpp turns them
+// - the calling thread is a worker too, and it alone hands finished encodings back (py_batch.h turns them
 //   into Python objects, which needs the GIL) while the other workers go on encoding: that serial part runs
 //   beside the parallel one instead of after it;
 // - workers take a few inputs at a time from a shared counter (fewer near the end, so that they finish

@@ -8,6 +8,8 @@
 
 #include "bpe_trainer.h"
 #include "py_arrays.h"
+#include "py_stages.h"
+#include "py_text.h"
 #include "unigram_lattice.h"
 #include "unigram_seeds.h"
 #include "word_counter.h"
@@ -16,26 +18,10 @@ namespace nb = nanobind;
 
 namespace llmlab {
 
-Forms read_forms(nb::handle packed);  // module.cpp: a normalizer's forms, as core_tables.pack_forms packs them
-
 namespace {
 
 template <class T>
 using Array = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-
-Str str_of(nb::handle o) {  // a str's code points (lone surrogates included: tokens come from Python strs)
-    Py_ssize_t n = 0;
-    Py_UCS4* data = PyUnicode_AsUCS4Copy(o.ptr());
-    if (!data) throw nb::python_error();
-    n = PyUnicode_GET_LENGTH(o.ptr());
-    Str s(data, data + n);
-    PyMem_Free(data);
-    return s;
-}
-
-nb::object new_str(View s) {
-    return nb::steal(PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, s.data(), static_cast<Py_ssize_t>(s.size())));
-}
 
 void check_words(const char* name, const Array<uint32_t>& codes, const Array<int64_t>& lengths,
                  const Array<int64_t>& counts) {
@@ -63,70 +49,25 @@ nb::tuple learn_bpe_merges(Array<uint32_t> codes, Array<int64_t> lengths, Array<
     BpeWords words{codes.data(),    lengths.data(),  counts.data(), lengths.shape(0),
                    first_id.data(), rest_id.data(), first_id.shape(0)};
     std::vector<Str> table;
-    for (nb::handle t : tokens) table.push_back(str_of(t));
-    BpeOptions options{vocab_size, min_frequency, str_of(prefix), max_token_length};
+    for (nb::handle t : tokens) table.push_back(chars_of(t));
+    BpeOptions options{vocab_size, min_frequency, chars_of(prefix), max_token_length};
     std::function<void(size_t, size_t)> report;
     if (!progress.is_none()) report = [&](size_t done, size_t wanted) { progress(done, wanted); };
     BpeMerges out = bpe_learn_merges(words, std::move(table), options, report);
     nb::list merges, added;
     for (uint64_t key : out.merges) merges.append(key);
-    for (const Str& s : out.new_tokens) added.append(new_str(s));
+    for (const Str& s : out.new_tokens) added.append(str_object(s));
     return nb::make_tuple(merges, added, out.peak_bytes);
 }
 
 // ---- word counting: the stages as core.py describes them (`_normalizer`, `_pre_tokenizer`)
-
-CharTable char_table(nb::handle runs) {  // (run starts, class of each run as bytes)
-    std::vector<uint32_t> starts;
-    for (nb::handle s : nb::borrow<nb::list>(runs[0])) starts.push_back(nb::cast<uint32_t>(s));
-    nb::bytes values = nb::borrow<nb::bytes>(runs[1]);
-    const auto* v = static_cast<const uint8_t*>(values.data());
-    CharTable table;
-    table.build(starts, std::vector<uint8_t>(v, v + values.size()));
-    return table;
-}
-
-std::unique_ptr<Normalizer> counting_normalizer(nb::handle spec) {
-    if (spec.is_none()) return nullptr;
-    return std::make_unique<Normalizer>(char_table(spec["classes"]), read_forms(spec["forms"]));
-}
-
-std::unique_ptr<PreTokenizer> counting_pre_tokenizer(nb::handle spec) {
-    if (spec.is_none()) return nullptr;
-    auto pre = std::make_unique<PreTokenizer>();
-    const std::string kind = nb::cast<std::string>(spec["kind"]);
-    pre->kind = kind == "bert" ? PreTokenizer::kBert
-                : kind == "byte_level" ? PreTokenizer::kByteLevel : PreTokenizer::kMetaspace;
-    if (!spec["classes"].is_none()) pre->classes = char_table(spec["classes"]);
-    pre->add_prefix_space = nb::cast<bool>(spec["add_prefix_space"]);
-    pre->use_regex = nb::cast<bool>(spec["use_regex"]);
-    pre->replacement = str_of(spec["replacement"]).at(0);
-    pre->prepend = static_cast<PreTokenizer::Prepend>(nb::cast<int>(spec["prepend"]));
-    pre->split_words = nb::cast<bool>(spec["split"]);
-    return pre;
-}
-
-bool read_line(PyObject* o, Str& out) {  // false: not a str, or a lone surrogate (no UTF-8 form): Python's
-    if (!PyUnicode_Check(o)) return false;
-    const Py_ssize_t n = PyUnicode_GET_LENGTH(o);
-    const int kind = PyUnicode_KIND(o);
-    const void* data = PyUnicode_DATA(o);
-    out.resize(n);
-    char32_t surrogates = 0;
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        const char32_t c = PyUnicode_READ(kind, data, i);
-        surrogates |= c - 0xD800 < 0x800;
-        out[i] = c;
-    }
-    return !surrogates;
-}
 
 // Counts the words of a list of lines; returns the indices of the lines left to Python.
 nb::list add_lines(WordCounter& counter, nb::list lines) {
     nb::list skipped;
     Str line;
     for (size_t i = 0; i < lines.size(); ++i)
-        if (!read_line(lines[i].ptr(), line) || !counter.add(line)) skipped.append(i);
+        if (!read_text(lines[i].ptr(), line) || !counter.add(line)) skipped.append(i);
     return skipped;
 }
 
@@ -134,7 +75,7 @@ nb::list add_lines(WordCounter& counter, nb::list lines) {
 nb::tuple count_lines(WordCounter& counter, nb::list lines) {
     nb::list skipped = add_lines(counter, lines);
     nb::dict counts;
-    counter.drain([&](View word, int64_t n) { counts[new_str(word)] = nb::int_(n); });
+    counter.drain([&](View word, int64_t n) { counts[str_object(word)] = nb::int_(n); });
     return nb::make_tuple(counts, skipped);
 }
 
@@ -176,7 +117,7 @@ void bind_training(nb::module_& m) {
                      if (list.size() != 256) throw nb::value_error("WordCounter: byte_chars must have 256 entries");
                      for (size_t b = 0; b < 256; ++b) chars[b] = nb::cast<uint32_t>(list[b]);
                  }
-                 new (self) WordCounter(counting_normalizer(normalizer), counting_pre_tokenizer(pre_tokenizer),
+                 new (self) WordCounter(read_normalizer(normalizer), read_pre_tokenizer(pre_tokenizer),
                                         !byte_chars.is_none(), chars);
              },
              nb::arg("normalizer").none(), nb::arg("pre_tokenizer").none(), nb::arg("byte_chars").none())

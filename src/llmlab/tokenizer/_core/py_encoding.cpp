@@ -1,0 +1,118 @@
+// The lazy Encoding and its bindings; see py_encoding.h.
+#include "py_encoding.h"
+
+#include <nanobind/stl/string.h>
+
+#include <string>
+
+namespace llmlab {
+
+nb::object Encoding::build(int f) {
+    const size_t n = enc.size();
+    PyObject* list = PyList_New(f == kOverflowing ? enc.overflowing.size() : n);
+    if (!list) throw nb::python_error();
+    if (f == kIds) {  // the field read most: a loop of its own
+        for (size_t i = 0; i < n; ++i) {
+            PyObject* item = table->int_of(enc.ids[i]);
+            if (!item) {
+                Py_DECREF(list);
+                throw nb::python_error();
+            }
+            PyList_SET_ITEM(list, i, item);
+        }
+        return nb::steal(list);
+    }
+    for (size_t i = 0; i < (f == kOverflowing ? enc.overflowing.size() : n); ++i) {
+        PyObject* item = nullptr;
+        switch (f) {
+            case kIds:
+                item = table->int_of(enc.ids[i]);
+                break;
+            case kTokens: {
+                const int32_t t = enc.tokens[i];
+                if (t >= 0) {
+                    item = table->strs[t];
+                    Py_XINCREF(item);
+                    if (!item) item = Py_NewRef(Py_None);
+                } else {
+                    item = new_str(enc.customs[~t]);
+                }
+                break;
+            }
+            case kOffsets:
+                item = PyTuple_New(2);
+                if (item) {
+                    PyTuple_SET_ITEM(item, 0, PyLong_FromLong(enc.offsets[i].first));
+                    PyTuple_SET_ITEM(item, 1, PyLong_FromLong(enc.offsets[i].second));
+                }
+                break;
+            case kTypeIds:
+                item = PyLong_FromLong(enc.type_ids[i]);
+                break;
+            case kAttention:
+                item = PyLong_FromLong(enc.attention[i]);
+                break;
+            case kSpecial:
+                item = PyLong_FromLong(enc.special[i]);
+                break;
+            default: {
+                Encoding window{std::move(enc.overflowing[i]), table, {}};
+                item = nb::cast(std::move(window), nb::rv_policy::move).release().ptr();
+            }
+        }
+        if (!item) {
+            Py_DECREF(list);
+            throw nb::python_error();
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return nb::steal(list);
+}
+
+void bind_encoding(nb::module_& m) {
+    nb::class_<Encoding> enc(m, "Encoding");
+    const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask", "special_tokens_mask",
+                           "overflowing"};
+    for (int f = 0; f < 7; ++f)
+        enc.def_prop_rw(
+            names[f], [f](Encoding& e) { return e.get(f); },
+            [f](Encoding& e, nb::object value) { e.set(f, std::move(value)); });
+    enc.def("__len__", &Encoding::length);
+    enc.def("__reduce__", [](Encoding& e) {  // unpickles as the pure-Python Encoding
+        nb::object cls = nb::module_::import_("llmlab.tokenizer.encoding").attr("Encoding");
+        nb::list args;
+        for (int f = 0; f < 7; ++f) args.append(e.get(f));
+        return nb::make_tuple(cls, nb::tuple(args));
+    });
+    enc.def("__getattr__", [](Encoding& e, nb::str name) -> nb::object {
+        // Anything else (word ids, char_to_token, ...) comes from the pure-Python Encoding of the same fields.
+        const std::string n = nb::cast<std::string>(name);
+        if (n.rfind("__", 0) == 0) throw nb::attribute_error(n.c_str());
+        nb::object cls = nb::module_::import_("llmlab.tokenizer.encoding").attr("Encoding");
+        nb::object plain = cls(e.get(0), e.get(1), e.get(2), e.get(3), e.get(4), e.get(5), e.get(6));
+        return plain.attr(name);
+    });
+    enc.def("__eq__", [](Encoding& e, nb::handle other) -> nb::object {
+        static const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask",
+                                      "special_tokens_mask", "overflowing"};
+        for (int f = 0; f < 7; ++f) {
+            if (!nb::hasattr(other, names[f])) return nb::borrow(Py_NotImplemented);
+            if (!e.get(f).equal(other.attr(names[f]))) return nb::bool_(false);
+        }
+        return nb::bool_(true);
+    });
+    enc.def("__repr__", [](Encoding& e) {
+        static const char* names[] = {"ids", "tokens", "offsets", "type_ids", "attention_mask",
+                                      "special_tokens_mask", "overflowing"};
+        std::string out = "Encoding(";
+        for (int f = 0; f < 7; ++f) {
+            if (f) out += ", ";
+            out += names[f];
+            out += "=";
+            out += nb::cast<std::string>(nb::repr(e.get(f)));
+        }
+        return out + ")";
+    });
+}
+
+}  // namespace llmlab

@@ -1,0 +1,70 @@
+// The Python side of an encoding (nanobind): the lazy Encoding the core returns, and the token table it
+// reads its strs and ints from.
+//
+// An Encoding holds the C++ vectors and turns each field into a Python list only when it is read (then that
+// list is the field); a batch builds its ids lists at once (py_batch.h). Anything else (word ids,
+// char_to_token, ...) and pickling go through the pure-Python Encoding (encoding.py) of the same fields.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <memory>
+#include <vector>
+
+#include "encoding.h"
+#include "py_text.h"
+
+namespace llmlab {
+
+// The token strings: id -> str, then the extra entries core.py appends (template and added tokens, ...).
+struct TokenTable {
+    std::vector<PyObject*> strs;  // owned references (null: no token); read when a text is needed (GIL held)
+    std::vector<PyObject*> ints;  // owned: the int of each id seen so far (null: not yet made)
+    ~TokenTable() {
+        for (PyObject* s : strs) Py_XDECREF(s);
+        for (PyObject* i : ints) Py_XDECREF(i);
+    }
+    // A new reference to the int `id`: an id list shares one object per id instead of allocating its own.
+    PyObject* int_of(int32_t id) {
+        if (static_cast<uint32_t>(id) < ints.size() && ints[id]) return Py_NewRef(ints[id]);
+        if (id < 0 || static_cast<size_t>(id) >= strs.size()) return PyLong_FromLong(id);
+        if (ints.size() < strs.size()) ints.resize(strs.size(), nullptr);
+        ints[id] = PyLong_FromLong(id);
+        Py_XINCREF(ints[id]);
+        return ints[id];
+    }
+    size_t size() const { return strs.size(); }
+    void reserve(nb::list entries) { strs.reserve(entries.size()); }  // no doubling on the way
+    // The text of entry i (empty: no token) into `out`, which is reused: no copy of every token is kept.
+    void text(size_t i, Str& out) const {
+        out.clear();
+        if (strs[i]) read_text(strs[i], out);
+    }
+    int32_t add(nb::handle s) {  // s: a str, or None (no token)
+        if (!s.is_none()) to_str(s);  // a str the core cannot hold raises before anything is added
+        strs.push_back(s.is_none() ? nullptr : nb::borrow(s).release().ptr());
+        return static_cast<int32_t>(strs.size() - 1);
+    }
+};
+
+struct Encoding {
+    Enc enc;
+    std::shared_ptr<TokenTable> table;
+    nb::object fields[7];  // the Python lists, once read (or set)
+
+    enum Field { kIds, kTokens, kOffsets, kTypeIds, kAttention, kSpecial, kOverflowing };
+
+    nb::object get(int f) {
+        if (!fields[f].is_valid()) fields[f] = build(f);
+        return fields[f];
+    }
+    void set(int f, nb::object value) { fields[f] = std::move(value); }
+
+    nb::object build(int f);  // field f as a Python list
+    size_t length() { return fields[kIds].is_valid() ? nb::len(fields[kIds]) : enc.size(); }
+};
+
+// The Encoding class of the module.
+void bind_encoding(nb::module_& m);
+
+}  // namespace llmlab
