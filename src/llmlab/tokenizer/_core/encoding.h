@@ -18,6 +18,16 @@ struct Enc {
     std::vector<Enc> overflowing;
 
     size_t size() const { return ids.size(); }
+    void clear() {  // (keeps the capacity: an Enc reused for many texts allocates only while it grows)
+        ids.clear();
+        tokens.clear();
+        type_ids.clear();
+        offsets.clear();
+        attention.clear();
+        special.clear();
+        customs.clear();
+        overflowing.clear();
+    }
     void reserve(size_t n) {
         ids.reserve(n);
         tokens.reserve(n);

@@ -48,6 +48,8 @@ struct Core {
     std::vector<uint8_t> special;  // by id (the first entries of the table): a special added token
     Workspace workspace;           // for single calls, which hold the GIL
     Input input;
+    Enc output;  // reused too (an Encoding packs a copy): a single encode allocates once, not six times
+    static constexpr size_t kKeptTokens = size_t{1} << 16;
 
     explicit Core(nb::dict d) {
         nb::list entries = nb::borrow<nb::list>(d["token_table"]);
@@ -131,7 +133,6 @@ struct Core {
         pad.multiple = p[5].is_none() ? 0 : nb::cast<int64_t>(p[5]);
     }
 
-    nb::object wrap(Enc&& e) { return nb::cast(Encoding{std::move(e), table, {}}, nb::rv_policy::move); }
 
     nb::object encode(nb::handle text, nb::handle pair, bool add_special_tokens) {
         Input& in = input;  // reused: single calls hold the GIL
@@ -141,7 +142,7 @@ struct Core {
             if (!read_text(pair.ptr(), in.pair)) return nb::none();
             in.has_pair = true;
         }
-        Enc out;
+        Enc& out = output;
         bool ok;
         std::unique_lock<std::shared_mutex> writing(pipeline.cache.mutex, std::try_to_lock);
         if (writing.owns_lock()) {
@@ -152,12 +153,15 @@ struct Core {
             workspace.holds_cache = false;
             ok = pipeline.encode(in, add_special_tokens, true, out, workspace);
         }
-        return ok ? wrap(std::move(out)) : nb::none();
+        if (!ok) return nb::none();
+        nb::object encoding = nb::cast(Encoding(out, table), nb::rv_policy::move);
+        if (out.ids.capacity() > kKeptTokens) out = Enc{};  // (a long text's room is not kept)
+        return encoding;
     }
 
     // -> (encodings, indices of the inputs left to Python, whose entries are None)
     nb::tuple encode_batch(nb::list inputs, bool add_special_tokens, int threads) {
-        PyBatch batch(inputs, table);
+        PyBatch batch(inputs, table, pipeline.pad);
         run(batch, add_special_tokens, threads);
         return batch.result();
     }

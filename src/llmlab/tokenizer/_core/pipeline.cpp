@@ -9,7 +9,9 @@ bool Pipeline::is_hard(const Input& in) const {
 
 bool Pipeline::encode(const Input& in, bool add_special_tokens, bool pad_alone, Enc& out, Workspace& ws) {
     if (is_hard(in)) return false;
-    Enc a, b;
+    Enc& a = out;  // encoded in place: an `out` reused for many texts allocates only while it grows
+    Enc b;
+    a.clear();
     a.reserve(in.text.size() / 3 + 4);
     if (!encode_sequence(in.text, 0, a, ws)) return false;
     if (in.has_pair && !encode_sequence(in.pair, 1, b, ws)) return false;
@@ -18,7 +20,8 @@ bool Pipeline::encode(const Input& in, bool add_special_tokens, bool pad_alone, 
         const int64_t added = add_special_tokens ? post.added_tokens(in.has_pair) : 0;
         if (!truncate_pair(a, pair, truncation, added)) return false;
     }
-    out = post.process(a, pair, add_special_tokens, leads, trails, spaces_list);
+    Enc processed = post.process(a, pair, add_special_tokens, leads, trails, spaces_list);  // (`a`, moved, where
+    out = std::move(processed);                                                             // it can be)
     if (pad && pad_alone) pad_batch({&out}, padding);
     return true;
 }

@@ -54,8 +54,8 @@ class Pipeline {
     std::vector<uint16_t> leads, trails;  // spaces at each end of each token-table entry (for trimming)
     std::vector<char32_t> spaces_list;
 
-    // One input -> its final encoding (padded to itself when padding is on and `pad_alone`). Many inputs on
-    // threads: batch.h.
+    // One input -> its final encoding in `out` (cleared first; its capacity is reused), padded to itself when
+    // padding is on and `pad_alone`. Many inputs on threads: batch.h.
     bool encode(const Input& in, bool add_special_tokens, bool pad_alone, Enc& out, Workspace& ws);
     // Once the model is set: caches the one-character words it splits into their own token, before any text.
     void cache_single_characters();

@@ -35,7 +35,8 @@ void PyBatch::take(const std::vector<Span>& spans) {
     try {
         for (const Span& s : spans)
             for (size_t i = s.begin; i < s.end; ++i)
-                PyList_SET_ITEM(encodings_.ptr(), i, ok[i] ? wrap(std::move(out[i])) : Py_NewRef(Py_None));
+                PyList_SET_ITEM(encodings_.ptr(), i,
+                                ok[i] ? wrap(keep_ ? PackedEnc(out[i]) : std::move(packed_[i])) : Py_NewRef(Py_None));
     } catch (nb::python_error& e) {  // (the batch goes on without the GIL: raised by result())
         e.restore();
         failed_ = true;
@@ -53,10 +54,10 @@ nb::tuple PyBatch::result() {
     return nb::make_tuple(encodings_, missing);
 }
 
-PyObject* PyBatch::wrap(Enc&& e) {
+PyObject* PyBatch::wrap(PackedEnc&& e) {
     nb::object inst = nb::inst_alloc(type_);
     if (!inst.is_valid()) throw nb::python_error();
-    Encoding* enc = new (nb::inst_ptr<Encoding>(inst)) Encoding{std::move(e), table_, {}};
+    Encoding* enc = new (nb::inst_ptr<Encoding>(inst)) Encoding(std::move(e), table_);
     nb::inst_mark_ready(inst);  // (from here on the instance destroys what it holds)
     enc->fields[Encoding::kIds] = enc->build(Encoding::kIds);
     return inst.release().ptr();

@@ -45,12 +45,18 @@ class PyInputs : public BatchIO {
 // be serial work after the batch).
 class PyBatch final : public PyInputs {
   public:
-    PyBatch(nb::list inputs, std::shared_ptr<TokenTable> table)
-        : PyInputs(inputs), table_(std::move(table)),
+    // `pad`: the batch is padded (its encodings are kept until every length is known).
+    PyBatch(nb::list inputs, std::shared_ptr<TokenTable> table, bool pad)
+        : PyInputs(inputs), table_(std::move(table)), keep_(pad),
           encodings_(nb::steal(PyList_New(static_cast<Py_ssize_t>(n_)))) {
         if (!encodings_.is_valid()) throw nb::python_error();
+        if (!keep_) packed_.resize(n_);
     }
 
+    // Unpadded, each worker encodes into an Enc of its own (reused: it allocates only while it grows) and packs
+    // each encoding at once (one allocation, made by that worker).
+    bool keeps_encodings() const override { return keep_; }
+    void finished(size_t i, int /*worker*/, const Enc& e) override { packed_[i] = PackedEnc(e); }
     void take(const std::vector<Span>& spans) override;
 
     // (Encodings, indices of the inputs left to Python, whose entries are None).
@@ -58,9 +64,11 @@ class PyBatch final : public PyInputs {
 
   private:
     // A new Encoding made in place (nb::cast would look the type up and move the fields once more).
-    PyObject* wrap(Enc&& e);
+    PyObject* wrap(PackedEnc&& e);
 
     std::shared_ptr<TokenTable> table_;
+    const bool keep_;
+    std::vector<PackedEnc> packed_;  // by input (unpadded)
     nb::handle type_ = nb::type<Encoding>();
     nb::object encodings_;  // a list, filled by take() (until then its items are null: it is not shared)
     bool failed_ = false;   // take() failed: the Python error is set

@@ -3,9 +3,24 @@
 
 #include <nanobind/stl/string.h>
 
+#include <algorithm>
 #include <string>
 
 namespace llmlab {
+
+PackedEnc::PackedEnc(const Enc& e) : customs(e.customs), overflowing(e.overflowing), n_(e.size()) {
+    block_.reset(new int32_t[5 * n_ + (2 * n_ + 3) / 4]);
+    int32_t* to = block_.get();
+    to = std::copy(e.ids.begin(), e.ids.end(), to);
+    to = std::copy(e.tokens.begin(), e.tokens.end(), to);
+    to = std::copy(e.type_ids.begin(), e.type_ids.end(), to);
+    for (const auto& [start, end] : e.offsets) {
+        *to++ = start;
+        *to++ = end;
+    }
+    auto* bytes = reinterpret_cast<uint8_t*>(to);
+    std::copy(e.special.begin(), e.special.end(), std::copy(e.attention.begin(), e.attention.end(), bytes));
+}
 
 nb::object Encoding::build(int f) {
     const size_t n = enc.size();
@@ -13,7 +28,7 @@ nb::object Encoding::build(int f) {
     if (!list) throw nb::python_error();
     if (f == kIds) {  // the field read most: a loop of its own
         for (size_t i = 0; i < n; ++i) {
-            PyObject* item = table->int_of(enc.ids[i]);
+            PyObject* item = table->int_of(enc.ids()[i]);
             if (!item) {
                 Py_DECREF(list);
                 throw nb::python_error();
@@ -26,10 +41,10 @@ nb::object Encoding::build(int f) {
         PyObject* item = nullptr;
         switch (f) {
             case kIds:
-                item = table->int_of(enc.ids[i]);
+                item = table->int_of(enc.ids()[i]);
                 break;
             case kTokens: {
-                const int32_t t = enc.tokens[i];
+                const int32_t t = enc.tokens()[i];
                 if (t >= 0) {
                     item = table->strs[t];
                     Py_XINCREF(item);
@@ -42,21 +57,21 @@ nb::object Encoding::build(int f) {
             case kOffsets:
                 item = PyTuple_New(2);
                 if (item) {
-                    PyTuple_SET_ITEM(item, 0, PyLong_FromLong(enc.offsets[i].first));
-                    PyTuple_SET_ITEM(item, 1, PyLong_FromLong(enc.offsets[i].second));
+                    PyTuple_SET_ITEM(item, 0, PyLong_FromLong(enc.offsets()[2 * i]));
+                    PyTuple_SET_ITEM(item, 1, PyLong_FromLong(enc.offsets()[2 * i + 1]));
                 }
                 break;
             case kTypeIds:
-                item = PyLong_FromLong(enc.type_ids[i]);
+                item = PyLong_FromLong(enc.type_ids()[i]);
                 break;
             case kAttention:
-                item = PyLong_FromLong(enc.attention[i]);
+                item = PyLong_FromLong(enc.attention()[i]);
                 break;
             case kSpecial:
-                item = PyLong_FromLong(enc.special[i]);
+                item = PyLong_FromLong(enc.special()[i]);
                 break;
             default: {
-                Encoding window{std::move(enc.overflowing[i]), table, {}};
+                Encoding window(enc.overflowing[i], table);
                 item = nb::cast(std::move(window), nb::rv_policy::move).release().ptr();
             }
         }
