@@ -2,7 +2,9 @@
 
 For each vocabulary (BPE, Unigram, WordPiece) and text (English gutenberg_en, Chinese zh_classic_novels,
 valid.txt, one encode per line, MB/s of UTF-8 input):
-- cold loop: a freshly loaded encoder per pass (no cache has seen the text), best of --repeats passes;
+- cold loop: a freshly loaded encoder per pass (no cache has seen the text), best of --repeats passes, the
+  engines taking turns (a pass of each, then the next: one engine after another, a slow spell of the machine
+  moved a row's ours/fastest by a third);
 - warm loop: the same encoder again after one pass;
 - batch: batches of 1,000 lines on 1 and 2 threads (engines whose batch threads can be set), cold, the 1- and
   2-thread passes taking turns; "ids batch": the same through llmlab's `encode_batch_ids` (one ids buffer per
@@ -51,16 +53,6 @@ def mb(texts: list[str]) -> float:
     return sum(len(t.encode()) for t in texts) / 1e6
 
 
-def best_rate(run, factory, texts: list[str], repeats: int) -> float:
-    """MB/s of the best of `repeats` passes, each by a fresh encoder."""
-    return best_rates_in_turn([in_this_process(run)], factory, texts, repeats)[0]
-
-
-def best_rates_in_turn(measures, factory, texts: list[str], repeats: int) -> list[float]:
-    """MB/s of the best of `repeats` passes of each measure, taking turns (see `seconds_in_turn`)."""
-    return [mb(texts) / min(s) for s in seconds_in_turn(measures, factory, texts, repeats)]
-
-
 def seconds_in_turn(measures, factory, texts: list[str], repeats: int) -> list[list[float]]:
     """Seconds of `repeats` passes of each measure, the measures taking turns (a pass of each, then the next
     pass of each): a slow spell of a shared machine hits them alike, so that their ratio holds."""
@@ -75,6 +67,11 @@ def median_ratio(slower: list[float], faster: list[float]) -> float:
     """The median over the turns of one measure's seconds over another's (each turn's two passes ran one after
     the other: a steadier figure than the ratio of the bests where the machine's speed drifts)."""
     return statistics.median(a / b for a, b in zip(slower, faster, strict=True))
+
+
+def of_engine(measure, factory):
+    """`measure` bound to one engine: a measure that ignores the factory it is given (engines taking turns)."""
+    return lambda _factory, texts: measure(factory, texts)
 
 
 def in_this_process(run):
@@ -218,8 +215,17 @@ def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> 
 
         return rate
 
+    cold = {}  # factory -> MB/s of its best cold pass, the engines taking turns
+
+    def cold_loop(f):
+        if not cold:
+            measures = [of_engine(in_this_process(loop), g) for g in found.values()]
+            seconds = seconds_in_turn(measures, None, texts, args.repeats)
+            cold.update({g: mb(texts) / min(s) for g, s in zip(found.values(), seconds, strict=True)})
+        return cold[f]
+
     modes = {
-        "cold loop": lambda f: best_rate(loop, f, texts, args.repeats),
+        "cold loop": cold_loop,
         "warm loop": lambda f: warm_rate(f, texts, args.repeats),
         "batch 1 thread": batch(1),
         "batch 2 threads": batch(2),
