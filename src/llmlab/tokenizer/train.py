@@ -55,7 +55,7 @@ def pipeline_sections(model: str, byte_fallback: bool = False) -> dict[str, Any]
                 "lowercase": True,
             },
             "pre_tokenizer": {"type": "BertPreTokenizer"},
-            "post_processor": None,  # filled by `_bert_template` once the ids are known
+            "post_processor": None,  # filled by `bert_template` once the ids are known
             "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
         }
     if model == "bpe":
@@ -82,7 +82,8 @@ def pipeline_sections(model: str, byte_fallback: bool = False) -> dict[str, Any]
     raise LlmlabError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 
-def _bert_template(cls_id: int, sep_id: int) -> dict[str, Any]:
+def bert_template(cls_id: int, sep_id: int) -> dict[str, Any]:
+    """BERT's post-processor as tokenizer.json writes it: [CLS] A [SEP] (B [SEP]), type ids 0 then 1."""
     cls, sep = (
         {"SpecialToken": {"id": "[CLS]", "type_id": 0}},
         {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
@@ -183,7 +184,7 @@ def train_from_counts(
         specials.insert(0, options["unk_token"])  # Unigram needs its unknown piece in the vocabulary
     trained = _run_trainer(model, counts, vocab_size, min_frequency, specials, progress, options)
     if model == "wordpiece" and "[CLS]" in trained.vocab and "[SEP]" in trained.vocab:
-        sections["post_processor"] = _bert_template(trained.vocab["[CLS]"], trained.vocab["[SEP]"])
+        sections["post_processor"] = bert_template(trained.vocab["[CLS]"], trained.vocab["[SEP]"])
     return Tokenizer(
         trained,
         normalizer=normalizer_from_hf(sections["normalizer"]),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmlab.tokenizer.pipeline import Tokenizer
-from llmlab.tokenizer.train import _bert_template, train_tokenizer
+from llmlab.tokenizer.train import bert_template, train_tokenizer
 
 FAMILIES = ("wordpiece", "bpe", "unigram")
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -61,7 +61,7 @@ def train_study_tokenizer(spec: TokenizerSpec, lines: Sequence[str], alphabet_si
 def with_bert_template(tokenizer: Tokenizer) -> Tokenizer:
     """The tokenizer with `[CLS] $A [SEP]` added after its own post-processor (if any)."""
     spec = tokenizer.to_hf()
-    template = _bert_template(tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"))
+    template = bert_template(tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"))
     own = spec.get("post_processor")
     spec["post_processor"] = template if own is None else {"type": "Sequence", "processors": [own, template]}
     return Tokenizer.from_hf(spec)
