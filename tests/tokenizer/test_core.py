@@ -99,6 +99,28 @@ def test_standard_pipelines_run_on_the_core_with_identical_results(pipelines, co
         assert fast.decode(fast.encode(a).ids) == pure.decode(pure.encode(a).ids)
 
 
+@pytest.mark.parametrize("name", ["bert", "bpe"])
+def test_single_calls_reuse_one_encoding_whatever_came_before(pipelines, corpus, name):
+    """Single encodes write into one encoding kept by the core (module.cpp `Core::output`, dropped once a text
+    grew it past 65,536 tokens) and hand Python a packed copy (py_encoding.h): texts long and short, pairs and
+    windows, one after another, each equal to the pure path's, and the Encodings made earlier unchanged."""
+    fast, pure = both(lambda: Tokenizer.load(pipelines[name]))
+    for t in (fast, pure):
+        t.no_truncation()
+        t.no_padding()
+    long_text = " ".join(corpus[:3000] * 4)
+    calls = [(long_text,), (corpus[0],), (corpus[1], corpus[2]), ("",), (long_text[:5000],), (corpus[3],)]
+    kept = [fast.encode(*c) for c in calls]
+    assert len(kept[0].ids) > 1 << 16
+    want = [fields(pure.encode(*c)) for c in calls]
+    assert [fields(e) for e in kept] == want
+    for t in (fast, pure):
+        t.enable_truncation(16, stride=4)
+    assert fields(fast.encode(corpus[4], corpus[5])) == fields(pure.encode(corpus[4], corpus[5]))
+    assert fields(fast.encode(long_text[:3000])) == fields(pure.encode(long_text[:3000]))
+    assert [fields(e) for e in kept] == want
+
+
 @core_by_default
 def test_unsupported_stages_run_in_python(pipelines):
     from llmlab.tokenizer.pretokenize import Whitespace
