@@ -92,8 +92,7 @@ class IdsBatch final : public PyInputs {
     // (ids as an int32 memoryview, offsets (n + 1) as an int64 memoryview), or None if an input was left to
     // Python (its caller then encodes the batch the other way). A large batch's ids are gathered on the
     // helper threads too, each worker's buffer by one thread (nearby: on the core that wrote it), a run of
-    // consecutive inputs at a time (one copy per run instead of per input: 8-10 -> 3-5 us a batch of 1,000
-    // English lines).
+    // consecutive inputs at a time (one copy per run instead of per input).
     nb::object result();
 
   private:
