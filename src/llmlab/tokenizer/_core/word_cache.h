@@ -5,17 +5,22 @@
 // inserts as it likes (the arrays grow); threads that hold it shared (a batch's workers) insert together into
 // the room `reserve` made before they started, each word once: a new word becomes visible to every worker as
 // soon as one has split it, and nothing is merged after the batch. A word two workers split at the same time
-// is kept once (the other entry stays unused). When the room is used up, new words are not cached until the
+// is kept once (the other record stays unused). When the room is used up, new words are not cached until the
 // next `reserve` or lone insert.
-// Storage: entries, key characters and tokens in arrays that only grow (`Pages`: pages never written cost no
-// memory, growing copies nothing), claimed through an atomic counter each; a thread inserting beside others
+// Storage: each word is one record (its characters, then its tokens) in an array of bytes that only grows
+// (`Pages`: pages never written cost no memory, growing copies nothing); a record that fits a cache line lies
+// in one. Records and a count of entries are claimed through atomic counters; a thread inserting beside others
 // claims blocks of them into its `Share` (the counters' cache line would otherwise pass between the cores at
-// every new word). An entry is published by one compare-and-swap of its number into the index (open
-// addressing, at most half as many entries as cells after a lone insert, three quarters while shared).
+// every new word). A record is published by one compare-and-swap of an index cell (open addressing, at most
+// half as many entries as cells after a lone insert, three quarters while shared) that holds the word's hash
+// beside the record's place: a probe tells most other words apart without reading their records, a rehash
+// reads no record, and a hit reads two cache lines (cell, record), where entry, key and tokens apart took
+// four: a line that the other worker has just written costs a transfer between the cores. (Cachegrind, a cold
+// pass of 1-thread ids batches over gutenberg_en valid.txt: 18-23% fewer D1 misses than that layout.)
 // One-character words below U+10000 (each CJK character is one under BERT's split) skip the hash: a table by
 // code point, of which only the pages of the scripts met are ever touched. Where such a word is one token
 // spanning it (nearly always), the token's id is written in the table's cell itself: a lookup reads one cache
-// line instead of three (cell, entry, tokens), which counts when the other worker has just written them. A model
+// line instead of two (cell, record). A model
 // that knows such splits without tokenizing (WordPiece: its one-character tokens) fills them in first.
 #pragma once
 
@@ -23,6 +28,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <shared_mutex>
 #include <utility>
@@ -73,8 +79,10 @@ struct Pages {
 
   private:
     static constexpr size_t kPage = 4096;
-    static constexpr size_t kFirst = size_t{1} << 20;  // at least this much address space (not memory): a cold
-                                                       // pass over a corpus then rarely maps anew
+    static constexpr size_t kFirst = size_t{16} << 20;  // at least this much address space (not memory): a
+                                                        // cache rarely grows past it (moving pages in use
+                                                        // flushes the TLB of every core running the process,
+                                                        // the batch's helpers included: ~90 us here)
     void release() {
 #if defined(__linux__)
         if (data) munmap(data, (size * sizeof(T) + kPage - 1) / kPage * kPage);
@@ -84,11 +92,15 @@ struct Pages {
     }
 };
 
-// Index cells: 0 is empty, else an entry's number + 1 (singles cells: or a token id, see kInline). Read and
-// written with the compiler's atomic builtins (on plain reads and writes the compiler could tear or reorder them).
-inline uint32_t load(const uint32_t& cell) { return __atomic_load_n(&cell, __ATOMIC_ACQUIRE); }
+// Index cells (0: empty) read and written with the compiler's atomic builtins (on plain reads and writes the
+// compiler could tear or reorder them).
+template <class Cell>
+Cell load(const Cell& cell) {
+    return __atomic_load_n(&cell, __ATOMIC_ACQUIRE);
+}
 // Writes `value` into an empty cell; else false, and `seen` is what the cell holds.
-inline bool publish(uint32_t& cell, uint32_t value, uint32_t& seen) {
+template <class Cell>
+bool publish(Cell& cell, Cell value, Cell& seen) {
     seen = 0;
     return __atomic_compare_exchange_n(&cell, &seen, value, false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE);
 }
@@ -160,15 +172,15 @@ class WordCache {
             hit.n = 1;
             return true;
         }
-        const Entry& x = entries_.data[e - 1];
-        hit = {tokens_.data + x.tokens, x.count, x.n};
+        const Record& r = record(e);
+        hit = {r.tokens(), r.count, r.n};
         return true;
     }
 
-    // A thread's part of the room made for threads inserting together: blocks of the arrays, claimed as
-    // needed. (Parts claimed and not used stay unused.)
+    // A thread's part of the room made for threads inserting together: blocks of the counts and bytes,
+    // claimed as needed. (Parts claimed and not used stay unused.)
     struct Share {
-        cache_detail::Range entries, keys, tokens;
+        cache_detail::Range entries, bytes;
     };
 
     // Caches `word`'s split, unless the word is longer than kMaxWord or the cache is full. `share` null: the
@@ -182,32 +194,29 @@ class WordCache {
             if (singles_.data) publish_single(word[0], tokens[0].id);
             return;
         }
-        Share exact;  // (alone: exactly what the word needs)
-        if (!share) make_room(1, word.size(), count);
-        Share& from = share ? *share : exact;
-        const size_t block = share ? kBlock : 0;
-        const size_t entry_limit = std::min({entries_.size, capacity_, 3 * (mask_ + 1) / 4});
-        size_t e, at_key, at_tokens;
-        if (!singles_.data || !cache_detail::take(key_used_, keys_.size, word.size(), 16 * block, from.keys, at_key) ||
-            !cache_detail::take(token_used_, tokens_.size, count, 16 * block, from.tokens, at_tokens) ||
-            !cache_detail::take(entry_used_, entry_limit, 1, block, from.entries, e))
-            return;  // (no room was made; the claimed characters or tokens stay unused)
-        const bool one = single(word);
-        std::copy(word.begin(), word.end(), keys_.data + at_key);
-        std::copy(tokens, tokens + count, tokens_.data + at_tokens);
-        const uint64_t h = one ? 0 : key.hash();  // (a single character has no need of it)
-        entries_.data[e] = {static_cast<uint32_t>(at_key), static_cast<uint32_t>(word.size()),
-                            static_cast<uint32_t>(at_tokens), static_cast<uint32_t>(count), n,
-                            static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
-        const uint32_t number = static_cast<uint32_t>(e) + 1;
-        uint32_t seen;
-        if (one) {  // (lost to a worker that cached the same character: that entry is the one)
+        const size_t size = Record::bytes(word.size(), count);
+        if (!share) make_room(1, size);
+        Share& from = share ? *share : alone_;  // (alone: in blocks too, so that records lie as they do shared)
+        const size_t entry_limit = std::min(capacity_, 3 * (mask_ + 1) / 4);
+        size_t e, at;
+        if (!singles_.data || !cache_detail::take(entry_used_, entry_limit, 1, kBlock, from.entries, e) ||
+            !claim(size, from.bytes, at))
+            return;  // (no room was made; a claimed entry stays unused)
+        Record* r = new (bytes_.data + at) Record{static_cast<uint16_t>(word.size()), static_cast<uint16_t>(count), n};
+        std::uninitialized_copy(word.begin(), word.end(), reinterpret_cast<char32_t*>(r + 1));
+        std::uninitialized_copy(tokens, tokens + count, const_cast<Token*>(r->tokens()));
+        const uint32_t number = static_cast<uint32_t>(at) + 1;
+        if (single(word)) {  // (lost to a worker that cached the same character: that record is the one)
+            uint32_t seen;
             cache_detail::publish(singles_.data[word[0]], number, seen);
             return;
         }
+        const uint64_t h = key.hash();
+        const uint64_t cell = (h & 0xffffffffu) << 32 | number;
         for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-            if (cache_detail::publish(slots_[i], number, seen)) return;
-            if (is(entries_.data[seen - 1], word, h)) return;  // another worker cached it meanwhile
+            uint64_t seen;
+            if (cache_detail::publish(slots_[i], cell, seen)) return;
+            if (is(seen, word, h)) return;  // another worker cached it meanwhile
         }
     }
 
@@ -222,7 +231,7 @@ class WordCache {
     // Before threads insert together: room for `words` new words (8 characters and 4 tokens each, on
     // average). The caller holds `mutex` alone.
     void reserve(size_t words) {
-        make_room(words, 8 * words, 4 * words);
+        make_room(words, words * (Record::bytes(8, 4) + kLine / 2));
     }
 
     // Held alone to insert alone or to reserve, shared by threads inserting together. On a cache line of its
@@ -232,73 +241,97 @@ class WordCache {
 
   private:
     static constexpr char32_t kSingles = 0x10000;  // one-character words below this go to `singles_`
-    static constexpr size_t kBlock = 16;           // entries a Share claims at once (and 16 times as many
-                                                   // key characters and tokens)
+    static constexpr size_t kBlock = 16;           // entries a Share claims at once
+    static constexpr size_t kLine = 64;            // bytes of a cache line
+    static constexpr size_t kBlockBytes = 16 * kLine;  // bytes a Share claims at once (at least)
     static bool single(View word) { return word.size() == 1 && word[0] < kSingles; }
-    static constexpr uint32_t kInline = 0x80000000u;  // a singles cell holding a token id (else an entry + 1)
+    static constexpr uint32_t kInline = 0x80000000u;  // a singles cell holding a token id (else a record + 1)
     void publish_single(char32_t c, int32_t id) {  // (a cell already set keeps its value: the same id)
         uint32_t seen;
         cache_detail::publish(singles_.data[c], kInline | static_cast<uint32_t>(id), seen);
     }
 
-    struct Entry {
-        uint32_t key, key_len, tokens, count;
+    // A cached word: this header, then its characters, then its tokens, in one piece of `bytes_` (a hit reads
+    // one or two cache lines, not one each for an entry, its key and its tokens).
+    struct Record {
+        uint16_t length, count;
         int32_t n;
-        uint32_t low, check;  // the word's hash (none for a single character), kept: a rehash needs no
-                              // hashing; with `check` most other words are told apart without reading them
-        uint64_t hash() const { return static_cast<uint64_t>(check) << 32 | low; }
+        const char32_t* key() const { return reinterpret_cast<const char32_t*>(this + 1); }
+        const Token* tokens() const { return reinterpret_cast<const Token*>(key() + length); }
+        static size_t bytes(size_t length, size_t count) {
+            return sizeof(Record) + length * sizeof(char32_t) + count * sizeof(Token);
+        }
     };
-    bool is(const Entry& x, View word, uint64_t h) const {
-        return x.check == static_cast<uint32_t>(h >> 32) && same_text(View(keys_.data + x.key, x.key_len), word);
+    static_assert(sizeof(Record) % alignof(Token) == 0 && alignof(Record) >= alignof(Token));
+    const Record& record(uint32_t number) const {  // (number: the record's byte + 1)
+        return *reinterpret_cast<const Record*>(bytes_.data + number - 1);
+    }
+    // Whether index cell `cell` holds `word` (hash `h`): the hash first, so that most other words are told
+    // apart without reading their records.
+    bool is(uint64_t cell, View word, uint64_t h) const {
+        if (cell >> 32 != (h & 0xffffffffu)) return false;
+        const Record& r = record(static_cast<uint32_t>(cell));
+        return same_text(View(r.key(), r.length), word);
     }
 
-    uint32_t number_of(const Key& key) const {  // the word's entry + 1, or 0 (a single: or kInline | its id)
+    // `size` bytes for a record at `at`, from `range`, else from a new block of `bytes_` (threads claim
+    // together). A record that fits a cache line does not straddle two (a hit then reads one).
+    bool claim(size_t size, cache_detail::Range& range, size_t& at) {
+        const size_t line_end = (range.at / kLine + 1) * kLine;
+        if (size <= kLine && range.at + size > line_end) range.at = std::min(line_end, range.end);
+        const size_t whole = (size + kLine - 1) / kLine * kLine;  // (blocks stay aligned to lines)
+        return cache_detail::take(byte_used_, std::min(bytes_.size, size_t{kInline} - 1), size,
+                                  std::max(whole, kBlockBytes), range, at);
+    }
+
+    uint32_t number_of(const Key& key) const {  // the word's record + 1, or 0 (a single: or kInline | its id)
         const View word = key.word();
         if (single(word)) return singles_.data ? cache_detail::load(singles_.data[word[0]]) : 0;
         if (slots_.empty()) return 0;
         const uint64_t h = key.hash();
         for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-            const uint32_t e = cache_detail::load(slots_[i]);
-            if (!e || is(entries_.data[e - 1], word, h)) return e;
+            const uint64_t cell = cache_detail::load(slots_[i]);
+            if (!cell) return 0;
+            if (is(cell, word, h)) return static_cast<uint32_t>(cell);
         }
     }
 
-    // (Alone.) Room for `words` more entries with `chars` key characters and `tokens` tokens, the index
-    // with at most twice as many cells as entries (used or not: each is in one cell at most).
-    void make_room(size_t words, size_t chars, size_t tokens) {
-        const size_t need = std::min(entry_used_.load(std::memory_order_relaxed) + words, capacity_);
-        entries_.grow(need);
-        keys_.grow(key_used_.load(std::memory_order_relaxed) + chars);
-        tokens_.grow(token_used_.load(std::memory_order_relaxed) + tokens);
+    // (Alone.) Room for `words` more entries in `size` more bytes (and a block of each), the index with at most
+    // twice as many cells as entries (used or not: each is in one cell at most).
+    void make_room(size_t words, size_t size) {
+        const size_t need = std::min(entry_used_.load(std::memory_order_relaxed) + words + kBlock, capacity_);
+        bytes_.grow(byte_used_.load(std::memory_order_relaxed) + size + kBlockBytes);
         if (slots_.empty() || 2 * need > slots_.size()) {
-            size_t size = 16;
-            while (size < 2 * need) size *= 2;
-            rehash(size);
+            size_t cells = 16;
+            while (cells < 2 * need) cells *= 2;
+            rehash(cells);
         }
         singles_.grow(kSingles);  // (once; untouched pages cost nothing)
     }
 
     void rehash(size_t size) {  // (alone) the index with `size` cells, from the old one's
-        std::vector<uint32_t> old(size);
+        std::vector<uint64_t> old(size);
         slots_.swap(old);
         mask_ = size - 1;
-        for (uint32_t e : old) {
-            if (!e) continue;
-            size_t i = entries_.data[e - 1].hash() & mask_;
+        for (uint64_t cell : old) {
+            if (!cell) continue;
+            size_t i = (cell >> 32) & mask_;
             while (slots_[i]) i = (i + 1) & mask_;
-            slots_[i] = e;
+            slots_[i] = cell;
         }
     }
 
-    std::vector<uint32_t> slots_;            // the index of words longer than one character: cells (see load)
+    // Index cells of words longer than one character: 0 is empty, else the low half of the word's hash
+    // (above: where the word's probe starts, read again by a rehash, and what tells most other words apart)
+    // and its record's byte + 1 (below).
+    std::vector<uint64_t> slots_;
     size_t mask_ = 0;                        // its size - 1
-    cache_detail::Pages<uint32_t> singles_;  // by code point below kSingles: a cell
-    cache_detail::Pages<Entry> entries_;
-    cache_detail::Pages<char32_t> keys_;
-    cache_detail::Pages<Token> tokens_;
+    cache_detail::Pages<uint32_t> singles_;  // by code point below kSingles: a cell (see kInline)
+    cache_detail::Pages<unsigned char> bytes_;  // the records
+    Share alone_;                               // (alone) the room of lone inserts
     // Claimed so far (threads inserting together change them: a cache line apart from what lookups read).
     alignas(64) std::atomic<size_t> entry_used_{0};
-    std::atomic<size_t> key_used_{0}, token_used_{0};
+    std::atomic<size_t> byte_used_{0};
     alignas(64) size_t capacity_;  // most entries
 };
 
