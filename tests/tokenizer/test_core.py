@@ -121,6 +121,21 @@ def test_single_calls_reuse_one_encoding_whatever_came_before(pipelines, corpus,
     assert [fields(e) for e in kept] == want
 
 
+def test_the_core_encodings_fields_read_set_and_refuse_deletion(pipelines, corpus):
+    """The core's Encoding exposes its fields as attribute descriptors of its type (py_encoding.cpp): each
+    reads as the pure path's, a field set reads back (its length follows the ids), and deleting one is an
+    AttributeError."""
+    fast, pure = both(lambda: Tokenizer.load(pipelines["bert"]))
+    e, want = fast.encode(corpus[0], corpus[1]), pure.encode(corpus[0], corpus[1])
+    assert type(e).__name__ == "Encoding" and type(e) is not type(want)
+    assert fields(e) == fields(want)
+    e.ids, e.tokens = [7, 8], ["a", "b"]
+    assert (e.ids, e.tokens, len(e)) == ([7, 8], ["a", "b"], 2)
+    with pytest.raises(AttributeError, match="cannot be deleted"):
+        del e.attention_mask
+    assert e.attention_mask == want.attention_mask
+
+
 @core_by_default
 def test_unsupported_stages_run_in_python(pipelines):
     from llmlab.tokenizer.pretokenize import Whitespace

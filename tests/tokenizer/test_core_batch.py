@@ -203,3 +203,35 @@ def test_running_out_of_memory_on_a_helper_thread_raises_memory_error(minilm_dir
     assert raised == ["encode_batch_ids", "encode_batch"]
     small = [f"a short line of words, {i} of them" for i in range(2000)]
     assert ids == [e.ids for e in Tokenizer.load(path).encode_batch(small, num_threads=1)]
+
+
+def test_a_batch_leaves_its_ids_lists_to_the_collector_only_once_read(paths, lines):
+    """The ids lists a batch makes stay out of the garbage collector's young generation until read (else the
+    first container made after the batch starts a collection that goes through every one of them), and a list
+    once read is tracked like any other: a cycle through it is collected."""
+    import gc
+    import weakref
+
+    tok = Tokenizer.load(paths["bert"])
+    gc.collect()
+    gc.disable()  # (else listing the young generation would start the collection that empties it)
+    try:
+        encodings = tok.encode_batch(lines[:1000], num_threads=2)
+        young = {id(x) for x in gc.get_objects(generation=0)}
+    finally:
+        gc.enable()
+    assert len(encodings) == 1000 and len(young) < 100  # (1,000 tracked lists before)
+
+    ids = encodings[0].ids
+    assert gc.is_tracked(ids) and id(ids) not in young
+    assert ids == pure(paths["bert"]).encode(lines[0]).ids
+
+    class Holder:  # (a list cannot be weakly referenced: a cycle through it and an object that can)
+        pass
+
+    holder = Holder()
+    holder.ids, gone = ids, weakref.ref(holder)
+    ids.append(holder)
+    del holder, ids, encodings
+    gc.collect()
+    assert gone() is None

@@ -59,7 +59,7 @@ PyObject* PyBatch::wrap(PackedEnc&& e) {
     if (!inst.is_valid()) throw nb::python_error();
     Encoding* enc = new (nb::inst_ptr<Encoding>(inst)) Encoding(std::move(e), table_);
     nb::inst_mark_ready(inst);  // (from here on the instance destroys what it holds)
-    enc->fields[Encoding::kIds] = enc->build(Encoding::kIds);
+    enc->build_unseen(Encoding::kIds);
     return inst.release().ptr();
 }
 
