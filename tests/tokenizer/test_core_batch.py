@@ -235,3 +235,19 @@ def test_a_batch_leaves_its_ids_lists_to_the_collector_only_once_read(paths, lin
     del holder, ids, encodings
     gc.collect()
     assert gone() is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_encodings_kept_from_a_dropped_batch_keep_their_fields(paths, lines, threads):
+    """A batch's workers pack its encodings into shared slabs of memory, each freed with the last encoding in
+    it: a few kept while the rest of their batch is dropped, and later batches reuse the memory, still read
+    what they were (a slab freed early would show other batches' tokens here; under ASan, a use after free)."""
+    tok, reference = Tokenizer.load(paths["bpe"]), pure(paths["bpe"])
+    long_line = " ".join(lines[:400])  # (its arrays exceed a slab's quarter: a block of its own)
+    batch = lines[:1500] + [long_line]
+    kept = {i: e for i, e in enumerate(tok.encode_batch(batch, num_threads=threads)) if i % 97 == 0 or i == 1500}
+    for start in range(0, 2400, 600):
+        assert len(tok.encode_batch(lines[start : start + 600], num_threads=threads)) == 600
+    assert len(kept) == 17
+    for i, e in kept.items():  # (fields built from the packed arrays only now, long after the batch)
+        assert fields(e) == fields(reference.encode(batch[i]))

@@ -85,6 +85,11 @@ for path in paths:
     for t in (fast, pure):
         t.enable_truncation(16, stride=2); t.enable_padding()
     assert [e.ids for e in fast.encode_batch(lines, num_threads=2)] == [e.ids for e in pure.encode_batch(lines)]
+    for t in (fast, pure):
+        t.no_truncation(); t.no_padding()
+    kept = fast.encode_batch(lines, num_threads=2)[::3]  # (unpadded: packed into the workers' slabs)
+    fast.encode_batch(lines, num_threads=2)
+    assert [e.offsets for e in kept] == [pure.encode(x).offsets for x in lines[::3]]
     for a, b in zip(lines, lines[1:]):
         x, y = fast.encode(a, b), pure.encode(a, b)
         assert (x.ids, x.offsets, [w.ids for w in x.overflowing]) == (y.ids, y.offsets, [w.ids for w in y.overflowing])

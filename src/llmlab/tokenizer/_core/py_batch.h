@@ -53,10 +53,20 @@ class PyBatch final : public PyInputs {
         if (!keep_) packed_.resize(n_);
     }
 
+    PyBatch(const PyBatch&) = delete;
+    PyBatch& operator=(const PyBatch&) = delete;
+    ~PyBatch() override {
+        for (WorkerSlab& w : slabs_)
+            if (w.slab) w.slab->release();
+    }
+
     // Unpadded, each worker encodes into an Enc of its own (reused: it allocates only while it grows) and packs
-    // each encoding at once (one allocation, made by that worker).
+    // each encoding at once, into a slab of its own (see Slab).
     bool keeps_encodings() const override { return keep_; }
-    void finished(size_t i, int /*worker*/, const Enc& e) override { packed_[i] = PackedEnc(e); }
+    void start(int threads) override { slabs_.resize(static_cast<size_t>(threads)); }
+    void finished(size_t i, int worker, const Enc& e) override {
+        packed_[i] = PackedEnc(e, &slabs_[static_cast<size_t>(worker)].slab);
+    }
     void take(const std::vector<Span>& spans) override;
 
     // (Encodings, indices of the inputs left to Python, whose entries are None).
@@ -69,6 +79,10 @@ class PyBatch final : public PyInputs {
     std::shared_ptr<TokenTable> table_;
     const bool keep_;
     std::vector<PackedEnc> packed_;  // by input (unpadded)
+    struct alignas(64) WorkerSlab {  // (a cache line each: a worker writes its own at every input)
+        Slab* slab = nullptr;
+    };
+    std::vector<WorkerSlab> slabs_;  // by worker: the slab it packs into
     nb::handle type_ = nb::type<Encoding>();
     nb::object encodings_;  // a list, filled by take() (until then its items are null: it is not shared)
     bool failed_ = false;   // take() failed: the Python error is set

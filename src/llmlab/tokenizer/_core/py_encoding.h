@@ -8,6 +8,7 @@
 
 #include <nanobind/nanobind.h>
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -47,28 +48,58 @@ struct TokenTable {
     }
 };
 
-// An encoding as an Encoding keeps it: the per-token arrays in one block (a batch makes one per text: one
-// allocation to make and to free, in one place, where six vectors were six, wherever the heap had room: in a
-// long-running process's fragmented heap that made a batch on one thread half as fast), the rare parts (texts
-// written as they are, windows) as they were.
+// Memory into which one worker of a batch packs encodings one after another (PackedEnc): one allocation for
+// many, freed with the last encoding in it. Made and freed one per text, the blocks cost more than the rest
+// of dropping a batch's Encodings (callgrind: free 140 of 270 instructions an Encoding), and that drop is
+// serial (Python frees them after the batch). An Encoding kept alive keeps its slab (kSize bytes at most).
+class Slab {
+  public:
+    static constexpr size_t kSize = size_t{64} << 10;  // bytes, header included
+    // `bytes` (a multiple of 4, at most kSize / 4) for an encoding, from `slab`, which is replaced by a new
+    // one when it is full (or null) and then left to its encodings; `slab` stays the caller's.
+    static int32_t* take(Slab*& slab, size_t bytes);
+    // An encoding in it (or its worker, once it adds no more) is done with it: the last frees it.
+    void release() {
+        if (live_.fetch_sub(1, std::memory_order_acq_rel) == 1) ::operator delete(this);
+    }
+
+  private:
+    Slab() = default;
+    std::atomic<size_t> live_{1};  // its encodings, + 1 while its worker may still add to it
+    size_t used_ = 0;              // bytes after the header
+};
+
+// An encoding as an Encoding keeps it: the per-token arrays in one block (one allocation to make and to
+// free, in one place, where six vectors were six, wherever the heap had room: in a long-running process's
+// fragmented heap that made a batch on one thread half as fast), in a slab of the batch's (see Slab) or an
+// allocation of its own; the rare parts (texts written as they are, windows) as they were.
 class PackedEnc {
   public:
     PackedEnc() = default;
-    explicit PackedEnc(const Enc& e);
+    // `slab`: a batch worker's (see Slab::take); null: a block of its own.
+    explicit PackedEnc(const Enc& e, Slab** slab = nullptr);
+    PackedEnc(PackedEnc&& other) noexcept { *this = std::move(other); }
+    PackedEnc& operator=(PackedEnc&& other) noexcept;
+    PackedEnc(const PackedEnc&) = delete;
+    PackedEnc& operator=(const PackedEnc&) = delete;
+    ~PackedEnc() { free(); }
+
     size_t size() const { return n_; }
-    const int32_t* ids() const { return block_.get(); }
-    const int32_t* tokens() const { return block_.get() + n_; }
-    const int32_t* type_ids() const { return block_.get() + 2 * n_; }
-    const int32_t* offsets() const { return block_.get() + 3 * n_; }  // (start, end) of token i at 2i, 2i + 1
-    const uint8_t* attention() const { return reinterpret_cast<const uint8_t*>(block_.get() + 5 * n_); }
+    const int32_t* ids() const { return block_; }
+    const int32_t* tokens() const { return block_ + n_; }
+    const int32_t* type_ids() const { return block_ + 2 * n_; }
+    const int32_t* offsets() const { return block_ + 3 * n_; }  // (start, end) of token i at 2i, 2i + 1
+    const uint8_t* attention() const { return reinterpret_cast<const uint8_t*>(block_ + 5 * n_); }
     const uint8_t* special() const { return attention() + n_; }
 
     std::vector<Str> customs;
     std::vector<Enc> overflowing;
 
   private:
+    void free();
     size_t n_ = 0;
-    std::unique_ptr<int32_t[]> block_;  // 5n int32, then 2n bytes
+    int32_t* block_ = nullptr;  // 5n int32, then 2n bytes
+    Slab* slab_ = nullptr;      // where block_ lies (null: block_ is an allocation of its own, new[])
 };
 
 struct Encoding {
