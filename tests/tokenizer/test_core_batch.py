@@ -245,7 +245,9 @@ def test_encodings_kept_from_a_dropped_batch_keep_their_fields(paths, lines, thr
     tok, reference = Tokenizer.load(paths["bpe"]), pure(paths["bpe"])
     long_line = " ".join(lines[:400])  # (its arrays exceed a slab's quarter: a block of its own)
     batch = lines[:1500] + [long_line]
-    kept = {i: e for i, e in enumerate(tok.encode_batch(batch, num_threads=threads)) if i % 97 == 0 or i == 1500}
+    kept = {
+        i: e for i, e in enumerate(tok.encode_batch(batch, num_threads=threads)) if i % 97 == 0 or i == 1500
+    }
     for start in range(0, 2400, 600):
         assert len(tok.encode_batch(lines[start : start + 600], num_threads=threads)) == 600
     assert len(kept) == 17
