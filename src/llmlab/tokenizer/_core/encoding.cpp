@@ -163,21 +163,20 @@ int count_spaces(const Str& s, const std::vector<char32_t>& spaces, bool leading
 
 // postprocess.py `trim_offsets`: offsets leave out each token's leading and trailing spaces; the one space
 // add_prefix_space put before the first token (or one starting at 0) stays. Each token on its own.
-void trim_offsets(Enc& e, bool add_prefix_space, const std::vector<uint16_t>& leads,
-                  const std::vector<uint16_t>& trails, const std::vector<char32_t>& spaces) {
+void trim_offsets(Enc& e, bool add_prefix_space, const std::vector<SpaceEnds>& ends,
+                  const std::vector<char32_t>& spaces) {
     const size_t n = e.size();
-    auto count = [&](size_t i, bool leading) -> int {
-        const int32_t t = e.tokens[i];
-        if (t >= 0) return leading ? leads[t] : trails[t];
-        return count_spaces(e.customs[~t], spaces, leading);
-    };
     for (size_t i = 0; i < n; ++i) {
         auto& [start, end] = e.offsets[i];
-        const int lead = count(i, true), trail = count(i, false);
+        const int32_t t = e.tokens[i];
+        const SpaceEnds s = t >= 0 ? ends[t]
+                                   : SpaceEnds{static_cast<uint16_t>(count_spaces(e.customs[~t], spaces, true)),
+                                               static_cast<uint16_t>(count_spaces(e.customs[~t], spaces, false))};
+        const int lead = s.lead, trail = s.trail;
         if (lead && !(add_prefix_space && (i == 0 || start == 0) && lead == 1)) start = std::min(start + lead, end);
         if (trail && end >= trail) end = std::max(end - trail, start);
     }
-    for (Enc& window : e.overflowing) trim_offsets(window, add_prefix_space, leads, trails, spaces);
+    for (Enc& window : e.overflowing) trim_offsets(window, add_prefix_space, ends, spaces);
 }
 
 Enc special_part(const TemplatePiece& piece) {
@@ -199,13 +198,13 @@ int64_t PostProcessor::added_tokens(bool is_pair) const {
     return n;
 }
 
-Enc PostProcessor::process(Enc& a, Enc* b, bool add_special_tokens, const std::vector<uint16_t>& leads,
-                           const std::vector<uint16_t>& trails, const std::vector<char32_t>& spaces) const {
+Enc PostProcessor::process(Enc& a, Enc* b, bool add_special_tokens, const std::vector<SpaceEnds>& ends,
+                           const std::vector<char32_t>& spaces) const {
     if (kind == kNone) return b ? merge(a, *b) : std::move(a);
     if (kind == kByteLevel) {
         if (trim_offsets) {
-            llmlab::trim_offsets(a, add_prefix_space, leads, trails, spaces);
-            if (b) llmlab::trim_offsets(*b, add_prefix_space, leads, trails, spaces);
+            llmlab::trim_offsets(a, add_prefix_space, ends, spaces);
+            if (b) llmlab::trim_offsets(*b, add_prefix_space, ends, spaces);
         }
         if (!b && a.overflowing.empty()) return std::move(a);
         std::vector<Enc> parts;

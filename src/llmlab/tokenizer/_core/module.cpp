@@ -99,14 +99,17 @@ struct Core {
         }
     }
 
+    SpaceEnds space_ends_of(const Str& text) const {
+        return {static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, true)),
+                static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, false))};
+    }
+
     void refresh_ends() {  // leading / trailing spaces of every token-table entry
-        pipeline.leads.resize(table->size());
-        pipeline.trails.resize(table->size());
+        pipeline.space_ends.resize(table->size());
         Str text;
         for (size_t i = 0; i < table->size(); ++i) {
             table->text(i, text);
-            pipeline.leads[i] = static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, true));
-            pipeline.trails[i] = static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, false));
+            pipeline.space_ends[i] = space_ends_of(text);
         }
     }
 
@@ -127,8 +130,7 @@ struct Core {
         pad.pad_token = table->add(p[3]);
         Str pad_text;
         table->text(pad.pad_token, pad_text);
-        pipeline.leads.push_back(static_cast<uint16_t>(count_ends(pad_text, pipeline.spaces_list, true)));
-        pipeline.trails.push_back(static_cast<uint16_t>(count_ends(pad_text, pipeline.spaces_list, false)));
+        pipeline.space_ends.push_back(space_ends_of(pad_text));
         pad.length = p[4].is_none() ? -1 : nb::cast<int64_t>(p[4]);
         pad.multiple = p[5].is_none() ? 0 : nb::cast<int64_t>(p[5]);
     }

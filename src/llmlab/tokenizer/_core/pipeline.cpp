@@ -20,8 +20,8 @@ bool Pipeline::encode(const Input& in, bool add_special_tokens, bool pad_alone, 
         const int64_t added = add_special_tokens ? post.added_tokens(in.has_pair) : 0;
         if (!truncate_pair(a, pair, truncation, added)) return false;
     }
-    Enc processed = post.process(a, pair, add_special_tokens, leads, trails, spaces_list);  // (`a`, moved, where
-    out = std::move(processed);                                                             // it can be)
+    Enc processed = post.process(a, pair, add_special_tokens, space_ends, spaces_list);  // (`a`, moved, where
+    out = std::move(processed);                                                          // it can be)
     if (pad && pad_alone) pad_batch({&out}, padding);
     return true;
 }

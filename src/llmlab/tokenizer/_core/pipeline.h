@@ -51,7 +51,7 @@ class Pipeline {
     bool truncate = false, pad = false;
     Truncation truncation;
     Padding padding;
-    std::vector<uint16_t> leads, trails;  // spaces at each end of each token-table entry (for trimming)
+    std::vector<SpaceEnds> space_ends;  // of each token-table entry (for trimming offsets)
     std::vector<char32_t> spaces_list;
 
     // One input -> its final encoding in `out` (cleared first; its capacity is reused), padded to itself when
