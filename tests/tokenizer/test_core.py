@@ -124,7 +124,8 @@ def test_single_calls_reuse_one_encoding_whatever_came_before(pipelines, corpus,
 def test_the_core_encodings_fields_read_set_and_refuse_deletion(pipelines, corpus):
     """The core's Encoding exposes its fields as attribute descriptors of its type (py_encoding.cpp): each
     reads as the pure path's, a field set reads back (its length follows the ids), and deleting one is an
-    AttributeError."""
+    AttributeError; any other attribute comes from the pure-Python Encoding of the same fields (the type's
+    own attribute lookup), and one neither has is an AttributeError."""
     fast, pure = both(lambda: Tokenizer.load(pipelines["bert"]))
     e, want = fast.encode(corpus[0], corpus[1]), pure.encode(corpus[0], corpus[1])
     assert type(e).__name__ == "Encoding" and type(e) is not type(want)
@@ -134,6 +135,11 @@ def test_the_core_encodings_fields_read_set_and_refuse_deletion(pipelines, corpu
     with pytest.raises(AttributeError, match="cannot be deleted"):
         del e.attention_mask
     assert e.attention_mask == want.attention_mask
+    # (the core tracks no words: see test_word_ids.py)
+    assert e.word_ids is None and callable(e.char_to_token)
+    for missing in ("no_such_field", "__no_such_dunder__"):
+        with pytest.raises(AttributeError, match=missing):
+            getattr(e, missing)
 
 
 @core_by_default
