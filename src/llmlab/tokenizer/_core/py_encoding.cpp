@@ -198,7 +198,9 @@ PyObject* get_attribute(PyObject* self, PyObject* name) {
     return nullptr;
 }
 
-PyType_Slot encoding_slots[] = {{Py_tp_getset, field_descriptors}, {Py_tp_getattro, reinterpret_cast<void*>(get_attribute)}, {0, nullptr}};
+PyType_Slot encoding_slots[] = {{Py_tp_getset, field_descriptors},
+                                 {Py_tp_getattro, reinterpret_cast<void*>(get_attribute)},
+                                 {0, nullptr}};
 
 }  // namespace
 
