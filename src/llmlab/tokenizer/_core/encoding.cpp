@@ -150,17 +150,6 @@ void pad_batch(const std::vector<Enc*>& encs, const Padding& p) {
 
 namespace {
 
-int count_spaces(const Str& s, const std::vector<char32_t>& spaces, bool leading) {
-    auto is_space = [&](char32_t c) { return std::find(spaces.begin(), spaces.end(), c) != spaces.end(); };
-    int count = 0;
-    if (leading) {
-        while (count < static_cast<int>(s.size()) && is_space(s[count])) ++count;
-    } else {
-        while (count < static_cast<int>(s.size()) && is_space(s[s.size() - 1 - count])) ++count;
-    }
-    return count;
-}
-
 // postprocess.py `trim_offsets`: offsets leave out each token's leading and trailing spaces; the one space
 // add_prefix_space put before the first token (or one starting at 0) stays. Each token on its own.
 void trim_offsets(Enc& e, bool add_prefix_space, const std::vector<SpaceEnds>& ends,
@@ -169,9 +158,7 @@ void trim_offsets(Enc& e, bool add_prefix_space, const std::vector<SpaceEnds>& e
     for (size_t i = 0; i < n; ++i) {
         auto& [start, end] = e.offsets[i];
         const int32_t t = e.tokens[i];
-        const SpaceEnds s = t >= 0 ? ends[t]
-                                   : SpaceEnds{static_cast<uint16_t>(count_spaces(e.customs[~t], spaces, true)),
-                                               static_cast<uint16_t>(count_spaces(e.customs[~t], spaces, false))};
+        const SpaceEnds s = t >= 0 ? ends[t] : space_ends(e.customs[~t], spaces);
         const int lead = s.lead, trail = s.trail;
         if (lead && !(add_prefix_space && (i == 0 || start == 0) && lead == 1)) start = std::min(start + lead, end);
         if (trail && end >= trail) end = std::max(end - trail, start);
@@ -189,6 +176,14 @@ Enc special_part(const TemplatePiece& piece) {
 }
 
 }  // namespace
+
+SpaceEnds space_ends(View s, const std::vector<char32_t>& spaces) {
+    auto is_space = [&](char32_t c) { return std::find(spaces.begin(), spaces.end(), c) != spaces.end(); };
+    size_t lead = 0, trail = 0;
+    while (lead < s.size() && is_space(s[lead])) ++lead;
+    while (trail < s.size() && is_space(s[s.size() - 1 - trail])) ++trail;
+    return {static_cast<uint16_t>(lead), static_cast<uint16_t>(trail)};
+}
 
 int64_t PostProcessor::added_tokens(bool is_pair) const {
     if (kind != kTemplate) return 0;

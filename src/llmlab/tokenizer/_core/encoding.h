@@ -88,6 +88,7 @@ struct TemplatePiece {
 struct SpaceEnds {
     uint16_t lead = 0, trail = 0;
 };
+SpaceEnds space_ends(View s, const std::vector<char32_t>& spaces);  // `spaces`: the space characters
 
 struct PostProcessor {
     enum Kind { kNone, kTemplate, kByteLevel } kind = kNone;

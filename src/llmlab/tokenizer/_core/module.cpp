@@ -7,7 +7,6 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
-#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -28,18 +27,6 @@ using namespace llmlab;
 namespace llmlab {
 void bind_training(nb::module_& m);  // training.cpp
 }
-
-namespace {
-
-// How many of the characters at the start (`leading`) or the end of s are spaces.
-int count_ends(View s, const std::vector<char32_t>& spaces, bool leading) {
-    auto is_space = [&](char32_t c) { return std::find(spaces.begin(), spaces.end(), c) != spaces.end(); };
-    size_t k = 0;
-    while (k < s.size() && is_space(leading ? s[k] : s[s.size() - 1 - k])) ++k;
-    return static_cast<int>(k);
-}
-
-}  // namespace
 
 struct Core {
     Pipeline pipeline;
@@ -99,17 +86,12 @@ struct Core {
         }
     }
 
-    SpaceEnds space_ends_of(const Str& text) const {
-        return {static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, true)),
-                static_cast<uint16_t>(count_ends(text, pipeline.spaces_list, false))};
-    }
-
     void refresh_ends() {  // leading / trailing spaces of every token-table entry
         pipeline.space_ends.resize(table->size());
         Str text;
         for (size_t i = 0; i < table->size(); ++i) {
             table->text(i, text);
-            pipeline.space_ends[i] = space_ends_of(text);
+            pipeline.space_ends[i] = space_ends(text, pipeline.spaces_list);
         }
     }
 
@@ -130,7 +112,7 @@ struct Core {
         pad.pad_token = table->add(p[3]);
         Str pad_text;
         table->text(pad.pad_token, pad_text);
-        pipeline.space_ends.push_back(space_ends_of(pad_text));
+        pipeline.space_ends.push_back(space_ends(pad_text, pipeline.spaces_list));
         pad.length = p[4].is_none() ? -1 : nb::cast<int64_t>(p[4]);
         pad.multiple = p[5].is_none() ? 0 : nb::cast<int64_t>(p[5]);
     }
