@@ -18,7 +18,10 @@ namespace {
 constexpr size_t kChunk = 16;        // inputs a worker takes at once (fewer near the end: see Batch::take)
 constexpr size_t kHandOver = 256;    // finished inputs the caller gathers before it hands them over: each
                                      // hand-over takes the GIL once (fewer near the end: see Batch::call)
-constexpr size_t kMinChars = 20000;  // a smaller batch is not worth a thread
+constexpr size_t kMinChars = 8000;   // a smaller batch is not worth a thread (English lines of a half-warm
+                                     // word cache, per batch: ~5,400 characters 1.0-1.3x on 2 threads,
+                                     // ~8,200 1.0-1.4x, ~13,300 1.3-1.5x; the last 254 lines of
+                                     // gutenberg_en valid.txt, 11,700: 0.57-0.66x the time of 1 thread)
 constexpr size_t kCharsPerNewWord = 12;  // room made in the word cache for a batch: a new word per so many
                                          // characters (cold batches of 1,000 English lines: one
                                          // per 23 in the first, per 26-46 after; with fewer, the rest
