@@ -253,3 +253,43 @@ def test_encodings_kept_from_a_dropped_batch_keep_their_fields(paths, lines, thr
     assert len(kept) == 17
     for i, e in kept.items():  # (fields built from the packed arrays only now, long after the batch)
         assert fields(e) == fields(reference.encode(batch[i]))
+
+
+def test_the_fields_of_dropped_batch_encodings_are_freed_by_the_next_batch_or_a_collection(paths, lines):
+    """A batch's Encoding, dropped, leaves its lists to be freed by the next batch's calling thread while its
+    helpers encode (Python freed them after the batch, serial work), or at the start of a garbage collection,
+    or once 16,384 wait; an Encoding of a single `encode` frees its own at once."""
+    import gc
+    import weakref
+
+    class Field(list):  # (a list that can be weakly referenced, set as a field)
+        pass
+
+    def dropped(encodings) -> list:
+        gone = []
+        for e in encodings:
+            e.tokens = Field(e.tokens)
+            gone.append(weakref.ref(e.tokens))
+        return gone
+
+    tok = Tokenizer.load(paths["bpe"])
+    enabled = gc.isenabled()
+    gc.disable()  # (a collection would free them at any allocation)
+    try:
+        single = dropped([tok.encode(lines[0])])
+        assert [r() for r in single] == [None]
+        waiting = dropped(tok.encode_batch(lines[:600], num_threads=2))
+        assert all(r() is not None for r in waiting)
+        assert len(tok.encode_batch(lines[600:900], num_threads=2)) == 300
+        assert all(r() is None for r in waiting)
+
+        waiting = dropped(tok.encode_batch(lines[:600], num_threads=1))
+        assert all(r() is not None for r in waiting)
+        gc.collect()
+        assert all(r() is None for r in waiting)
+
+        many = dropped(tok.encode_batch(lines[:50] * 400, num_threads=2))  # 20,000 (each has two lists)
+        assert sum(r() is not None for r in many) <= 16384 // 2
+    finally:
+        if enabled:
+            gc.enable()

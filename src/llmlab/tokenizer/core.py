@@ -16,6 +16,7 @@ Unicode tables come from the Python stages themselves (`core_tables.py`), so bot
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from array import array
@@ -31,6 +32,8 @@ try:
     from llmlab.tokenizer import _corelib
 except ImportError as e:  # not compiled here: the pure-Python path
     _corelib, _MISSING = None, f"{type(e).__name__}: {e}"
+else:  # the lists of dropped batch Encodings wait for the next batch; at the latest, a collection frees them
+    gc.callbacks.append(_corelib.free_dropped_fields)
 
 __all__ = ["available", "build_core", "describe"]
 

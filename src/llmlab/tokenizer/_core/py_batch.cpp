@@ -32,6 +32,7 @@ void PyInputs::gather(size_t i, PyObject* item) {
 void PyBatch::take(const std::vector<Span>& spans) {
     nb::gil_scoped_acquire gil;
     if (failed_) return;
+    free_dropped_fields();  // (here, while the helpers go on encoding: see Encoding::~Encoding)
     try {
         for (const Span& s : spans)
             for (size_t i = s.begin; i < s.end; ++i)
@@ -57,7 +58,7 @@ nb::tuple PyBatch::result() {
 PyObject* PyBatch::wrap(PackedEnc&& e) {
     nb::object inst = nb::inst_alloc(type_);
     if (!inst.is_valid()) throw nb::python_error();
-    Encoding* enc = new (nb::inst_ptr<Encoding>(inst)) Encoding(std::move(e), table_);
+    Encoding* enc = new (nb::inst_ptr<Encoding>(inst)) Encoding(std::move(e), table_, true);
     nb::inst_mark_ready(inst);  // (from here on the instance destroys what it holds)
     enc->build_unseen(Encoding::kIds);
     return inst.release().ptr();
