@@ -109,6 +109,7 @@ class Batch {
         if (!spin(room))
             while (!room()) std::this_thread::yield();
         std::shared_lock<std::shared_mutex> reading(p_.cache.mutex);
+        if (w == 1) p_.cache.make_spare();  // (first: the caller starts encoding meanwhile)
         Worker me;
         me.index = w;
         me.ws.holds_cache = false;
