@@ -33,7 +33,7 @@ try:
 except ImportError as e:  # not compiled here: the pure-Python path
     _corelib, _MISSING = None, f"{type(e).__name__}: {e}"
 else:  # the lists of dropped batch Encodings wait for the next batch; at the latest, a collection frees them
-    gc.callbacks.append(_corelib.free_dropped_fields)
+    gc.callbacks.append(_corelib.free_dropped)
 
 __all__ = ["available", "build_core", "describe"]
 

@@ -32,7 +32,7 @@ void PyInputs::gather(size_t i, PyObject* item) {
 void PyBatch::take(const std::vector<Span>& spans) {
     nb::gil_scoped_acquire gil;
     if (failed_) return;
-    free_dropped_fields();  // (here, while the helpers go on encoding: see Encoding::~Encoding)
+    free_dropped();  // (here, while the helpers go on encoding: see Encoding::~Encoding)
     try {
         for (const Span& s : spans)
             for (size_t i = s.begin; i < s.end; ++i)

@@ -26,28 +26,46 @@ int32_t* Slab::take(Slab*& slab, size_t bytes) {
 }
 
 namespace {
-constexpr size_t kDroppedFields = size_t{1} << 14;  // fields waiting at most (~4 MiB of English ids lists)
-std::vector<PyObject*>& dropped_fields() {
-    static auto* fields = new std::vector<PyObject*>;  // (never destroyed: the process may end with some)
-    return *fields;
+constexpr size_t kDropped = size_t{1} << 14;  // fields (or the rest) waiting at most (~4 MiB of English ids)
+struct Dropped {
+    std::vector<PyObject*> fields;
+    std::vector<std::shared_ptr<TokenTable>> tables;
+    std::vector<Slab*> slabs;
+};
+Dropped& dropped() {
+    static auto* waiting = new Dropped;  // (never destroyed: the process may end with some)
+    return *waiting;
 }
 }  // namespace
 
 void drop_field(PyObject* field) noexcept {
-    std::vector<PyObject*>& waiting = dropped_fields();
-    if (waiting.size() >= kDroppedFields) free_dropped_fields();
+    std::vector<PyObject*>& fields = dropped().fields;
+    if (fields.size() >= kDropped) free_dropped();
     try {
-        waiting.push_back(field);
+        fields.push_back(field);
     } catch (...) {  // (no memory to wait in: freed now)
         Py_DECREF(field);
     }
 }
 
-void free_dropped_fields() noexcept {
-    std::vector<PyObject*> now;
-    now.swap(dropped_fields());  // (freeing a list of Encodings drops more fields: they wait in a new list)
-    for (PyObject* field : now) Py_DECREF(field);
+void drop_rest(std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept {
+    Dropped& waiting = dropped();
+    if (waiting.tables.size() >= kDropped || waiting.slabs.size() >= kDropped) free_dropped();
+    try {
+        if (table) waiting.tables.push_back(std::move(table));
+        if (slab) waiting.slabs.push_back(std::exchange(slab, nullptr));
+    } catch (...) {  // (no memory to wait in: released now)
+        table.reset();
+        if (slab) slab->release();
+    }
 }
+
+void free_dropped() noexcept {
+    Dropped now;
+    std::swap(now, dropped());  // (freeing a list of Encodings drops more: they wait in a new one)
+    for (PyObject* field : now.fields) Py_DECREF(field);
+    for (Slab* slab : now.slabs) slab->release();
+}  // (then the tables: their last reference frees one, its Python objects with it)
 
 PackedEnc::PackedEnc(const Enc& e, Slab** slab) : customs(e.customs), overflowing(e.overflowing), n_(e.size()) {
     const size_t words = 5 * n_ + (2 * n_ + 3) / 4;
@@ -235,8 +253,8 @@ void bind_encoding(nb::module_& m) {
     // Pooled: up to 4,096 dropped Encodings (~170 bytes each) are kept for the next ones, which skips both
     // the allocation and nanobind's instance registry (callgrind: dropping one took 365 instructions, 125 with
     // the pool and the slabs; making one 790 -> 670).
-    m.def("free_dropped_fields", [](nb::handle phase, nb::handle) {  // as a gc callback (phase, info)
-        if (nb::str("start").equal(phase)) free_dropped_fields();
+    m.def("free_dropped", [](nb::handle phase, nb::handle) {  // as a gc callback (phase, info)
+        if (nb::str("start").equal(phase)) free_dropped();
     });
     nb::class_<Encoding> enc(m, "Encoding", nb::type_slots(encoding_slots), nb::pooled(4096));
     enc.def("__len__", &Encoding::length);

@@ -48,12 +48,6 @@ struct TokenTable {
     }
 };
 
-// The fields (lists) of dropped batch Encodings wait here (see Encoding::~Encoding) until the next batch's
-// calling thread frees them while its helpers encode (PyBatch::take), a garbage collection starts (core.py
-// registers free_dropped_fields as a gc callback), or kDroppedFields wait. All with the GIL held.
-void drop_field(PyObject* field) noexcept;  // (steals the reference)
-void free_dropped_fields() noexcept;
-
 // Memory into which one worker of a batch packs encodings one after another (PackedEnc): one allocation for
 // many, freed with the last encoding in it. Made and freed one per text, the blocks cost more than the rest
 // of dropping a batch's Encodings (callgrind: free 140 of 270 instructions an Encoding), and that drop is
@@ -75,6 +69,14 @@ class Slab {
     size_t used_ = 0;              // bytes after the header
 };
 
+// What dropped batch Encodings leave (see Encoding::~Encoding): their fields (lists), their references to the
+// token table and their slabs wait here until the next batch's calling thread frees them while its helpers
+// encode (PyBatch::take), a garbage collection starts (core.py registers free_dropped as a gc callback), or
+// kDropped of them wait. All with the GIL held.
+void drop_field(PyObject* field) noexcept;  // (steals the reference)
+void drop_rest(std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept;
+void free_dropped() noexcept;
+
 // An encoding as an Encoding keeps it: the per-token arrays in one block (one allocation to make and to
 // free, in one place, where six vectors were six, wherever the heap had room: in a long-running process's
 // fragmented heap that made a batch on one thread half as fast), in a slab of the batch's (see Slab) or an
@@ -91,6 +93,12 @@ class PackedEnc {
     ~PackedEnc() { free(); }
 
     size_t size() const { return n_; }
+    // Its slab, which it no longer releases (null: it has a block of its own, which it still frees).
+    Slab* leave_slab() {
+        if (!slab_) return nullptr;
+        block_ = nullptr;
+        return std::exchange(slab_, nullptr);
+    }
     const int32_t* ids() const { return block_; }
     const int32_t* tokens() const { return block_ + n_; }
     const int32_t* type_ids() const { return block_ + 2 * n_; }
@@ -114,13 +122,15 @@ struct Encoding {
     Encoding(PackedEnc&& e, std::shared_ptr<TokenTable> t, bool batch = false)
         : enc(std::move(e)), table(std::move(t)), batch(batch) {}
     Encoding(Encoding&&) = default;
-    // A batch's Encoding leaves its lists to be freed later (drop_field): Python drops a batch's Encodings and
-    // their lists after the call, serial work while the helpers wait (freeing 1,000 lists of English ids took
-    // ~30 us, ~6% of a batch on 2 threads), which the next batch's calling thread does while its helpers encode.
+    // A batch's Encoding leaves its lists, its reference to the table and its slab to be freed later (drop_field,
+    // drop_rest): Python drops a batch's Encodings and their lists after the call, serial work while the helpers
+    // wait (freeing 1,000 lists of English ids took ~30 us, ~6% of a batch on 2 threads, and the two atomic
+    // releases ~5), which the next batch's calling thread does while its helpers encode.
     ~Encoding() {
         if (!batch) return;
         for (nb::object& field : fields)
             if (field.is_valid()) drop_field(field.release().ptr());
+        drop_rest(std::move(table), enc.leave_slab());
     }
 
     PackedEnc enc;
