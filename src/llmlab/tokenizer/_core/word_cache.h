@@ -126,6 +126,31 @@ inline bool take(std::atomic<size_t>& used, size_t limit, size_t n, size_t block
     return true;
 }
 
+// Zeroed memory from calloc, which leaves the zeroing to the kernel where the memory is fresh pages (a large
+// block, mapped for it): a vector of n cells is then zero without touching its pages, which fault in as cells are
+// written, by whichever thread writes them (beside its work, in a batch). Cells made without a value stay as
+// calloc made them (zero).
+template <class T>
+struct Calloc {
+    using value_type = T;
+    Calloc() = default;
+    template <class U>
+    Calloc(const Calloc<U>&) {}
+    T* allocate(size_t n) {
+        void* p = std::calloc(n, sizeof(T));
+        if (!p) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t) noexcept { std::free(p); }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        if constexpr (sizeof...(Args) > 0) ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+    bool operator==(const Calloc&) const { return true; }
+    bool operator!=(const Calloc&) const { return false; }
+};
+using Cells = std::vector<uint64_t, Calloc<uint64_t>>;
+
 }  // namespace cache_detail
 
 class WordCache {
@@ -230,12 +255,14 @@ class WordCache {
 
     // Before threads insert together: room for `words` new words (8 characters and 4 tokens each, on
     // average). The caller holds `mutex` alone. Where the next reserve of as many words will rebuild the index,
-    // its new index is wanted from one of the threads (make_spare).
+    // its new index is wanted from one of the threads (make_spare); not at the first (a tokenizer may encode
+    // one batch: the Chinese lines of the bench are one, whose spare went unused).
     void reserve(size_t words) {
+        const size_t used = entry_used_.load(std::memory_order_relaxed);
         make_room(words, words * (Record::bytes(8, 4) + kLine / 2));
-        const size_t next = entry_used_.load(std::memory_order_relaxed) + 2 * words + kBlock;
-        spare_wanted_ = 2 * next > slots_.size() && next < capacity_ ? 2 * slots_.size() : 0;
-        if (spare_.size() != spare_wanted_) std::vector<uint64_t>().swap(spare_);  // (not kept unwanted)
+        const size_t next = used + 2 * words + kBlock;
+        spare_wanted_ = used && 2 * next > slots_.size() && next < capacity_ ? 2 * slots_.size() : 0;
+        if (spare_.size() != spare_wanted_) cache_detail::Cells().swap(spare_);  // (not kept unwanted)
     }
     // The index the next rebuild wants, zeroed now by one of the threads inserting together (holding `mutex`
     // shared), while the others go on: a rebuild's new pages (a fault each: 512 KiB took ~250 of the ~320 us of
@@ -324,11 +351,11 @@ class WordCache {
     }
 
     void rehash(size_t size) {  // (alone) the index with `size` cells, from the old one's
-        std::vector<uint64_t> old;
+        cache_detail::Cells old;
         if (spare_.size() == size)
             old.swap(spare_);  // (zeroed: see make_spare)
         else
-            old.assign(size, 0);
+            old = cache_detail::Cells(size);  // (the first index: its pages fault in as the batch's words come)
         slots_.swap(old);
         mask_ = size - 1;
         for (uint64_t cell : old) {
@@ -342,9 +369,9 @@ class WordCache {
     // Index cells of words longer than one character: 0 is empty, else the low half of the word's hash
     // (above: where the word's probe starts, read again by a rehash, and what tells most other words apart)
     // and its record's byte + 1 (below).
-    std::vector<uint64_t> slots_;
+    cache_detail::Cells slots_;
     size_t mask_ = 0;                        // its size - 1
-    std::vector<uint64_t> spare_;            // zeroed cells for the next rebuild (see make_spare)
+    cache_detail::Cells spare_;              // zeroed cells for the next rebuild (see make_spare)
     size_t spare_wanted_ = 0;                // its size, or 0: none wanted
     cache_detail::Pages<uint32_t> singles_;  // by code point below kSingles: a cell (see kInline)
     cache_detail::Pages<unsigned char> bytes_;  // the records
