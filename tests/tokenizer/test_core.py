@@ -130,9 +130,8 @@ def test_the_core_encodings_fields_read_set_and_refuse_deletion(pipelines, corpu
     e, want = fast.encode(corpus[0], corpus[1]), pure.encode(corpus[0], corpus[1])
     assert type(e).__name__ == "Encoding" and type(e) is not type(want)
     assert fields(e) == fields(want)
-    name = "".join(
-        ["i", "ds"]
-    )  # (not the interned "ids" the code passes: the type's lookup, not the fast path)
+    # `ids` under a name that is not the interned "ids" code passes: the type's lookup, not the fast path
+    name = "".join(["i", "ds"])
     assert name is not "ids" and getattr(e, name) is e.ids  # noqa: F632
     e.ids, e.tokens = [7, 8], ["a", "b"]
     assert (e.ids, e.tokens, len(e), getattr(e, name)) == ([7, 8], ["a", "b"], 2, [7, 8])
