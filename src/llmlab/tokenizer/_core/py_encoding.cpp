@@ -26,7 +26,7 @@ int32_t* Slab::take(Slab*& slab, size_t bytes) {
 }
 
 namespace {
-constexpr size_t kDropped = size_t{1} << 14;  // fields (or the rest) waiting at most (~4 MiB of English ids)
+constexpr size_t kDropped = size_t{1} << 14;  // fields (or Encodings) waiting at most (~4 MiB of English ids)
 struct Dropped {
     std::vector<PyObject*> fields;
     std::vector<std::shared_ptr<TokenTable>> tables;
@@ -38,23 +38,18 @@ Dropped& dropped() {
 }
 }  // namespace
 
-void drop_field(PyObject* field) noexcept {
-    std::vector<PyObject*>& fields = dropped().fields;
-    if (fields.size() >= kDropped) free_dropped();
-    try {
-        fields.push_back(field);
-    } catch (...) {  // (no memory to wait in: freed now)
-        Py_DECREF(field);
-    }
-}
-
-void drop_rest(std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept {
+void drop_later(nb::object* fields, size_t count, std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept {
     Dropped& waiting = dropped();
-    if (waiting.tables.size() >= kDropped || waiting.slabs.size() >= kDropped) free_dropped();
+    if (waiting.fields.size() >= kDropped || waiting.tables.size() >= kDropped) free_dropped();
     try {
+        for (size_t f = 0; f < count; ++f)
+            if (fields[f].is_valid()) {
+                waiting.fields.push_back(fields[f].ptr());
+                fields[f].release();
+            }
         if (table) waiting.tables.push_back(std::move(table));
         if (slab) waiting.slabs.push_back(std::exchange(slab, nullptr));
-    } catch (...) {  // (no memory to wait in: released now)
+    } catch (...) {  // (no memory to wait in: the rest is freed now; fields not taken stay with the Encoding)
         table.reset();
         if (slab) slab->release();
     }

@@ -73,8 +73,7 @@ class Slab {
 // token table and their slabs wait here until the next batch's calling thread frees them while its helpers
 // encode (PyBatch::take), a garbage collection starts (core.py registers free_dropped as a gc callback), or
 // kDropped of them wait. All with the GIL held.
-void drop_field(PyObject* field) noexcept;  // (steals the reference)
-void drop_rest(std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept;
+void drop_later(nb::object* fields, size_t count, std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept;
 void free_dropped() noexcept;
 
 // An encoding as an Encoding keeps it: the per-token arrays in one block (one allocation to make and to
@@ -122,15 +121,12 @@ struct Encoding {
     Encoding(PackedEnc&& e, std::shared_ptr<TokenTable> t, bool batch = false)
         : enc(std::move(e)), table(std::move(t)), batch(batch) {}
     Encoding(Encoding&&) = default;
-    // A batch's Encoding leaves its lists, its reference to the table and its slab to be freed later (drop_field,
-    // drop_rest): Python drops a batch's Encodings and their lists after the call, serial work while the helpers
+    // A batch's Encoding leaves its lists, its reference to the table and its slab to be freed later
+    // (drop_later): Python drops a batch's Encodings and their lists after the call, serial work while the helpers
     // wait (freeing 1,000 lists of English ids took ~30 us, ~6% of a batch on 2 threads, and the two atomic
     // releases ~5), which the next batch's calling thread does while its helpers encode.
     ~Encoding() {
-        if (!batch) return;
-        for (nb::object& field : fields)
-            if (field.is_valid()) drop_field(field.release().ptr());
-        drop_rest(std::move(table), enc.leave_slab());
+        if (batch) drop_later(fields, 7, std::move(table), enc.leave_slab());
     }
 
     PackedEnc enc;
