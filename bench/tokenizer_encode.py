@@ -7,8 +7,9 @@ valid.txt, one encode per line, MB/s of UTF-8 input):
   moved a row's ours/fastest by a third);
 - warm loop: the same encoder again after one pass;
 - batch: batches of 1,000 lines on 1 and 2 threads (engines whose batch threads can be set), cold, the 1- and
-  2-thread passes taking turns; "ids batch": the same through llmlab's `encode_batch_ids` (one ids buffer per
-  batch, no Python list per line); a last section prints 2 threads over 1 for each, beside what the machine
+  2-thread passes of every engine and row taking turns (a slow spell of the machine costs each row a few
+  passes, not all of one row's); "ids batch": the same through llmlab's `encode_batch_ids` (one ids buffer
+  per batch, no Python list per line); a last section prints 2 threads over 1 for each, beside what the machine
   gives two processes that share nothing (llmlab's 1-thread ids batch pass in 2 processes at once over 1
   process alone, in turn with its 1- and 2-thread passes): 2 threads cannot beat that, and on a shared
   machine it varies from run to run;
@@ -177,7 +178,7 @@ def memory_child(spec_json: str, data: Path, work: Path, quick: bool) -> dict:
 
 def bench_encode(args, data: Path, work: Path) -> list[dict]:
     """Every row of every vocabulary and language; prints the tables."""
-    rows, overhead = [], []
+    contexts = []  # (model, lang, engines, texts) of every row
     for model in MODELS:
         for lang in ("en", "zh"):
             try:
@@ -185,33 +186,50 @@ def bench_encode(args, data: Path, work: Path) -> list[dict]:
             except Exception as e:  # noqa: BLE001
                 log(f"no {model} {lang} vocabulary: {e}")
                 continue
-            found = engines(model, paths)
-            texts = valid_lines(data, lang, args.quick)
-            rows += measure_rows(args, model, lang, found, texts)
-            if lang == "en":
-                overhead.append(overhead_row(args, model, found, sst2_sentences(data)))
+            contexts.append((model, lang, engines(model, paths), valid_lines(data, lang, args.quick)))
+    batch_seconds = batch_turns(contexts, args.repeats)
+    rows, overhead = [], []
+    for model, lang, found, texts in contexts:
+        rows += measure_rows(args, model, lang, found, texts, batch_seconds)
+        if lang == "en":
+            overhead.append(overhead_row(args, model, found, sst2_sentences(data)))
     print_rows(rows, overhead)
     return rows + overhead
 
 
-def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> list[dict]:
-    on_threads = {}  # (engine, batch call) -> (MB/s on 1 thread, on 2), measured in turn
-    turns = []  # llmlab's ids batch: seconds of each turn's passes (1 thread, 2 threads, 1 process, 2 processes)
-
-    def batch(threads: int, call: int = 1):
-        def rate(f):
+def batch_turns(contexts: list, repeats: int) -> dict:
+    """(engine factory, batch call) -> seconds of each of its batch measures' passes (1 thread, 2 threads; for
+    llmlab's ids batch also 1 process, 2 processes), every row's measures taking turns: a pass of each measure
+    of every row, then the next. The machine has slow spells of seconds in which two threads that share memory
+    scale far less (two processes do not): taking turns across the rows, such a spell costs each row a few of
+    its passes instead of all of one row's (see README, "2 threads over 1")."""
+    plans = []  # ((factory, call), measures, texts)
+    for _model, _lang, found, texts in contexts:
+        for f in found.values():
             encoder = f()
-            if len(encoder) <= call or not encoder[call]:
-                return None
-            if (f, call) not in on_threads:
+            for call in (1, 2):
+                if len(encoder) <= call or not encoder[call]:
+                    continue
                 measures = [in_this_process(batches(1, call)), in_this_process(batches(2, call))]
                 if f is found.get("llmlab") and call == 2:  # what 2 processes get, in the same turns
                     measures += [in_processes(batches(1, call), 1), in_processes(batches(1, call), 2)]
-                seconds = seconds_in_turn(measures, f, texts, args.repeats)
-                on_threads[f, call] = [mb(texts) / min(s) for s in seconds]
-                if len(seconds) == 4:
-                    turns.extend(seconds)
-            return on_threads[f, call][threads - 1]
+                plans.append(((f, call), measures, texts))
+    seconds = {key: [[] for _ in measures] for key, measures, _ in plans}
+    for turn in range(repeats):
+        log(f"encode batch passes, turn {turn + 1} of {repeats} (every row's)")
+        for (f, call), measures, texts in plans:
+            for k, measure in enumerate(measures):
+                seconds[f, call][k].append(measure(f, texts))
+    return seconds
+
+
+def measure_rows(
+    args, model: str, lang: str, found: dict, texts: list[str], batch_seconds: dict
+) -> list[dict]:
+    def batch(threads: int, call: int = 1):
+        def rate(f):
+            seconds = batch_seconds.get((f, call))
+            return mb(texts) / min(seconds[threads - 1]) if seconds else None
 
         return rate
 
@@ -239,10 +257,10 @@ def measure_rows(args, model: str, lang: str, found: dict, texts: list[str]) -> 
             log(f"encode {model} {lang} {mode}: {name}")
             row[name] = fn(factory)
         rows.append(row)
-    ids = on_threads.get((found.get("llmlab"), 2), ())
-    if len(ids) == 4:  # (MB/s: 1 thread, 2 threads, 1 process, 2 processes)
+    turns = batch_seconds.get((found.get("llmlab"), 2), ())
+    if len(turns) == 4:  # seconds of each turn's passes: 1 thread, 2 threads, 1 process, 2 processes
         over = {
-            "2 processes over 1": ids[3] / ids[2],
+            "2 processes over 1": min(turns[2]) / min(turns[3]),
             "ids 2 threads over 1, median of turns": median_ratio(turns[0], turns[1]),
             "2 processes over 1, median of turns": median_ratio(turns[2], turns[3]),
         }
