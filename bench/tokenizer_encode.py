@@ -54,11 +54,14 @@ def mb(texts: list[str]) -> float:
     return sum(len(t.encode()) for t in texts) / 1e6
 
 
-def seconds_in_turn(measures, factory, texts: list[str], repeats: int) -> list[list[float]]:
+def seconds_in_turn(measures, factory, texts: list[str], repeats: int, label: str = "") -> list[list[float]]:
     """Seconds of `repeats` passes of each measure, the measures taking turns (a pass of each, then the next
-    pass of each): a slow spell of a shared machine hits them alike, so that their ratio holds."""
+    pass of each): a slow spell of a shared machine hits them alike, so that their ratio holds. `label`: a
+    progress line per turn."""
     seconds = [[] for _ in measures]
-    for _ in range(repeats):
+    for turn in range(repeats):
+        if label:
+            log(f"{label}, turn {turn + 1} of {repeats}")
         for k, measure in enumerate(measures):
             seconds[k].append(measure(factory, texts))
     return seconds
@@ -203,7 +206,7 @@ def batch_turns(contexts: list, repeats: int) -> dict:
     of every row, then the next. The machine has slow spells of seconds in which two threads that share memory
     scale far less (two processes do not): taking turns across the rows, such a spell costs each row a few of
     its passes instead of all of one row's (see README, "2 threads over 1")."""
-    plans = []  # ((factory, call), measures, texts)
+    keys, bound = [], []  # (factory, call) of each measure; the measure bound to its engine and texts
     for _model, _lang, found, texts in contexts:
         for f in found.values():
             encoder = f()
@@ -213,13 +216,11 @@ def batch_turns(contexts: list, repeats: int) -> dict:
                 measures = [in_this_process(batches(1, call)), in_this_process(batches(2, call))]
                 if f is found.get("llmlab") and call == 2:  # what 2 processes get, in the same turns
                     measures += [in_processes(batches(1, call), 1), in_processes(batches(1, call), 2)]
-                plans.append(((f, call), measures, texts))
-    seconds = {key: [[] for _ in measures] for key, measures, _ in plans}
-    for turn in range(repeats):
-        log(f"encode batch passes, turn {turn + 1} of {repeats} (every row's)")
-        for (f, call), measures, texts in plans:
-            for k, measure in enumerate(measures):
-                seconds[f, call][k].append(measure(f, texts))
+                keys += [(f, call)] * len(measures)
+                bound += [lambda _f, _t, m=m, f=f, texts=texts: m(f, texts) for m in measures]
+    seconds = {}
+    for key, s in zip(keys, seconds_in_turn(bound, None, None, repeats, "encode batch passes"), strict=True):
+        seconds.setdefault(key, []).append(s)
     return seconds
 
 
