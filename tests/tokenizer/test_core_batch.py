@@ -256,9 +256,10 @@ def test_encodings_kept_from_a_dropped_batch_keep_their_fields(paths, lines, thr
 
 
 def test_the_fields_of_dropped_batch_encodings_are_freed_by_the_next_batch_or_a_collection(paths, lines):
-    """A batch's Encoding, dropped, leaves its lists to be freed by the next batch's calling thread while its
-    helpers encode (Python freed them after the batch, serial work), or at the start of a garbage collection,
-    or once 16,384 wait; an Encoding of a single `encode` frees its own at once."""
+    """A batch's Encoding, dropped, leaves its lists to be freed by the next batches' calling thread while
+    their helpers encode (Python freed them after the batch, serial work), as many as each batch makes, the
+    last dropped first; or all at the start of a garbage collection, or when their tokenizer goes, or once
+    16,384 wait; an Encoding of a single `encode` frees its own at once."""
     import gc
     import weakref
 
@@ -281,6 +282,8 @@ def test_the_fields_of_dropped_batch_encodings_are_freed_by_the_next_batch_or_a_
         waiting = dropped(tok.encode_batch(lines[:600], num_threads=2))
         assert all(r() is not None for r in waiting)
         assert len(tok.encode_batch(lines[600:900], num_threads=2)) == 300
+        assert sum(r() is None for r in waiting) == 150  # (300 lists: two of each Encoding)
+        assert len(tok.encode_batch(lines[:1200], num_threads=2)) == 1200  # (the 300's lists, then the rest)
         assert all(r() is None for r in waiting)
 
         waiting = dropped(tok.encode_batch(lines[:600], num_threads=1))
@@ -290,6 +293,29 @@ def test_the_fields_of_dropped_batch_encodings_are_freed_by_the_next_batch_or_a_
 
         many = dropped(tok.encode_batch(lines[:50] * 400, num_threads=2))  # 20,000 (each has two lists)
         assert sum(r() is not None for r in many) <= 16384 // 2
+
+        other = Tokenizer.load(paths["bpe"])
+        waiting = dropped(other.encode_batch(lines[:600], num_threads=2))
+        assert all(r() is not None for r in waiting)
+        del other  # (what they left goes with it: not in another tokenizer's next batch)
+        assert all(r() is None for r in waiting)
     finally:
         if enabled:
             gc.enable()
+
+
+def test_batches_that_drop_the_last_ones_encodings_start_no_garbage_collection(paths, lines):
+    """Python's collector counts the containers made minus those freed and collects generation 0 once the
+    count passes 700. A batch frees what the last one's dropped Encodings left as it makes its own (as many
+    lists as it makes, after making them): a loop of batches of 1,000 that reads their ids and drops them
+    keeps the count where it was (freeing them all first, then making 1,000, started a collection after
+    every batch: serial work on 2 threads)."""
+    import gc
+
+    tok = Tokenizer.load(paths["bert"])
+    batches = [(lines * 8)[i : i + 1000] for i in range(0, 20_000, 1000)]
+    for threads in (1, 2):
+        before = gc.get_stats()[0]["collections"]
+        for batch in batches:
+            assert len([e.ids for e in tok.encode_batch(batch, num_threads=threads)]) == 1000
+        assert gc.get_stats()[0]["collections"] - before <= 2  # (20 before)

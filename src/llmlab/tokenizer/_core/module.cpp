@@ -38,6 +38,12 @@ struct Core {
     Enc output;  // reused too (an Encoding packs a copy): a single encode allocates once, not six times
     static constexpr size_t kKeptTokens = size_t{1} << 16;
 
+    // What dropped Encodings left waits for the next batch (see drop_later), which may be another
+    // tokenizer's: it is freed here, with this core (the last references to its table may be among it), not
+    // in that batch, where freeing a table (30k strs and ints) was ~0.5 ms of serial work: the first batch
+    // of a fresh WordPiece English tokenizer after another one on 2 threads, 1.6 -> 1.0 ms.
+    ~Core() { free_dropped(); }
+
     explicit Core(nb::dict d) {
         nb::list entries = nb::borrow<nb::list>(d["token_table"]);
         table->reserve(entries);

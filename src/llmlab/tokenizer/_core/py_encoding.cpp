@@ -55,11 +55,16 @@ void drop_later(nb::object* fields, size_t count, std::shared_ptr<TokenTable>&& 
     }
 }
 
-void free_dropped() noexcept {
-    Dropped now;
-    std::swap(now, dropped());  // (freeing a list of Encodings drops more: they wait in a new one)
-    for (PyObject* field : now.fields) Py_DECREF(field);
-    for (Slab* slab : now.slabs) slab->release();
+void free_dropped(size_t fields) noexcept {
+    Dropped& waiting = dropped();
+    std::vector<std::shared_ptr<TokenTable>> tables = std::exchange(waiting.tables, {});
+    std::vector<Slab*> slabs = std::exchange(waiting.slabs, {});
+    for (size_t k = 0; k < fields && !waiting.fields.empty(); ++k) {  // (the last dropped first)
+        PyObject* field = waiting.fields.back();
+        waiting.fields.pop_back();
+        Py_DECREF(field);  // (freeing a list of Encodings drops more: they wait behind, or are freed now)
+    }
+    for (Slab* slab : slabs) slab->release();
 }  // (then the tables: their last reference frees one, its Python objects with it)
 
 PackedEnc::PackedEnc(const Enc& e, Slab** slab) : customs(e.customs), overflowing(e.overflowing), n_(e.size()) {

@@ -9,6 +9,7 @@
 #include <nanobind/nanobind.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -71,10 +72,11 @@ class Slab {
 
 // What dropped batch Encodings leave (see Encoding::~Encoding): their fields (lists), their references to the
 // token table and their slabs wait here until the next batch's calling thread frees them while its helpers
-// encode (PyBatch::take), a garbage collection starts (core.py registers free_dropped as a gc callback), or
-// kDropped of them wait. All with the GIL held.
+// encode (PyBatch::take), a garbage collection starts (core.py registers free_dropped as a gc callback), their
+// tokenizer's core is freed (~Core), or kDropped of them wait. All with the GIL held.
 void drop_later(nb::object* fields, size_t count, std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept;
-void free_dropped() noexcept;
+// Frees the tables' references and the slabs waiting, and `fields` of the fields (the last dropped first).
+void free_dropped(size_t fields = SIZE_MAX) noexcept;
 
 // An encoding as an Encoding keeps it: the per-token arrays in one block (one allocation to make and to
 // free, in one place, where six vectors were six, wherever the heap had room: in a long-running process's
