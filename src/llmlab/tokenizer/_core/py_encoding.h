@@ -71,9 +71,10 @@ class Slab {
 };
 
 // What dropped batch Encodings leave (see Encoding::~Encoding): their fields (lists), their references to the
-// token table and their slabs wait here until the next batch's calling thread frees them while its helpers
-// encode (PyBatch::take), a garbage collection starts (core.py registers free_dropped as a gc callback), their
-// tokenizer's core is freed (~Core), or kDropped of them wait. All with the GIL held.
+// token table and their slabs wait here until the next batches' calling threads free them while their helpers
+// encode (PyBatch::take: as many lists as each makes), a garbage collection starts (core.py registers
+// free_dropped as a gc callback), a tokenizer's core is freed (~Core), or kDropped of them wait. All with the
+// GIL held.
 void drop_later(nb::object* fields, size_t count, std::shared_ptr<TokenTable>&& table, Slab* slab) noexcept;
 // Frees the tables' references and the slabs waiting, and `fields` of the fields (the last dropped first).
 void free_dropped(size_t fields = SIZE_MAX) noexcept;
