@@ -256,7 +256,7 @@ def test_encodings_kept_from_a_dropped_batch_keep_their_fields(paths, lines, thr
 
 
 def test_the_fields_of_dropped_batch_encodings_are_freed_by_the_next_batch_or_a_collection(paths, lines):
-    """A batch's Encoding, dropped, leaves its lists to be freed by the next batches' calling thread while
+    """A batch's Encoding, dropped, leaves its lists to be freed by the next batches' calling threads while
     their helpers encode (Python freed them after the batch, serial work), as many as each batch makes, the
     last dropped first; or all at the start of a garbage collection, or when their tokenizer goes, or once
     16,384 wait; an Encoding of a single `encode` frees its own at once."""
@@ -304,6 +304,9 @@ def test_the_fields_of_dropped_batch_encodings_are_freed_by_the_next_batch_or_a_
             gc.enable()
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 14), reason="CPython 3.14's incremental collector counts otherwise"
+)
 def test_batches_that_drop_the_last_ones_encodings_start_no_garbage_collection(paths, lines):
     """Python's collector counts the containers made minus those freed and collects generation 0 once the
     count passes 700. A batch frees what the last one's dropped Encodings left as it makes its own (as many
@@ -313,7 +316,8 @@ def test_batches_that_drop_the_last_ones_encodings_start_no_garbage_collection(p
     import gc
 
     tok = Tokenizer.load(paths["bert"])
-    batches = [(lines * 8)[i : i + 1000] for i in range(0, 20_000, 1000)]
+    cycled = lines * 8  # (2,540 lines: 20,320)
+    batches = [cycled[i : i + 1000] for i in range(0, 20_000, 1000)]
     for threads in (1, 2):
         before = gc.get_stats()[0]["collections"]
         for batch in batches:
